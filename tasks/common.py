@@ -1,0 +1,180 @@
+"""Shared plumbing for the pipeline steps: params, partition paths, atomic writes, hashing.
+
+Everything here is free of heavy imports so `python -m tasks.<step> --help` and the
+Airflow DAG parser stay fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOG = logging.getLogger("freshrec")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATE_FORMAT = "%Y-%m-%d"
+
+
+class FreshrecError(RuntimeError):
+    """An error a person must act on; the message says what is wrong and what to do."""
+
+
+class ValidationFailed(FreshrecError):
+    """The day's events failed validation and were quarantined."""
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def parse_day(value: str | dt.date) -> dt.date:
+    """Parse a partition day (YYYY-MM-DD); a logical date is a day, never `now()`."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.datetime.strptime(str(value)[:10], DATE_FORMAT).date()
+    except ValueError as exc:
+        raise FreshrecError(f"bad date {value!r}: expected YYYY-MM-DD") from exc
+
+
+def day_str(day: dt.date) -> str:
+    return day.strftime(DATE_FORMAT)
+
+
+def day_bounds(day: dt.date) -> tuple[int, int]:
+    """[start, end) of a UTC day in epoch seconds."""
+    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
+    return start, start + 86_400
+
+
+def epoch_seconds(ts) -> "np.ndarray":  # noqa: F821 - numpy stays a lazy import here
+    """UTC epoch seconds of a timestamp Series, whatever its stored unit (s, ms, us, ns)."""
+    return ts.dt.as_unit("s").astype("int64").to_numpy()
+
+
+def load_params(path: Path | str | None = None) -> dict[str, Any]:
+    path = Path(path) if path else Path(os.environ.get("FRESHREC_PARAMS", PROJECT_ROOT / "params.yaml"))
+    if not path.exists():
+        raise FreshrecError(f"params file {path} not found: run from the project root or set FRESHREC_PARAMS")
+    with path.open() as f:
+        return yaml.safe_load(f)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each partition and artifact lives under the data root (ARCHITECTURE.md)."""
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> Layout:
+        return cls(Path(os.environ.get("FRESHREC_DATA", PROJECT_ROOT / "data")))
+
+    def raw(self, day: dt.date) -> Path:
+        return self.root / "raw" / "events" / f"date={day_str(day)}"
+
+    def raw_events_root(self) -> Path:
+        return self.root / "raw" / "events"
+
+    def quarantine(self, day: dt.date) -> Path:
+        return self.root / "quarantine" / f"date={day_str(day)}"
+
+    def items(self, day: dt.date) -> Path:
+        """The item catalogue as the upstream app knew it on `day`."""
+        return self.root / "raw" / "items" / f"date={day_str(day)}"
+
+    def features(self) -> Path:
+        return self.root / "features"
+
+    def reports(self, kind: str, day: dt.date) -> Path:
+        return self.root / "reports" / kind / f"date={day_str(day)}"
+
+    def run(self, day: dt.date) -> Path:
+        return self.root / "runs" / f"date={day_str(day)}"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_dir(path: Path) -> str:
+    """Order-independent digest of every file under `path` (names and contents)."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(p.relative_to(path).as_posix().encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Write JSON atomically: readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: Path) -> Any:
+    with path.open() as f:
+        return json.load(f)
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a scratch dir that replaces `target` only if the block finishes.
+
+    A crash midway leaves `target` as it was (old content or absent), never half-written.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def git_commit() -> str:
+    """The code version for lineage; `unknown` outside a git checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()

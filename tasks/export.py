@@ -1,0 +1,147 @@
+"""Export: the challenger as ONNX (fp32 and dynamic int8), scoring and top-K inside the graph.
+
+Graph: item_ids int64 (batch, max_len), left-padded -> scores float32 (batch, K),
+items int64 (batch, K) (internal indices; `items.json` maps index i to item id i-1).
+Parity against torch on the day's holdout histories: mean top-K overlap and max
+|score difference|; fp32 must pass or the export fails; int8 that falls short is
+recorded as not servable rather than failing the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.seqrec import SeqRecModel, TopKScorer
+from tasks.common import FreshrecError, Layout, atomic_dir, load_params, parse_day, setup_logging, write_json
+from tasks.history import left_pad
+
+LOG = logging.getLogger(__name__)
+FP32_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+EXPORT_FILE = "export.json"
+
+
+@dataclass(frozen=True)
+class Parity:
+    variant: str
+    overlap: float  # mean |top-K(torch) ∩ top-K(onnx)| / K
+    max_abs_diff: float  # over matching positions' scores
+    passed: bool
+
+
+def export_onnx(model: SeqRecModel, out: Path, top_k: int, opset: int) -> None:
+    scorer = TopKScorer(model.eval(), top_k).eval()
+    example = torch.ones(2, model.config.max_len, dtype=torch.long)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(
+        scorer, (example,), str(out), input_names=["item_ids"], output_names=["scores", "items"],
+        dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True, verbose=False,
+        external_data=False,  # one self-contained file: the registry checksums files, not folders
+    )
+
+
+def quantize_int8(fp32: Path, out: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepped = out.with_name("prepped.onnx")
+    quant_pre_process(str(fp32), str(prepped), skip_symbolic_shape=True)  # symbolic inference fails on this graph
+    quantize_dynamic(str(prepped), str(out), weight_type=QuantType.QInt8)
+    prepped.unlink()
+
+
+def session(path: Path, threads: int = 2):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    return ort.InferenceSession(str(path), opts, providers=providers)
+
+
+def encode_histories(histories: list[list[str]], item_ids: list[str], max_len: int) -> np.ndarray:
+    index = {item: i + 1 for i, item in enumerate(item_ids)}
+    return np.stack([left_pad(np.array([index[i] for i in h if i in index], np.int64), max_len)
+                     for h in histories])
+
+
+def parity(model: SeqRecModel, onnx_path: Path, inputs: np.ndarray, top_k: int, variant: str,
+           min_overlap: float, max_abs_diff: float | None) -> Parity:
+    scorer = TopKScorer(model.eval(), top_k).eval()
+    with torch.inference_mode():
+        t_scores, t_items = (t.numpy() for t in scorer(torch.from_numpy(inputs)))
+    o_scores, o_items = session(onnx_path).run(None, {"item_ids": inputs})
+    overlap = float(np.mean([len(set(a) & set(b)) / top_k for a, b in zip(t_items, o_items, strict=True)]))
+    diff = float(np.max(np.abs(np.sort(t_scores, 1) - np.sort(o_scores, 1))))
+    ok = overlap >= min_overlap and (max_abs_diff is None or diff <= max_abs_diff)
+    return Parity(variant, round(overlap, 5), diff, ok)
+
+
+def export(model_dir: Path, out_dir: Path, inputs: np.ndarray, params: dict) -> dict:
+    """Write model.onnx + model.int8.onnx into out_dir (atomically) and return the parity report."""
+    model = SeqRecModel.load(model_dir)
+    k = params["top_k"]
+    t0 = time.perf_counter()
+    with atomic_dir(out_dir) as tmp:
+        export_onnx(model, tmp / FP32_FILE, k, params["opset"])
+        quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
+        seconds = time.perf_counter() - t0
+        fp32 = parity(model, tmp / FP32_FILE, inputs, k, "fp32", params["fp32_min_overlap"],
+                      params["fp32_max_abs_diff"])
+        int8 = parity(model, tmp / INT8_FILE, inputs, k, "int8", params["int8_min_overlap"], None)
+        report = {
+            "seconds": round(seconds, 3),
+            "inputs": len(inputs),
+            "fp32": asdict(fp32),
+            "int8": asdict(int8),
+            "size_bytes": {"fp32": (tmp / FP32_FILE).stat().st_size, "int8": (tmp / INT8_FILE).stat().st_size},
+        }
+        write_json(tmp / EXPORT_FILE, report)
+        if not fp32.passed:
+            raise FreshrecError(
+                f"ONNX fp32 export does not match torch: overlap {fp32.overlap} (min {params['fp32_min_overlap']}),"
+                f" max |diff| {fp32.max_abs_diff:.2e} (max {params['fp32_max_abs_diff']}); not promoting"
+            )
+    return report
+
+
+def parity_inputs(events, day, params: dict, item_ids: list[str], max_len: int, fallback: int = 64) -> np.ndarray:
+    """The day's holdout histories, encoded; falls back to recent user sequences if the day is empty."""
+    from tasks.evaluate import build_holdout
+
+    hold = build_holdout(events, day, params["evaluate"]["holdout_fraction"], max_len)
+    histories = hold.histories or [g.tolist() for _, g in events.groupby("user_id")["item_id"]][-fallback:]
+    return encode_histories(histories, item_ids, max_len)
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--date")
+    ap.add_argument("--params", default=None)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    day = parse_day(args.date or params["run"]["date"])
+    layout = Layout.default()
+    from tasks.history import load_events
+    from tasks.train import read_items
+
+    challenger = layout.run(day) / "challenger"
+    items = read_items(challenger)
+    inputs = parity_inputs(load_events(layout, day), day, params, items, params["train"]["max_len"])
+    report = export(challenger, layout.run(day) / "onnx", inputs, params["export"])
+    print(json.dumps({k: report[k] for k in ("fp32", "int8")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Ingest: move day D from the landing zone into `data/raw/events/date=D/`, idempotently.
+
+Bytes are copied untouched (validation reads them; quarantine keeps them intact).
+Re-ingesting the same delivery is a no-op; a re-delivery with other bytes replaces
+the partition atomically and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tasks.common import FreshrecError, Layout, atomic_dir, load_params, parse_day, setup_logging, sha256_file
+from tasks.replay import EVENTS_FILE, ITEMS_FILE, landing_path
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    day: str
+    status: str  # new | unchanged | redelivered
+    path: str
+    sha256: str
+    bytes: int
+
+
+def ingest_day(day: dt.date, landing_dir: Path, layout: Layout) -> IngestResult:
+    src = landing_path(landing_dir, day) / EVENTS_FILE
+    if not src.exists():
+        raise FreshrecError(
+            f"nothing landed for {day}: {src} does not exist. Check the upstream export for that day "
+            "or land it with `python -m tasks.replay --date <day>`"
+        )
+    digest = sha256_file(src)
+    dest_dir = layout.raw(day)
+    dest = dest_dir / EVENTS_FILE
+    status = "new"
+    if dest.exists():
+        if sha256_file(dest) == digest:
+            return IngestResult(str(day), "unchanged", str(dest), digest, dest.stat().st_size)
+        status = "redelivered"
+        LOG.warning("day %s was re-delivered with different bytes: replacing the partition", day)
+    items_src = landing_path(landing_dir, day) / ITEMS_FILE
+    if items_src.exists():  # catalogue first: a visible events partition always has its catalogue
+        with atomic_dir(layout.items(day)) as tmp:
+            shutil.copy2(items_src, tmp / ITEMS_FILE)
+    with atomic_dir(dest_dir) as tmp:
+        shutil.copy2(src, tmp / EVENTS_FILE)
+    return IngestResult(str(day), status, str(dest), digest, dest.stat().st_size)
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--date")
+    ap.add_argument("--params", default=None)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    day = parse_day(args.date or params["run"]["date"])
+    res = ingest_day(day, Path(params["source"]["landing_dir"]), Layout.default())
+    print(asdict(res))
+
+
+if __name__ == "__main__":
+    main()

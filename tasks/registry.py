@@ -1,0 +1,194 @@
+"""The model registry on S3: immutable versions, a manifest with checksums, one champion pointer.
+
+    s3://<bucket>/models/<name>/versions/<version>/<files...>, manifest.json
+    s3://<bucket>/models/<name>/champion.json                 the pointer serving follows
+    s3://<bucket>/models/<name>/promotions/<ts>-<version>.json append-only history
+
+Every object of a version is written with `If-None-Match: *`, so a version can never
+be overwritten; `manifest.json` is written after the files it lists. The pointer is
+written last, with a compare-and-swap on its ETag, and only after every file of the
+target version has been downloaded and matched its sha256. Downloads are verified
+the same way before anything lands in the destination folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.common import FreshrecError, atomic_dir
+
+LOG = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+POINTER = "champion.json"
+
+
+class IntegrityError(FreshrecError):
+    """A stored artifact does not match its manifest (tampered, truncated or overwritten)."""
+
+
+class ConcurrentPromotion(FreshrecError):
+    """The champion pointer moved while we were promoting; nothing was changed."""
+
+
+def _code(exc) -> str:
+    return str(exc.response.get("Error", {}).get("Code"))
+
+
+@dataclass
+class Registry:
+    s3: object
+    bucket: str
+    name: str
+
+    @property
+    def prefix(self) -> str:
+        return f"models/{self.name}"
+
+    def version_key(self, version: str, file: str) -> str:
+        return f"{self.prefix}/versions/{version}/{file}"
+
+    # ---- reading -------------------------------------------------------------------------
+    def _get(self, key: str) -> tuple[bytes, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        return obj["Body"].read(), obj["ETag"]
+
+    def pointer(self) -> tuple[dict | None, str | None]:
+        got = self._get(f"{self.prefix}/{POINTER}")
+        if got is None:
+            return None, None
+        return json.loads(got[0]), got[1]
+
+    def manifest(self, version: str) -> dict:
+        got = self._get(self.version_key(version, MANIFEST))
+        if got is None:
+            raise FreshrecError(f"version {version!r} of {self.name} does not exist in s3://{self.bucket}/{self.prefix}")
+        return json.loads(got[0])
+
+    def versions(self) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}/versions/", Delimiter="/")
+        return sorted(p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for page in pages for p in page.get("CommonPrefixes", []))
+
+    def history(self) -> list[dict]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/promotions/")
+        keys = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+        return [json.loads(self._get(k)[0]) for k in keys]
+
+    def download(self, version: str, dest: Path, files: list[str] | None = None) -> dict:
+        """Fetch a version into `dest`, verifying sha256 and size of each file; all or nothing."""
+        manifest = self.manifest(version)
+        wanted = files or list(manifest["files"])
+        with atomic_dir(dest) as tmp:
+            for name in wanted:
+                meta = manifest["files"].get(name)
+                if meta is None:
+                    raise FreshrecError(f"{name} is not part of version {version}")
+                got = self._get(self.version_key(version, name))
+                if got is None:
+                    raise IntegrityError(f"{name} of version {version} is missing from the store")
+                data = got[0]
+                digest = hashlib.sha256(data).hexdigest()
+                if digest != meta["sha256"] or len(data) != meta["size"]:
+                    raise IntegrityError(
+                        f"{name} of version {version} fails verification (sha256 {digest[:12]}…, "
+                        f"{len(data)} bytes; manifest says {meta['sha256'][:12]}…, {meta['size']} bytes): "
+                        "the stored artifact was altered; do not serve it — restore it or roll back"
+                    )
+                (tmp / name).write_bytes(data)
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return manifest
+
+    def verify(self, version: str) -> dict:
+        """Download every file of a version to a scratch dir and check it against the manifest."""
+        scratch = Path(tempfile.mkdtemp(prefix="freshrec-verify-"))
+        try:
+            return self.download(version, scratch / "v")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    # ---- writing -------------------------------------------------------------------------
+    def _put_new(self, key: str, body: bytes, sha: str | None = None) -> bool:
+        """Create `key`; False if it already holds exactly these bytes; error if it holds others."""
+        from botocore.exceptions import ClientError
+
+        sha = sha or hashlib.sha256(body).hexdigest()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", Metadata={"sha256": sha})
+        except ClientError as exc:
+            if _code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise
+            existing = self._get(key)
+            if existing is not None and hashlib.sha256(existing[0]).hexdigest() == sha:
+                return False
+            raise IntegrityError(f"s3://{self.bucket}/{key} already exists with other content: versions are "
+                                 "immutable; publish under a new version") from exc
+        return True
+
+    def publish(self, version: str, files: dict[str, Path], manifest: dict) -> dict:
+        """Upload an immutable version: every file, then its manifest. Idempotent for equal content."""
+        entries = {}
+        for name, path in sorted(files.items()):
+            data = path.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            self._put_new(self.version_key(version, name), data, sha)
+            entries[name] = {"sha256": sha, "size": len(data)}
+        manifest = {**manifest, "version": version, "files": entries}
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        try:
+            self._put_new(self.version_key(version, MANIFEST), body)
+        except IntegrityError:  # same files re-published with another approver/time: keep the first manifest
+            stored = self.manifest(version)
+            if stored["files"] != entries:
+                raise
+            return stored
+        return manifest
+
+    def set_champion(self, version: str, approver: str, reason: str, action: str = "promote",
+                     expected_etag: str | None = None, extra: dict | None = None) -> dict:
+        """Verify `version`, then move the pointer to it in one conditional write."""
+        from botocore.exceptions import ClientError
+
+        manifest = self.verify(version)
+        current, etag = self.pointer()
+        if expected_etag is not None and etag != expected_etag:
+            raise ConcurrentPromotion(f"champion pointer changed since it was read (now {current}); re-run the day")
+        stamp = dt.datetime.now(dt.UTC)
+        now = stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        record = {
+            "version": version,
+            "manifest": self.version_key(version, MANIFEST),
+            "manifest_sha256": hashlib.sha256(json.dumps(manifest, indent=2, sort_keys=True).encode()).hexdigest(),
+            "serve_file": manifest.get("serve_file", "model.onnx"),
+            "previous": current["version"] if current else None,
+            "action": action,
+            "approver": approver,
+            "reason": reason,
+            "at": now,
+            **(extra or {}),
+        }
+        body = json.dumps(record, indent=2, sort_keys=True).encode()
+        cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{POINTER}", Body=body, **cond)
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise ConcurrentPromotion("another promotion moved the champion pointer first; nothing changed "
+                                          "— re-run to promote on top of it") from exc
+            raise
+        self._put_new(f"{self.prefix}/promotions/{stamp:%Y%m%dT%H%M%S%fZ}-{version}.json", body)
+        LOG.info("champion of %s is now %s (%s by %s)", self.name, version, action, approver)
+        return record

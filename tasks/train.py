@@ -1,0 +1,304 @@
+"""Train: full training (bootstrap / decision `full`) or incremental fine-tuning from the champion.
+
+Full: a fresh model on every event through day D (minus D's holdout), item embeddings
+initialised from MiniLM text features. Incremental: warm start from the champion, the
+item vocabulary grown for new items (their rows mapped from text into the trained
+embedding space), trained on the users active on D plus a replay sample of older
+users, optionally moving only some parameters (`all`, `top`, `lora`).
+Loss: full softmax cross-entropy over the whole catalogue (SASRec+, Klenitskiy &
+Vasilev 2023), the objective that tops the full-ranking tables in ANCHORS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.seqrec import SeqRecConfig, SeqRecModel
+from tasks.common import FreshrecError, Layout, atomic_dir, load_params, parse_day, read_json, setup_logging, write_json
+from tasks.history import day_mask, holdout_mask, load_events, load_items, sequences, windows
+
+LOG = logging.getLogger(__name__)
+ITEMS_FILE = "items.json"
+TRAIN_FILE = "train.json"
+MODES = ("full", "incremental", "skip")
+TRAINABLE = ("all", "top", "lora")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    mode: str
+    trainable: str
+    device: str
+    epochs: int
+    steps: int
+    examples: int
+    seconds: float
+    final_loss: float
+    n_items: int
+    new_items: int
+    day: str
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def read_items(model_dir: Path) -> list[str]:
+    return json.loads((model_dir / ITEMS_FILE).read_text())
+
+
+def _text_matrix(item_ids: list[str], features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 384) text vectors and a bool mask of which items have one."""
+    dim = next(iter(features.values())).shape[0]
+    mat = torch.zeros(len(item_ids), dim)
+    has = torch.zeros(len(item_ids), dtype=torch.bool)
+    for i, item in enumerate(item_ids):
+        if item in features:
+            mat[i] = features[item]
+            has[i] = True
+    return mat, has
+
+
+def text_init_rows(item_ids: list[str], features: dict[str, torch.Tensor], hidden: int, std: float) -> torch.Tensor:
+    """PCA of the items' text vectors down to `hidden` dims, scaled to the init std."""
+    mat, has = _text_matrix(item_ids, features)
+    rows = torch.randn(len(item_ids), hidden) * std
+    if has.sum() > hidden:
+        centred = mat[has] - mat[has].mean(0)
+        _, _, v = torch.linalg.svd(centred, full_matrices=False)
+        proj = centred @ v[:hidden].T  # (n, hidden)
+        rows[has] = proj / proj.std() * std
+    return rows
+
+
+def mapped_rows(
+    new_ids: list[str], known_ids: list[str], known_rows: torch.Tensor, features: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """Rows for new items: a ridge map text -> trained embedding, fitted on the known items."""
+    std = known_rows.std().item()
+    rows = torch.randn(len(new_ids), known_rows.shape[1]) * std
+    if not features:
+        return rows
+    t_known, has_known = _text_matrix(known_ids, features)
+    t_new, has_new = _text_matrix(new_ids, features)
+    if has_known.sum() < 2 or not has_new.any():
+        return rows
+    x, y = t_known[has_known], known_rows[has_known].float()
+    lam = 1e-2 * x.shape[0]
+    w = torch.linalg.solve(x.T @ x + lam * torch.eye(x.shape[1]), x.T @ y)  # (384, H)
+    rows[has_new] = t_new[has_new] @ w
+    return rows
+
+
+def _set_trainable(model: SeqRecModel, trainable: str, lora_rank: int) -> SeqRecModel | torch.nn.Module:
+    if trainable == "all":
+        return model
+    if trainable == "top":
+        for p in model.parameters():
+            p.requires_grad = False
+        for mod in (model.item_emb, model.backbone.h[-1], model.backbone.ln_f):
+            for p in mod.parameters():
+                p.requires_grad = True
+        return model
+    if trainable == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        cfg = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, target_modules=["c_attn", "c_proj", "c_fc"],
+                         fan_in_fan_out=True, lora_dropout=0.0)  # GPT-2 uses Conv1D: weights are (in, out)
+        model.backbone = get_peft_model(model.backbone, cfg)
+        model.item_emb.weight.requires_grad = True  # new items must still learn their rows
+        return model
+    raise FreshrecError(f"train.incremental.trainable={trainable!r}: use one of {TRAINABLE}")
+
+
+def _merge_lora(model: SeqRecModel) -> None:
+    if hasattr(model.backbone, "merge_and_unload"):
+        model.backbone = model.backbone.merge_and_unload()
+
+
+def fit(
+    model: SeqRecModel,
+    examples: list[tuple[np.ndarray, np.ndarray]],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[int, float]:
+    """Full-softmax next-item training; returns (steps, last epoch's mean loss)."""
+    from tqdm.auto import tqdm
+
+    inputs = torch.from_numpy(np.stack([e[0] for e in examples]))
+    targets = torch.from_numpy(np.stack([e[1] for e in examples]))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    use_amp = device.type == "cuda"
+    model.to(device).train()
+    steps, epoch_loss = 0, float("nan")
+    n_batches = (len(inputs) + batch_size - 1) // batch_size
+    bar = tqdm(total=epochs * n_batches, desc="train", unit="batch", disable=not progress, mininterval=2.0)
+    for _ in range(epochs):
+        perm = torch.randperm(len(inputs), generator=gen)
+        total, count = 0.0, 0
+        for b in range(n_batches):
+            sel = perm[b * batch_size : (b + 1) * batch_size]
+            x, y = inputs[sel].to(device), targets[sel].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                states = model(x)  # (B, T, H)
+                keep = y != 0
+                logits = model.scores(states[keep]).float()  # (M, N) only real target positions
+                loss = torch.nn.functional.cross_entropy(logits, y[keep])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            with torch.no_grad():
+                model.item_emb.weight[0].zero_()
+            total += loss.item()
+            count += 1
+            steps += 1
+            bar.update(1)
+        epoch_loss = total / max(count, 1)
+        bar.set_postfix(loss=f"{epoch_loss:.3f}")
+    bar.close()
+    model.eval()
+    return steps, epoch_loss
+
+
+def train(
+    events: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    day: dt.date,
+    mode: str,
+    params: dict,
+    features: dict[str, torch.Tensor],
+    champion_dir: Path | None,
+    out_dir: Path,
+    holdout_fraction: float,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the challenger for `day` and save it to `out_dir` (atomically)."""
+    if mode not in MODES:
+        raise FreshrecError(f"unknown training mode {mode!r}: use one of {MODES}")
+    if mode in ("incremental", "skip") and champion_dir is None:
+        raise FreshrecError(f"mode {mode!r} needs a champion, and none was pulled: use mode 'full' to bootstrap")
+    t0 = time.perf_counter()
+    device = pick_device()
+    set_seed(params["seed"])
+    if mode == "skip":  # nothing worth learning: the challenger is the champion, byte for byte
+        with atomic_dir(out_dir) as tmp:
+            shutil.copytree(champion_dir, tmp, dirs_exist_ok=True)
+            res = TrainResult("skip", "none", str(device), 0, 0, 0, 0.0, float("nan"),
+                              len(read_items(champion_dir)) + 1, 0, str(day))
+            write_json(tmp / TRAIN_FILE, asdict(res))
+        return res
+
+    train_events = events[~holdout_mask(events, day, holdout_fraction)]
+    known_items = list(dict.fromkeys(catalogue["item_id"].tolist() + train_events["item_id"].tolist()))
+    hidden = params["hidden_size"]
+    text_init = params.get("text_init", True) and bool(features)
+    if mode == "full":
+        cfg_section, trainable = params["full"], "all"
+        item_ids = known_items
+        model = SeqRecModel(SeqRecConfig(
+            n_items=len(item_ids) + 1, max_len=params["max_len"], hidden_size=hidden,
+            num_layers=params["num_layers"], num_heads=params["num_heads"], dropout=params["dropout"],
+        ))
+        if text_init:
+            with torch.no_grad():
+                model.item_emb.weight[1:] = text_init_rows(item_ids, features, hidden, std=0.02)
+        new_items = len(item_ids)
+        users = None
+    else:
+        cfg_section, trainable = params["incremental"], params["incremental"]["trainable"]
+        model = SeqRecModel.load(champion_dir)
+        old_ids = read_items(champion_dir)
+        old_set = set(old_ids)
+        new_ids = [i for i in known_items if i not in old_set]
+        init = mapped_rows(new_ids, old_ids, model.item_emb.weight.data[1:], features if text_init else {})
+        model.grow_items(len(new_ids), init)
+        item_ids = old_ids + new_ids
+        new_items = len(new_ids)
+        users = set(train_events.loc[day_mask(train_events, day), "user_id"])
+    index = {item: i + 1 for i, item in enumerate(item_ids)}
+    seqs = sequences(train_events, index)
+    examples: list[tuple[np.ndarray, np.ndarray]] = []
+    if users is None:
+        for seq in seqs.values():
+            examples += windows(seq, model.config.max_len, all_chunks=True)
+    else:
+        rng = random.Random(f"{params['seed']}-{day}")
+        others = sorted(u for u in seqs if u not in users)
+        replay = rng.sample(others, min(cfg_section["replay_users"], len(others)))
+        for user in sorted(users) + replay:
+            examples += windows(seqs.get(user, np.zeros(0, np.int64)), model.config.max_len, all_chunks=False)
+    if not examples:
+        raise FreshrecError(f"no training sequences for {day} (mode {mode}): is the day's partition empty?")
+    _set_trainable(model, trainable, cfg_section.get("lora_rank", 8))
+    steps, loss = fit(model, examples, cfg_section["epochs"], cfg_section["batch_size"], cfg_section["lr"],
+                      cfg_section.get("weight_decay", 0.0), params["seed"], device, progress)
+    _merge_lora(model)
+    model.to("cpu")
+    res = TrainResult(mode, trainable, str(device), cfg_section["epochs"], steps, len(examples),
+                      round(time.perf_counter() - t0, 3), round(loss, 5), len(item_ids) + 1, new_items, str(day))
+    with atomic_dir(out_dir) as tmp:
+        model.save(tmp)
+        (tmp / ITEMS_FILE).write_text(json.dumps(item_ids))
+        write_json(tmp / TRAIN_FILE, asdict(res))
+    LOG.info("trained %s (%s) on %d sequences in %.1fs, loss %.3f", mode, trainable, len(examples), res.seconds, loss)
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--date")
+    ap.add_argument("--mode", choices=MODES, help="override the drift decision")
+    ap.add_argument("--params", default=None)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    day = parse_day(args.date or params["run"]["date"])
+    layout = Layout.default()
+    run = layout.run(day)
+    champion = run / "champion"
+    champion_dir = champion if (champion / ITEMS_FILE).exists() else None
+    mode = args.mode or read_json(layout.reports("drift", day) / "drift.json")["decision"]
+    if champion_dir is None and mode != "full":
+        LOG.info("no champion yet: bootstrapping with a full training run")
+        mode = "full"
+    from tasks.features import update_features
+
+    catalogue = load_items(layout, day)
+    features = (
+        update_features(catalogue, layout.features(), params["features"]["batch_size"])
+        if params["train"].get("text_init", True)
+        else {}
+    )
+    res = train(load_events(layout, day), catalogue, day, mode, params["train"], features,
+                champion_dir, run / "challenger", params["evaluate"]["holdout_fraction"])
+    print(json.dumps(asdict(res)))
+
+
+if __name__ == "__main__":
+    main()
