@@ -70,7 +70,10 @@ class SeqRecModel(nn.Module):
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
         """item_ids (B, T) left-padded -> sequence states (B, T, H)."""
-        mask = (item_ids != PAD).long()  # (B, T): padding is never attended to
+        mask = (item_ids != PAD).long()  # (B, T): padding is never attended to ...
+        # ... except the last slot, always: an empty history (all padding) then has one well-defined
+        # state instead of a fully masked softmax, which torch and ONNX Runtime resolve differently.
+        mask = torch.cat([mask[:, :-1], torch.ones_like(mask[:, -1:])], dim=1)
         x = self.item_emb(item_ids) * self.emb_scale  # (B, T, H)
         out = self.backbone(inputs_embeds=x, attention_mask=mask, use_cache=False)
         return out.last_hidden_state

@@ -10,6 +10,7 @@ Gate: the served variant's batch-1 p99 within `p99_budget_ms`.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -18,7 +19,15 @@ import numpy as np
 import torch
 
 from models.seqrec import SeqRecModel, TopKScorer
-from tasks.common import FreshrecError, Layout, load_params, parse_day, read_json, setup_logging, write_json
+from tasks.common import (
+    GateFailed,
+    Layout,
+    load_params,
+    parse_day,
+    read_json,
+    setup_logging,
+    write_json,
+)
 from tasks.export import EXPORT_FILE, FP32_FILE, INT8_FILE, session
 
 BENCHMARK_FILE = "benchmark.json"
@@ -37,8 +46,12 @@ def _time_calls(fn, warmup: int, iterations: int) -> np.ndarray:
 
 def summarise(ms: np.ndarray, batch: int) -> dict[str, float]:
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    return {"p50_ms": round(float(p50), 4), "p95_ms": round(float(p95), 4), "p99_ms": round(float(p99), 4),
-            "qps": round(batch * 1e3 / float(ms.mean()), 1)}
+    return {
+        "p50_ms": round(float(p50), 4),
+        "p95_ms": round(float(p95), 4),
+        "p99_ms": round(float(p99), 4),
+        "qps": round(batch * 1e3 / float(ms.mean()), 1),
+    }
 
 
 def tile(inputs: np.ndarray, batch: int) -> np.ndarray:
@@ -63,8 +76,13 @@ def benchmark(model_dir: Path, onnx_dir: Path, inputs: np.ndarray, params: dict,
         runners = {"torch_eager": torch_call}
         runners |= {name: (lambda s=s, x=x: s.run(None, {"item_ids": x})) for name, s in sessions.items()}
         for name, fn in runners.items():
-            rows.append({"runtime": name, "batch": batch, **summarise(_time_calls(fn, params["warmup"],
-                                                                                   params["iterations"]), batch)})
+            rows.append(
+                {
+                    "runtime": name,
+                    "batch": batch,
+                    **summarise(_time_calls(fn, params["warmup"], params["iterations"]), batch),
+                }
+            )
     export_report = read_json(onnx_dir / EXPORT_FILE)
     b1 = {r["runtime"]: r for r in rows if r["batch"] == min(params["batch_sizes"])}
     int8_pays = export_report["int8"]["passed"] and b1["ort_int8"]["p99_ms"] < b1["ort_fp32"]["p99_ms"]
@@ -78,16 +96,38 @@ def benchmark(model_dir: Path, onnx_dir: Path, inputs: np.ndarray, params: dict,
         "rows": rows,
         "serve_variant": "int8" if int8_pays else "fp32",
         "serve_file": INT8_FILE if int8_pays else FP32_FILE,
-        "gate": {"passed": p99 <= params["p99_budget_ms"],
-                 "reason": f"{served} batch-1 p99 {p99:.3f} ms vs budget {params['p99_budget_ms']} ms"},
+        "gate": {
+            "passed": p99 <= params["p99_budget_ms"],
+            "reason": f"{served} batch-1 p99 {p99:.3f} ms vs budget {params['p99_budget_ms']} ms",
+        },
     }
 
 
 def format_table(report: dict) -> str:
     lines = [f"{'runtime':<12} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'QPS':>10}"]
-    lines += [f"{r['runtime']:<12} {r['batch']:>5} {r['p50_ms']:>9.3f} {r['p95_ms']:>9.3f} {r['p99_ms']:>9.3f} "
-              f"{r['qps']:>10.1f}" for r in report["rows"]]
+    lines += [
+        f"{r['runtime']:<12} {r['batch']:>5} {r['p50_ms']:>9.3f} {r['p95_ms']:>9.3f} {r['p99_ms']:>9.3f} "
+        f"{r['qps']:>10.1f}"
+        for r in report["rows"]
+    ]
     return "\n".join(lines)
+
+
+def run(day: dt.date, params: dict, layout: Layout) -> dict:
+    """Benchmark day D's challenger; raise GateFailed if the served variant misses the p99 budget."""
+    from tasks.export import parity_inputs
+    from tasks.history import load_events
+    from tasks.train import read_items
+
+    run_dir = layout.run(day)
+    inputs = parity_inputs(
+        load_events(layout, day), day, params, read_items(run_dir / "challenger"), params["train"]["max_len"]
+    )
+    report = benchmark(run_dir / "challenger", run_dir / "onnx", inputs, params["benchmark"], params["export"]["top_k"])
+    write_json(run_dir / BENCHMARK_FILE, report)
+    if not report["gate"]["passed"]:
+        raise GateFailed(f"latency gate failed for {day}: {report['gate']['reason']}; nothing will be promoted")
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,21 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default=None)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    day = parse_day(args.date or params["run"]["date"])
-    layout = Layout.default()
-    from tasks.export import parity_inputs
-    from tasks.history import load_events
-    from tasks.train import read_items
-
-    run = layout.run(day)
-    inputs = parity_inputs(load_events(layout, day), day, params, read_items(run / "challenger"),
-                           params["train"]["max_len"])
-    report = benchmark(run / "challenger", run / "onnx", inputs, params["benchmark"], params["export"]["top_k"])
-    write_json(run / BENCHMARK_FILE, report)
+    report = run(parse_day(args.date or params["run"]["date"]), params, Layout.default())
     print(format_table(report))
     print(json.dumps(report["gate"]))
-    if not report["gate"]["passed"]:
-        raise FreshrecError(f"latency gate failed for {day}: {report['gate']['reason']}; nothing will be promoted")
 
 
 if __name__ == "__main__":

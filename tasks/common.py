@@ -35,6 +35,10 @@ class ValidationFailed(FreshrecError):
     """The day's events failed validation and were quarantined."""
 
 
+class GateFailed(FreshrecError):
+    """A quality or latency gate refused the challenger; nothing is promoted."""
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -61,7 +65,7 @@ def day_bounds(day: dt.date) -> tuple[int, int]:
     return start, start + 86_400
 
 
-def epoch_seconds(ts) -> "np.ndarray":  # noqa: F821 - numpy stays a lazy import here
+def epoch_seconds(ts) -> np.ndarray:  # noqa: F821 - numpy stays a lazy import here
     """UTC epoch seconds of a timestamp Series, whatever its stored unit (s, ms, us, ns)."""
     return ts.dt.as_unit("s").astype("int64").to_numpy()
 
@@ -74,6 +78,12 @@ def load_params(path: Path | str | None = None) -> dict[str, Any]:
         return yaml.safe_load(f)
 
 
+def project_path(path: str | Path) -> Path:
+    """Relative paths in params.yaml are relative to the project root, whatever the cwd."""
+    path = Path(path)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where each partition and artifact lives under the data root (ARCHITECTURE.md)."""
@@ -82,7 +92,7 @@ class Layout:
 
     @classmethod
     def default(cls) -> Layout:
-        return cls(Path(os.environ.get("FRESHREC_DATA", PROJECT_ROOT / "data")))
+        return cls(project_path(os.environ.get("FRESHREC_DATA", "data")))
 
     def raw(self, day: dt.date) -> Path:
         return self.root / "raw" / "events" / f"date={day_str(day)}"
@@ -172,9 +182,7 @@ def git_commit() -> str:
     import subprocess
 
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()

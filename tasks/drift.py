@@ -32,6 +32,7 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, categorical:
     """Population Stability Index; bins are reference quantiles (or the values, if categorical)."""
     if len(reference) == 0 or len(current) == 0:
         return float("nan")
+    bins = max(2, min(bins, len(current) // 5))  # >= 5 expected current values per bin, or PSI is noise
     if categorical:
         cats = np.union1d(np.unique(reference), np.unique(current))
         ref = np.array([(reference == c).mean() for c in cats])
@@ -45,8 +46,17 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, categorical:
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
-def popularity_js(reference_items: pd.Series, current_items: pd.Series) -> float:
-    """Jensen-Shannon distance (base 2, in [0, 1]) between item-popularity distributions."""
+def popularity_js(
+    reference_items: pd.Series, current_items: pd.Series, resamples: int = 50, seed: int = 0
+) -> dict[str, float]:
+    """Jensen-Shannon distance (base 2, in [0, 1]) between item-popularity distributions,
+    with its no-drift baseline for a sample of the same size.
+
+    A day of a few hundred events over thousands of items is far from the reference even
+    when nothing changed (sampling noise). So the reference is resampled to the day's size
+    `resamples` times (NannyML-style): the day drifts when its JS exceeds that null's
+    mean + 3 sigma, and `js_excess` (JS minus the null mean) is what thresholds compare.
+    """
     from scipy.spatial.distance import jensenshannon
 
     ref = reference_items.value_counts()
@@ -55,24 +65,41 @@ def popularity_js(reference_items: pd.Series, current_items: pd.Series) -> float
     p = ref.reindex(keys, fill_value=0).to_numpy(float)
     q = cur.reindex(keys, fill_value=0).to_numpy(float)
     if p.sum() == 0 or q.sum() == 0:
-        return float("nan")
-    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2))
+        return {"js": float("nan"), "null_mean": float("nan"), "null_std": float("nan"), "excess": float("nan")}
+    p /= p.sum()
+    js = float(jensenshannon(p, q / q.sum(), base=2))
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(int(q.sum()), p, size=resamples)
+    null = np.array([jensenshannon(p, d / d.sum(), base=2) for d in draws])
+    return {"js": js, "null_mean": float(null.mean()), "null_std": float(null.std()), "excess": js - float(null.mean())}
 
 
-def measure(reference: pd.DataFrame, current: pd.DataFrame, history_before: pd.DataFrame,
-            champion_items: set[str], bins: int) -> dict[str, float]:
-    ref_epu = reference.groupby("user_id").size().to_numpy()
-    cur_epu = current.groupby("user_id").size().to_numpy()
+def events_per_user_day(events: pd.DataFrame) -> np.ndarray:
+    """Events per (user, UTC day): the same unit for a 28-day reference and a one-day current."""
+    days = events["event_ts"].dt.floor("D")
+    return events.groupby([events["user_id"], days]).size().to_numpy()
+
+
+def measure(
+    reference: pd.DataFrame, current: pd.DataFrame, history_before: pd.DataFrame, champion_items: set[str], bins: int
+) -> dict[str, float]:
     known_users = set(history_before["user_id"])
     day_users = current["user_id"].unique()
+    js = popularity_js(reference["item_id"], current["item_id"])
     return {
         "events": len(current),
         "users": len(day_users),
+        "user_days": len(events_per_user_day(current)),
         "psi_rating": round(psi(reference["rating"].to_numpy(), current["rating"].to_numpy(), categorical=True), 5),
-        "psi_events_per_user": round(psi(ref_epu, cur_epu, bins), 5),
-        "js_item_popularity": round(popularity_js(reference["item_id"], current["item_id"]), 5),
+        "psi_events_per_user": round(psi(events_per_user_day(reference), events_per_user_day(current), bins), 5),
+        "js_item_popularity": round(js["js"], 5),
+        "js_item_popularity_null": round(js["null_mean"], 5),
+        "js_item_popularity_excess": round(js["excess"], 5),
+        "js_item_popularity_drifted": bool(js["js"] > js["null_mean"] + 3 * js["null_std"]),
         "new_item_share": round(float((~current["item_id"].isin(champion_items)).mean()) if len(current) else 0.0, 5),
-        "new_user_share": round(float(np.mean([u not in known_users for u in day_users])) if len(day_users) else 0.0, 5),
+        "new_user_share": round(
+            float(np.mean([u not in known_users for u in day_users])) if len(day_users) else 0.0, 5
+        ),
     }
 
 
@@ -84,15 +111,19 @@ def decide(m: dict, thresholds: dict, champion: bool, ndcg_drop: float | None) -
     if m["events"] < t["min_events"]:
         return "skip", [f"only {m['events']} events (< {t['min_events']}): nothing worth learning"]
     full, notes = [], []
-    if m["js_item_popularity"] >= t["js_popularity_full"]:
-        full.append(f"item popularity JS {m['js_item_popularity']:.3f} >= {t['js_popularity_full']}")
-    elif m["js_item_popularity"] >= t["js_popularity"]:
-        notes.append(f"item popularity JS {m['js_item_popularity']:.3f} >= {t['js_popularity']}")
+    js_txt = f"item popularity JS {m['js_item_popularity']:.3f} (no-drift baseline {m['js_item_popularity_null']:.3f})"
+    if m["js_item_popularity_excess"] >= t["js_popularity_full"]:
+        full.append(f"{js_txt} exceeds its baseline by >= {t['js_popularity_full']}")
+    elif m["js_item_popularity_drifted"] and m["js_item_popularity_excess"] >= t["js_popularity"]:
+        notes.append(f"{js_txt}: drifted (> baseline + 3 sigma, excess >= {t['js_popularity']})")
     if m["new_item_share"] >= t["new_item_share_full"]:
         full.append(f"new-item share {m['new_item_share']:.2f} >= {t['new_item_share_full']}")
     elif m["new_item_share"] >= t["new_item_share"]:
         notes.append(f"new-item share {m['new_item_share']:.2f} >= {t['new_item_share']}")
     for key in ("psi_rating", "psi_events_per_user"):
+        n = m["events"] if key == "psi_rating" else m["user_days"]
+        if n < t["psi_min_samples"]:
+            continue  # too few values for PSI to mean anything; still reported in metrics
         if m[key] >= t["psi_significant"]:
             notes.append(f"{key} {m[key]:.3f} significant (>= {t['psi_significant']})")
         elif m[key] >= t["psi_moderate"]:
@@ -142,6 +173,16 @@ def detect(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params
     }
 
 
+def run(day: dt.date, params: dict, layout: Layout, force: str | None = None) -> dict:
+    champion = layout.run(day) / "champion"
+    report = detect(load_events(layout, day), day, champion if (champion / "items.json").exists() else None, params)
+    if force:
+        report["reasons"].insert(0, f"forced {force} by the operator (was {report['decision']})")
+        report["decision"] = force
+    write_json(layout.reports("drift", day) / DRIFT_FILE, report)
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
     ap = argparse.ArgumentParser(description=__doc__)
@@ -151,13 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params(args.params)
     day = parse_day(args.date or params["run"]["date"])
-    layout = Layout.default()
-    champion = layout.run(day) / "champion"
-    report = detect(load_events(layout, day), day, champion if (champion / "items.json").exists() else None, params)
-    if args.force:
-        report["reasons"].insert(0, f"forced {args.force} by the operator (was {report['decision']})")
-        report["decision"] = args.force
-    write_json(layout.reports("drift", day) / DRIFT_FILE, report)
+    report = run(day, params, Layout.default(), args.force)
     print(json.dumps({"decision": report["decision"], "reasons": report["reasons"]}))
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from models.seqrec import SeqRecModel
-from tasks.common import FreshrecError, Layout, load_params, parse_day, setup_logging, write_json
+from tasks.common import GateFailed, Layout, load_params, parse_day, setup_logging, write_json
 from tasks.history import holdout_mask, left_pad, load_events
 from tasks.train import ITEMS_FILE, read_items
 
@@ -47,8 +47,8 @@ def build_holdout(events: pd.DataFrame, day: dt.date, fraction: float, max_len: 
     new_since = pd.Timestamp(day, tz="UTC") - pd.Timedelta(days=NEW_ITEM_DAYS - 1)
     histories, targets, new_item, cold = [], [], [], []
     items = events["item_id"].to_numpy()
-    for _user, rows in pd.Series(np.arange(len(events))).groupby(events["user_id"].to_numpy()):
-        rows = rows.to_numpy()
+    for _user, group in pd.Series(np.arange(len(events))).groupby(events["user_id"].to_numpy()):
+        rows = group.to_numpy()
         for pos in np.flatnonzero(held[rows]):
             before = items[rows[:pos]].tolist()
             target = items[rows[pos]]
@@ -67,8 +67,9 @@ def target_ranks(model: SeqRecModel, item_ids: list[str], holdout: Holdout, batc
     device = next(model.parameters()).device
     for start in range(0, len(holdout.targets), batch_size):
         hist = holdout.histories[start : start + batch_size]
-        x = np.stack([left_pad(np.array([index[i] for i in h if i in index], np.int64), model.config.max_len)
-                      for h in hist])
+        x = np.stack(
+            [left_pad(np.array([index[i] for i in h if i in index], np.int64), model.config.max_len) for h in hist]
+        )
         scores = model.last_scores(torch.from_numpy(x).to(device)).float().cpu()  # (B, N)
         for j, target in enumerate(holdout.targets[start : start + batch_size]):
             t = index.get(target)
@@ -108,8 +109,9 @@ def gate(champion: dict | None, challenger: dict, k: int, max_drop: float, min_n
     return {"passed": ok, "reason": f"{key} {champ:.4f} -> {chall:.4f} (may drop at most {max_drop})"}
 
 
-def evaluate(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, challenger_dir: Path,
-             params: dict, max_len: int) -> dict:
+def evaluate(
+    events: pd.DataFrame, day: dt.date, champion_dir: Path | None, challenger_dir: Path, params: dict, max_len: int
+) -> dict:
     k = params["k"]
     holdout = build_holdout(events, day, params["holdout_fraction"], max_len)
     champion = score_model(champion_dir, holdout, k) if champion_dir is not None else None
@@ -124,6 +126,19 @@ def evaluate(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, chal
     }
 
 
+def run(day: dt.date, params: dict, layout: Layout) -> dict:
+    """Score champion and challenger on day D's holdout; raise GateFailed if the challenger loses."""
+    run_dir = layout.run(day)
+    champion = run_dir / "champion" if (run_dir / "champion" / ITEMS_FILE).exists() else None
+    report = evaluate(
+        load_events(layout, day), day, champion, run_dir / "challenger", params["evaluate"], params["train"]["max_len"]
+    )
+    write_json(run_dir / EVALUATION_FILE, report)
+    if not report["gate"]["passed"]:
+        raise GateFailed(f"quality gate failed for {day}: {report['gate']['reason']}; nothing will be promoted")
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
     ap = argparse.ArgumentParser(description=__doc__)
@@ -131,16 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default=None)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    day = parse_day(args.date or params["run"]["date"])
-    layout = Layout.default()
-    run = layout.run(day)
-    champion = run / "champion" if (run / "champion" / ITEMS_FILE).exists() else None
-    report = evaluate(load_events(layout, day), day, champion, run / "challenger", params["evaluate"],
-                      params["train"]["max_len"])
-    write_json(run / EVALUATION_FILE, report)
+    report = run(parse_day(args.date or params["run"]["date"]), params, Layout.default())
     print(json.dumps(report["gate"]))
-    if not report["gate"]["passed"]:
-        raise FreshrecError(f"quality gate failed for {day}: {report['gate']['reason']}; nothing will be promoted")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ recorded as not servable rather than failing the run.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import time
@@ -20,7 +21,15 @@ import numpy as np
 import torch
 
 from models.seqrec import SeqRecModel, TopKScorer
-from tasks.common import FreshrecError, Layout, atomic_dir, load_params, parse_day, setup_logging, write_json
+from tasks.common import (
+    GateFailed,
+    Layout,
+    atomic_dir,
+    load_params,
+    parse_day,
+    setup_logging,
+    write_json,
+)
 from tasks.history import left_pad
 
 LOG = logging.getLogger(__name__)
@@ -42,8 +51,15 @@ def export_onnx(model: SeqRecModel, out: Path, top_k: int, opset: int) -> None:
     example = torch.ones(2, model.config.max_len, dtype=torch.long)
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(
-        scorer, (example,), str(out), input_names=["item_ids"], output_names=["scores", "items"],
-        dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True, verbose=False,
+        scorer,
+        (example,),
+        str(out),
+        input_names=["item_ids"],
+        output_names=["scores", "items"],
+        dynamic_shapes=({0: batch},),
+        opset_version=opset,
+        dynamo=True,
+        verbose=False,
         external_data=False,  # one self-contained file: the registry checksums files, not folders
     )
 
@@ -71,12 +87,18 @@ def session(path: Path, threads: int = 2):
 
 def encode_histories(histories: list[list[str]], item_ids: list[str], max_len: int) -> np.ndarray:
     index = {item: i + 1 for i, item in enumerate(item_ids)}
-    return np.stack([left_pad(np.array([index[i] for i in h if i in index], np.int64), max_len)
-                     for h in histories])
+    return np.stack([left_pad(np.array([index[i] for i in h if i in index], np.int64), max_len) for h in histories])
 
 
-def parity(model: SeqRecModel, onnx_path: Path, inputs: np.ndarray, top_k: int, variant: str,
-           min_overlap: float, max_abs_diff: float | None) -> Parity:
+def parity(
+    model: SeqRecModel,
+    onnx_path: Path,
+    inputs: np.ndarray,
+    top_k: int,
+    variant: str,
+    min_overlap: float,
+    max_abs_diff: float | None,
+) -> Parity:
     scorer = TopKScorer(model.eval(), top_k).eval()
     with torch.inference_mode():
         t_scores, t_items = (t.numpy() for t in scorer(torch.from_numpy(inputs)))
@@ -96,8 +118,9 @@ def export(model_dir: Path, out_dir: Path, inputs: np.ndarray, params: dict) -> 
         export_onnx(model, tmp / FP32_FILE, k, params["opset"])
         quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
         seconds = time.perf_counter() - t0
-        fp32 = parity(model, tmp / FP32_FILE, inputs, k, "fp32", params["fp32_min_overlap"],
-                      params["fp32_max_abs_diff"])
+        fp32 = parity(
+            model, tmp / FP32_FILE, inputs, k, "fp32", params["fp32_min_overlap"], params["fp32_max_abs_diff"]
+        )
         int8 = parity(model, tmp / INT8_FILE, inputs, k, "int8", params["int8_min_overlap"], None)
         report = {
             "seconds": round(seconds, 3),
@@ -108,7 +131,7 @@ def export(model_dir: Path, out_dir: Path, inputs: np.ndarray, params: dict) -> 
         }
         write_json(tmp / EXPORT_FILE, report)
         if not fp32.passed:
-            raise FreshrecError(
+            raise GateFailed(
                 f"ONNX fp32 export does not match torch: overlap {fp32.overlap} (min {params['fp32_min_overlap']}),"
                 f" max |diff| {fp32.max_abs_diff:.2e} (max {params['fp32_max_abs_diff']}); not promoting"
             )
@@ -124,6 +147,15 @@ def parity_inputs(events, day, params: dict, item_ids: list[str], max_len: int, 
     return encode_histories(histories, item_ids, max_len)
 
 
+def run(day: dt.date, params: dict, layout: Layout) -> dict:
+    from tasks.history import load_events
+    from tasks.train import read_items
+
+    challenger = layout.run(day) / "challenger"
+    inputs = parity_inputs(load_events(layout, day), day, params, read_items(challenger), params["train"]["max_len"])
+    return export(challenger, layout.run(day) / "onnx", inputs, params["export"])
+
+
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
     ap = argparse.ArgumentParser(description=__doc__)
@@ -131,15 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default=None)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    day = parse_day(args.date or params["run"]["date"])
-    layout = Layout.default()
-    from tasks.history import load_events
-    from tasks.train import read_items
-
-    challenger = layout.run(day) / "challenger"
-    items = read_items(challenger)
-    inputs = parity_inputs(load_events(layout, day), day, params, items, params["train"]["max_len"])
-    report = export(challenger, layout.run(day) / "onnx", inputs, params["export"])
+    report = run(parse_day(args.date or params["run"]["date"]), params, Layout.default())
     print(json.dumps({k: report[k] for k in ("fp32", "int8")}))
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from tasks.common import epoch_seconds, FreshrecError, Layout, day_bounds, day_str
+from tasks.common import FreshrecError, Layout, day_bounds, day_str, epoch_seconds
 from tasks.replay import EVENTS_FILE, ITEMS_FILE
 
 

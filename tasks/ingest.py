@@ -14,7 +14,16 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tasks.common import FreshrecError, Layout, atomic_dir, load_params, parse_day, setup_logging, sha256_file
+from tasks.common import (
+    FreshrecError,
+    Layout,
+    atomic_dir,
+    load_params,
+    parse_day,
+    project_path,
+    setup_logging,
+    sha256_file,
+)
 from tasks.replay import EVENTS_FILE, ITEMS_FILE, landing_path
 
 LOG = logging.getLogger(__name__)
@@ -54,16 +63,31 @@ def ingest_day(day: dt.date, landing_dir: Path, layout: Layout) -> IngestResult:
     return IngestResult(str(day), status, str(dest), digest, dest.stat().st_size)
 
 
+def run(day: dt.date, params: dict, layout: Layout) -> IngestResult:
+    return ingest_day(day, project_path(params["source"]["landing_dir"]), layout)
+
+
+def ingest_history(day: dt.date, params: dict, layout: Layout) -> list[IngestResult]:
+    """Ingest every landed day up to and including D (idempotent: unchanged days are no-ops)."""
+    landing = project_path(params["source"]["landing_dir"])
+    days = sorted(parse_day(p.name[5:]) for p in landing.glob("date=*") if (p / EVENTS_FILE).exists())
+    return [ingest_day(d, landing, layout) for d in days if d <= day]
+
+
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--date")
+    ap.add_argument("--history", action="store_true", help="ingest every landed day up to --date")
     ap.add_argument("--params", default=None)
     args = ap.parse_args(argv)
     params = load_params(args.params)
     day = parse_day(args.date or params["run"]["date"])
-    res = ingest_day(day, Path(params["source"]["landing_dir"]), Layout.default())
-    print(asdict(res))
+    if args.history:
+        results = ingest_history(day, params, Layout.default())
+        print({s: sum(r.status == s for r in results) for s in ("new", "unchanged", "redelivered")})
+    else:
+        print(asdict(run(day, params, Layout.default())))
 
 
 if __name__ == "__main__":

@@ -14,11 +14,23 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import yaml
 
-from tasks.common import PROJECT_ROOT, FreshrecError, Layout, git_commit, load_params, parse_day, read_json, setup_logging, sha256_file
+from tasks.common import (
+    PROJECT_ROOT,
+    FreshrecError,
+    Layout,
+    git_commit,
+    load_params,
+    parse_day,
+    read_json,
+    setup_logging,
+    sha256_file,
+    write_json,
+)
 from tasks.registry import Registry
 
 LOG = logging.getLogger(__name__)
@@ -34,14 +46,34 @@ def registry_from_env(params: dict, s3=None) -> Registry:
     return Registry(s3, bucket, params["run"]["model_name"])
 
 
-def pull_champion(registry: Registry, dest: Path) -> str | None:
-    """Download and verify the current champion into `dest`; None if there is no champion yet."""
+def version_day(version: str) -> str:
+    """Versions are `<YYYY-MM-DD>-<sha8>`: the day whose data the model was trained through."""
+    return version[:10]
+
+
+def champion_as_of(registry: Registry, day: dt.date) -> str | None:
+    """The champion a run for `day` starts from: the pointer's version if trained before `day`;
+    when re-running or backfilling an older day, the latest earlier champion in the history.
+    So re-running a day starts from the same model and gives the same result."""
     pointer, _ = registry.pointer()
     if pointer is None:
         return None
+    if version_day(pointer["version"]) < str(day):
+        return pointer["version"]
+    earlier = [r["version"] for r in registry.history() if version_day(r["version"]) < str(day)]
+    return earlier[-1] if earlier else None
+
+
+def pull_champion(registry: Registry, dest: Path, day: dt.date) -> str | None:
+    """Download and verify day D's starting champion into `dest`; None if there is none yet."""
+    version = champion_as_of(registry, day)
+    if version is None:  # an empty marker dir: DVC sees the stage's output, the steps see no champion
+        shutil.rmtree(dest, ignore_errors=True)  # a leftover from an earlier run must not pose as champion
+        write_json(dest / "no_champion.json", {"day": str(day), "champion": None})
+        return None
     files = ["config.json", "weights.safetensors", "items.json", "train.json", METRICS_FILE]
-    registry.download(pointer["version"], dest, files)
-    return pointer["version"]
+    registry.download(version, dest, files)
+    return version
 
 
 def dvc_lock_stages(lock: Path, day: dt.date) -> dict:
@@ -83,27 +115,48 @@ def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, appr
         if current["files"]["weights.safetensors"]["sha256"] == weights_sha:
             LOG.info("challenger is the champion (%s) byte for byte: nothing to promote", pointer["version"])
             return {**pointer, "status": "unchanged"}
-    metrics = {**evaluation, "export": read_json(onnx / "export.json"), "benchmark": bench,
-               "train": read_json(challenger / "train.json")}
+    metrics = {
+        **evaluation,
+        "export": read_json(onnx / "export.json"),
+        "benchmark": bench,
+        "train": read_json(challenger / "train.json"),
+    }
     (run / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
     files = {name: challenger / name for name in ("config.json", "weights.safetensors", "items.json", "train.json")}
-    files |= {"model.onnx": onnx / "model.onnx", "model.int8.onnx": onnx / "model.int8.onnx",
-              METRICS_FILE: run / METRICS_FILE}
+    files |= {
+        "model.onnx": onnx / "model.onnx",
+        "model.int8.onnx": onnx / "model.int8.onnx",
+        METRICS_FILE: run / METRICS_FILE,
+    }
     version = f"{day}-{weights_sha[:8]}"
-    manifest = registry.publish(version, files, {
-        "model": registry.name,
-        "serve_file": bench["serve_file"],
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
-        "approver": approver,
-        "reason": reason,
-        "drift": {"decision": drift["decision"], "reasons": drift["reasons"]},
-        "metrics": {"champion": evaluation["champion"], "challenger": evaluation["challenger"]},
-        "benchmark": {"serve_variant": bench["serve_variant"], "rows": bench["rows"]},
-        "lineage": lineage(layout, day, params),
-    })
-    record = registry.set_champion(version, approver, reason, expected_etag=etag,
-                                   extra={"day": str(day), "serve_file": manifest["serve_file"]})
+    manifest = registry.publish(
+        version,
+        files,
+        {
+            "model": registry.name,
+            "serve_file": bench["serve_file"],
+            "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            "approver": approver,
+            "reason": reason,
+            "drift": {"decision": drift["decision"], "reasons": drift["reasons"]},
+            "metrics": {"champion": evaluation["champion"], "challenger": evaluation["challenger"]},
+            "benchmark": {"serve_variant": bench["serve_variant"], "rows": bench["rows"]},
+            "lineage": lineage(layout, day, params),
+        },
+    )
+    record = registry.set_champion(
+        version, approver, reason, expected_etag=etag, extra={"day": str(day), "serve_file": manifest["serve_file"]}
+    )
     return {**record, "status": "promoted"}
+
+
+def run(day: dt.date, params: dict, layout: Layout, approver: str, reason: str) -> dict:
+    """Promote day D's challenger and record the outcome beside the run."""
+    from tasks.summary import PROMOTION_FILE
+
+    record = promote(layout, day, params, registry_from_env(params), approver, reason)
+    write_json(layout.run(day) / PROMOTION_FILE, record)
+    return record
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,10 +184,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     day = parse_day(args.date or params["run"]["date"])
     if args.command == "pull":
-        version = pull_champion(reg, layout.run(day) / "champion")
+        version = pull_champion(reg, layout.run(day) / "champion", day)
         print(f"champion {version} -> {layout.run(day) / 'champion'}" if version else "no champion yet")
         return
-    print(json.dumps(promote(layout, day, params, reg, args.approver, args.reason or "approved"), indent=2))
+    print(json.dumps(run(day, params, layout, args.approver, args.reason or "approved on the command line"), indent=2))
 
 
 if __name__ == "__main__":

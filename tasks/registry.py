@@ -75,16 +75,23 @@ class Registry:
     def manifest(self, version: str) -> dict:
         got = self._get(self.version_key(version, MANIFEST))
         if got is None:
-            raise FreshrecError(f"version {version!r} of {self.name} does not exist in s3://{self.bucket}/{self.prefix}")
+            raise FreshrecError(
+                f"version {version!r} of {self.name} does not exist in s3://{self.bucket}/{self.prefix}"
+            )
         return json.loads(got[0])
 
     def versions(self) -> list[str]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=f"{self.prefix}/versions/", Delimiter="/")
-        return sorted(p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for page in pages for p in page.get("CommonPrefixes", []))
+            Bucket=self.bucket, Prefix=f"{self.prefix}/versions/", Delimiter="/"
+        )
+        return sorted(
+            p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for page in pages for p in page.get("CommonPrefixes", [])
+        )
 
     def history(self) -> list[dict]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/promotions/")
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}/promotions/"
+        )
         keys = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
         return [json.loads(self._get(k)[0]) for k in keys]
 
@@ -134,8 +141,10 @@ class Registry:
             existing = self._get(key)
             if existing is not None and hashlib.sha256(existing[0]).hexdigest() == sha:
                 return False
-            raise IntegrityError(f"s3://{self.bucket}/{key} already exists with other content: versions are "
-                                 "immutable; publish under a new version") from exc
+            raise IntegrityError(
+                f"s3://{self.bucket}/{key} already exists with other content: versions are "
+                "immutable; publish under a new version"
+            ) from exc
         return True
 
     def publish(self, version: str, files: dict[str, Path], manifest: dict) -> dict:
@@ -157,8 +166,15 @@ class Registry:
             return stored
         return manifest
 
-    def set_champion(self, version: str, approver: str, reason: str, action: str = "promote",
-                     expected_etag: str | None = None, extra: dict | None = None) -> dict:
+    def set_champion(
+        self,
+        version: str,
+        approver: str,
+        reason: str,
+        action: str = "promote",
+        expected_etag: str | None = None,
+        extra: dict | None = None,
+    ) -> dict:
         """Verify `version`, then move the pointer to it in one conditional write."""
         from botocore.exceptions import ClientError
 
@@ -186,8 +202,10 @@ class Registry:
             self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{POINTER}", Body=body, **cond)
         except ClientError as exc:
             if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise ConcurrentPromotion("another promotion moved the champion pointer first; nothing changed "
-                                          "— re-run to promote on top of it") from exc
+                raise ConcurrentPromotion(
+                    "another promotion moved the champion pointer first; nothing changed "
+                    "— re-run to promote on top of it"
+                ) from exc
             raise
         self._put_new(f"{self.prefix}/promotions/{stamp:%Y%m%dT%H%M%S%fZ}-{version}.json", body)
         LOG.info("champion of %s is now %s (%s by %s)", self.name, version, action, approver)

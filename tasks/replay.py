@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.common import epoch_seconds, FreshrecError, day_bounds, day_str, load_params, parse_day, setup_logging
+from tasks.common import (
+    FreshrecError,
+    day_bounds,
+    day_str,
+    epoch_seconds,
+    load_params,
+    parse_day,
+    project_path,
+    setup_logging,
+)
 from tasks.sources import Dataset, load_dataset
 
 EVENTS_FILE = "events.parquet"
@@ -65,20 +74,27 @@ def land_day(data: Dataset, day: dt.date, landing_dir: Path) -> Landed:
     return Landed(day=day, path=out / EVENTS_FILE, rows=len(events))
 
 
+def run(day: dt.date, params: dict, history: bool = False) -> list[Landed]:
+    """Land day D (with `history`, every day of the dataset up to D: a laptop's first run)."""
+    src = params["source"]
+    data = load_dataset(src["dataset"], src.get("path"))
+    first, last = data.events["event_ts"].min().date(), data.events["event_ts"].max().date()
+    if day > last or day < first:
+        raise FreshrecError(f"{data.name} has events from {first} to {last}: pick a day inside that range")
+    days = [first + dt.timedelta(days=i) for i in range((day - first).days + 1)] if history else [day]
+    return [land_day(data, d, project_path(src["landing_dir"])) for d in days]
+
+
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--date", help="day to land (default: run.date in params.yaml)")
+    ap.add_argument("--history", action="store_true", help="also land every earlier day of the dataset")
     ap.add_argument("--params", default=None)
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    day = parse_day(args.date or params["run"]["date"])
-    src = params["source"]
-    data = load_dataset(src["dataset"], src.get("path"))
-    if day_slice(data.events, day).empty and day > data.events["event_ts"].max().date():
-        raise FreshrecError(f"{data.name} has no events after {data.events['event_ts'].max().date()}")
-    landed = land_day(data, day, Path(src["landing_dir"]))
-    print(f"landed {landed.rows} events for {day} at {landed.path}")
+    landed = run(parse_day(args.date or params["run"]["date"]), params, args.history)
+    print(f"landed {sum(x.rows for x in landed)} events over {len(landed)} day(s), last at {landed[-1].path}")
 
 
 if __name__ == "__main__":

@@ -42,8 +42,12 @@ def client(endpoint: str | None = None):
         "s3",
         endpoint_url=endpoint or None,
         region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
-                      connect_timeout=5, read_timeout=60),
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+        ),
     )
 
 
@@ -84,8 +88,12 @@ class LocalS3:
 
     def env(self) -> dict[str, str]:
         c = self.credentials()
-        return {"FRESHREC_S3_ENDPOINT": self.endpoint, "AWS_ACCESS_KEY_ID": c["access_key"],
-                "AWS_SECRET_ACCESS_KEY": c["secret_key"], "AWS_DEFAULT_REGION": "us-east-1"}
+        return {
+            "FRESHREC_S3_ENDPOINT": self.endpoint,
+            "AWS_ACCESS_KEY_ID": c["access_key"],
+            "AWS_SECRET_ACCESS_KEY": c["secret_key"],
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
 
     def _weed(self) -> str:
         exe = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
@@ -107,19 +115,39 @@ class LocalS3:
             return self
         c = self.credentials()
         config = self.state_dir / "identities.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "freshrec",
-            "credentials": [{"accessKey": c["access_key"], "secretKey": c["secret_key"]}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "freshrec",
+                            "credentials": [{"accessKey": c["access_key"], "secretKey": c["secret_key"]}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         config.chmod(0o600)
         (self.state_dir / "data").mkdir(parents=True, exist_ok=True)
         off = self.port - 8333  # keep every other port clear of another instance's
         cmd = [
-            self._weed(), "mini", f"-dir={self.state_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.config={config}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.telemetry=false", f"-s3.port={self.port}", f"-master.port={9333 + off}",
-            f"-volume.port={9340 + off}", f"-filer.port={8888 + off}", f"-admin.port={23646 + off}",
+            self._weed(),
+            "mini",
+            f"-dir={self.state_dir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={config}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            f"-s3.port={self.port}",
+            f"-master.port={9333 + off}",
+            f"-volume.port={9340 + off}",
+            f"-filer.port={8888 + off}",
+            f"-admin.port={23646 + off}",
         ]
         log = (self.state_dir / "weed.log").open("ab")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -128,7 +156,9 @@ class LocalS3:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise FreshrecError(f"SeaweedFS exited at start (code {proc.returncode}): see {self.state_dir}/weed.log")
+                raise FreshrecError(
+                    f"SeaweedFS exited at start (code {proc.returncode}): see {self.state_dir}/weed.log"
+                )
             if self.running() and self._s3_ready():
                 return self
             time.sleep(0.3)

@@ -87,9 +87,7 @@ def _normalize_events(user, item, rating, ts) -> pd.DataFrame:
         {
             "user_id": pd.Series(user).astype(str).to_numpy(),
             "item_id": pd.Series(item).astype(str).to_numpy(),
-            "event_ts": pd.to_datetime(pd.Series(ts).astype("int64"), unit="s", utc=True).astype(
-                "datetime64[s, UTC]"
-            ),
+            "event_ts": pd.to_datetime(pd.Series(ts).astype("int64"), unit="s", utc=True).astype("datetime64[s, UTC]"),
             "event_type": "rating",
             "rating": pd.Series(rating).astype("float32").to_numpy(),
         }

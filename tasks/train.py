@@ -26,7 +26,16 @@ import pandas as pd
 import torch
 
 from models.seqrec import SeqRecConfig, SeqRecModel
-from tasks.common import FreshrecError, Layout, atomic_dir, load_params, parse_day, read_json, setup_logging, write_json
+from tasks.common import (
+    FreshrecError,
+    Layout,
+    atomic_dir,
+    load_params,
+    parse_day,
+    read_json,
+    setup_logging,
+    write_json,
+)
 from tasks.history import day_mask, holdout_mask, load_events, load_items, sequences, windows
 
 LOG = logging.getLogger(__name__)
@@ -121,8 +130,13 @@ def _set_trainable(model: SeqRecModel, trainable: str, lora_rank: int) -> SeqRec
     if trainable == "lora":
         from peft import LoraConfig, get_peft_model
 
-        cfg = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, target_modules=["c_attn", "c_proj", "c_fc"],
-                         fan_in_fan_out=True, lora_dropout=0.0)  # GPT-2 uses Conv1D: weights are (in, out)
+        cfg = LoraConfig(
+            r=lora_rank,
+            lora_alpha=2 * lora_rank,
+            target_modules=["c_attn", "c_proj", "c_fc"],
+            fan_in_fan_out=True,
+            lora_dropout=0.0,
+        )  # GPT-2 uses Conv1D: weights are (in, out)
         model.backbone = get_peft_model(model.backbone, cfg)
         model.item_emb.weight.requires_grad = True  # new items must still learn their rows
         return model
@@ -209,8 +223,9 @@ def train(
     if mode == "skip":  # nothing worth learning: the challenger is the champion, byte for byte
         with atomic_dir(out_dir) as tmp:
             shutil.copytree(champion_dir, tmp, dirs_exist_ok=True)
-            res = TrainResult("skip", "none", str(device), 0, 0, 0, 0.0, float("nan"),
-                              len(read_items(champion_dir)) + 1, 0, str(day))
+            res = TrainResult(
+                "skip", "none", str(device), 0, 0, 0, 0.0, float("nan"), len(read_items(champion_dir)) + 1, 0, str(day)
+            )
             write_json(tmp / TRAIN_FILE, asdict(res))
         return res
 
@@ -221,10 +236,16 @@ def train(
     if mode == "full":
         cfg_section, trainable = params["full"], "all"
         item_ids = known_items
-        model = SeqRecModel(SeqRecConfig(
-            n_items=len(item_ids) + 1, max_len=params["max_len"], hidden_size=hidden,
-            num_layers=params["num_layers"], num_heads=params["num_heads"], dropout=params["dropout"],
-        ))
+        model = SeqRecModel(
+            SeqRecConfig(
+                n_items=len(item_ids) + 1,
+                max_len=params["max_len"],
+                hidden_size=hidden,
+                num_layers=params["num_layers"],
+                num_heads=params["num_heads"],
+                dropout=params["dropout"],
+            )
+        )
         if text_init:
             with torch.no_grad():
                 model.item_emb.weight[1:] = text_init_rows(item_ids, features, hidden, std=0.02)
@@ -256,12 +277,32 @@ def train(
     if not examples:
         raise FreshrecError(f"no training sequences for {day} (mode {mode}): is the day's partition empty?")
     _set_trainable(model, trainable, cfg_section.get("lora_rank", 8))
-    steps, loss = fit(model, examples, cfg_section["epochs"], cfg_section["batch_size"], cfg_section["lr"],
-                      cfg_section.get("weight_decay", 0.0), params["seed"], device, progress)
+    steps, loss = fit(
+        model,
+        examples,
+        cfg_section["epochs"],
+        cfg_section["batch_size"],
+        cfg_section["lr"],
+        cfg_section.get("weight_decay", 0.0),
+        params["seed"],
+        device,
+        progress,
+    )
     _merge_lora(model)
     model.to("cpu")
-    res = TrainResult(mode, trainable, str(device), cfg_section["epochs"], steps, len(examples),
-                      round(time.perf_counter() - t0, 3), round(loss, 5), len(item_ids) + 1, new_items, str(day))
+    res = TrainResult(
+        mode,
+        trainable,
+        str(device),
+        cfg_section["epochs"],
+        steps,
+        len(examples),
+        round(time.perf_counter() - t0, 3),
+        round(loss, 5),
+        len(item_ids) + 1,
+        new_items,
+        str(day),
+    )
     with atomic_dir(out_dir) as tmp:
         model.save(tmp)
         (tmp / ITEMS_FILE).write_text(json.dumps(item_ids))
@@ -270,20 +311,11 @@ def train(
     return res
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--date")
-    ap.add_argument("--mode", choices=MODES, help="override the drift decision")
-    ap.add_argument("--params", default=None)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    day = parse_day(args.date or params["run"]["date"])
-    layout = Layout.default()
-    run = layout.run(day)
-    champion = run / "champion"
+def run(day: dt.date, params: dict, layout: Layout, mode: str | None = None, progress: bool = True) -> TrainResult:
+    """Train day D's challenger: mode from the drift report unless given; full if there is no champion."""
+    champion = layout.run(day) / "champion"
     champion_dir = champion if (champion / ITEMS_FILE).exists() else None
-    mode = args.mode or read_json(layout.reports("drift", day) / "drift.json")["decision"]
+    mode = mode or read_json(layout.reports("drift", day) / "drift.json")["decision"]
     if champion_dir is None and mode != "full":
         LOG.info("no champion yet: bootstrapping with a full training run")
         mode = "full"
@@ -295,8 +327,29 @@ def main(argv: list[str] | None = None) -> None:
         if params["train"].get("text_init", True)
         else {}
     )
-    res = train(load_events(layout, day), catalogue, day, mode, params["train"], features,
-                champion_dir, run / "challenger", params["evaluate"]["holdout_fraction"])
+    return train(
+        load_events(layout, day),
+        catalogue,
+        day,
+        mode,
+        params["train"],
+        features,
+        champion_dir,
+        layout.run(day) / "challenger",
+        params["evaluate"]["holdout_fraction"],
+        progress,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--date")
+    ap.add_argument("--mode", choices=MODES, help="override the drift decision")
+    ap.add_argument("--params", default=None)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    res = run(parse_day(args.date or params["run"]["date"]), params, Layout.default(), args.mode)
     print(json.dumps(asdict(res)))
 
 

@@ -22,7 +22,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.common import Layout, ValidationFailed, day_bounds, day_str, load_params, parse_day, setup_logging, write_json
+from tasks.common import (
+    Layout,
+    ValidationFailed,
+    day_bounds,
+    day_str,
+    load_params,
+    parse_day,
+    setup_logging,
+    write_json,
+)
 from tasks.replay import EVENTS_FILE, ITEMS_FILE
 from tasks.sources import EVENT_COLUMNS
 
@@ -72,17 +81,31 @@ def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, vo
         ("type_item_id", gxe.ExpectColumnValuesToBeOfType(column="item_id", type_="str")),
         ("type_event_ts", gxe.ExpectColumnValuesToBeOfType(column="event_ts", type_="Timestamp")),
         ("type_rating", gxe.ExpectColumnValuesToBeInTypeList(column="rating", type_list=["float32", "float64"])),
-        ("ts_in_day", gxe.ExpectColumnValuesToBeBetween(column="event_ts", min_value=start, max_value=end,
-                                                        strict_max=True)),
-        ("rating_range", gxe.ExpectColumnValuesToBeBetween(column="rating", min_value=params["rating_min"],
-                                                           max_value=params["rating_max"])),
+        (
+            "ts_in_day",
+            gxe.ExpectColumnValuesToBeBetween(column="event_ts", min_value=start, max_value=end, strict_max=True),
+        ),
+        (
+            "rating_range",
+            gxe.ExpectColumnValuesToBeBetween(
+                column="rating", min_value=params["rating_min"], max_value=params["rating_max"]
+            ),
+        ),
         ("event_type", gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=params["event_types"])),
     ]
-    checks += [(f"not_null_{c}", gxe.ExpectColumnValuesToNotBeNull(column=c)) for c in ("user_id", "item_id",
-                                                                                         "event_ts")]
+    checks += [
+        (f"not_null_{c}", gxe.ExpectColumnValuesToNotBeNull(column=c)) for c in ("user_id", "item_id", "event_ts")
+    ]
     if catalogue_ids is not None:
-        checks.append(("unknown_items", gxe.ExpectColumnValuesToBeInSet(
-            column="item_id", value_set=catalogue_ids, mostly=1 - params["max_unknown_item_share"])))
+        checks += [  # any unknown item is flagged (policy: warn); too many of them block
+            ("unknown_items", gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=catalogue_ids)),
+            (
+                "unknown_items_share",
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="item_id", value_set=catalogue_ids, mostly=1 - params["max_unknown_item_share"]
+                ),
+            ),
+        ]
     for name, exp in checks:
         exp.meta = {"check": name}
     return checks
@@ -93,8 +116,7 @@ def _summarise(result) -> dict:
     out = {
         "check": result.expectation_config.meta.get("check"),
         "expectation": result.expectation_config.type,
-        "column": result.expectation_config.kwargs.get("column") or result.expectation_config.kwargs.get(
-            "column_list"),
+        "column": result.expectation_config.kwargs.get("column") or result.expectation_config.kwargs.get("column_list"),
     }
     for key in ("observed_value", "unexpected_count", "unexpected_percent", "partial_unexpected_list"):
         if key in r:
@@ -113,23 +135,29 @@ def run_checkpoint(df: pd.DataFrame, checks: list, docs_dir: Path, day: dt.date)
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    ctx.add_data_docs_site(site_name=DOCS_SITE, site_config={
-        "class_name": "SiteBuilder",
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-    })
-    batch = ctx.data_sources.add_pandas("events").add_dataframe_asset("day").add_batch_definition_whole_dataframe(
-        "whole")
+    ctx.add_data_docs_site(
+        site_name=DOCS_SITE,
+        site_config={
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        },
+    )
+    batch = (
+        ctx.data_sources.add_pandas("events").add_dataframe_asset("day").add_batch_definition_whole_dataframe("whole")
+    )
     suite = ctx.suites.add(gx.ExpectationSuite(name="events"))
     for _, exp in checks:
         suite.add_expectation(exp)
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(data=batch, suite=suite,
-                                                                name=f"events_{day_str(day)}"))
-    cp = ctx.checkpoints.add(gx.Checkpoint(
-        name="daily_events", validation_definitions=[vd],
-        actions=[UpdateDataDocsAction(name="docs", site_names=[DOCS_SITE])],
-        result_format={"result_format": "SUMMARY"},
-    ))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(data=batch, suite=suite, name=f"events_{day_str(day)}"))
+    cp = ctx.checkpoints.add(
+        gx.Checkpoint(
+            name="daily_events",
+            validation_definitions=[vd],
+            actions=[UpdateDataDocsAction(name="docs", site_names=[DOCS_SITE])],
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
     res = cp.run(batch_parameters={"dataframe": df}, run_id=None)
     results = [r for vr in res.run_results.values() for r in vr.results]
     return results, docs_dir / "index.html"
@@ -156,8 +184,9 @@ def validate_day(day: dt.date, layout: Layout, params: dict) -> ValidationResult
     try:
         df = pd.read_parquet(part)
     except Exception as exc:  # a truncated or non-Parquet file: nothing to run expectations on
-        res.failures.append({"check": "readable", "expectation": "parquet_readable",
-                             "exception": f"{type(exc).__name__}: {exc}"[:500]})
+        res.failures.append(
+            {"check": "readable", "expectation": "parquet_readable", "exception": f"{type(exc).__name__}: {exc}"[:500]}
+        )
     else:
         res.rows = len(df)
         items_file = layout.items(day) / ITEMS_FILE
@@ -183,10 +212,20 @@ def describe_failures(res: ValidationResult) -> str:
     for f in res.failures:
         detail = f.get("exception") or f"observed {f.get('observed_value', f.get('unexpected_count'))}"
         sample = f.get("partial_unexpected_list")
-        lines.append(f"  - {f['check']} ({f['expectation']}, column {f.get('column')}): {detail}"
-                     + (f", e.g. {sample[:5]}" if sample else ""))
+        lines.append(
+            f"  - {f['check']} ({f['expectation']}, column {f.get('column')}): {detail}"
+            + (f", e.g. {sample[:5]}" if sample else "")
+        )
     lines.append("Fix the upstream export, re-deliver the day to the landing zone and re-run the day.")
     return "\n".join(lines)
+
+
+def run(day: dt.date, params: dict, layout: Layout) -> ValidationResult:
+    """Validate the day; raise ValidationFailed (after quarantining) if a blocking check failed."""
+    res = validate_day(day, layout, params["validate"])
+    if not res.passed:
+        raise ValidationFailed(describe_failures(res))
+    return res
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,9 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params(args.params)
     day = parse_day(args.date or params["run"]["date"])
-    res = validate_day(day, Layout.default(), params["validate"])
-    if not res.passed:
-        raise ValidationFailed(describe_failures(res))
+    res = run(day, params, Layout.default())
     print(json.dumps({"day": res.day, "rows": res.rows, "warnings": [w["check"] for w in res.warnings]}))
 
 

@@ -1,0 +1,49 @@
+# freshrec — `make run` (main job on the embedded default) and `make test` (the suite).
+# Each bootstraps .venv on its own; a second call reuses it.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test test-fast airflow stop lint clean help
+
+help:
+	@echo "make run      bootstrap + 3 replayed days through the daily DAG on local S3 (~5 min)"
+	@echo "make test     the whole test suite (what CI runs)"
+	@echo "make airflow  Airflow UI on http://127.0.0.1:8080 with the DAGs and local S3"
+	@echo "make stop     stop what 'make airflow' started"
+	@echo "make lint     ruff"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	$(VENV)/bin/pip check
+	touch $(STAMP)
+
+run: venv
+	bash scripts/run.sh
+
+test: venv
+	bash scripts/test.sh
+
+test-fast: venv
+	bash scripts/test.sh -m "not slow"
+
+airflow: venv
+	bash scripts/airflow.sh start
+
+stop:
+	bash scripts/airflow.sh stop
+
+lint: venv
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	bash scripts/airflow.sh stop || true
+	rm -rf .run

@@ -1,0 +1,36 @@
+"""
+### freshrec bootstrap
+
+Trains the first champion on the warm-up window (`source.warmup_end` in params.yaml)
+and promotes it (approver `bootstrap`). Trigger it once, before the first daily run;
+it does nothing if a champion already exists. Same steps as `python -m tasks.bootstrap`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import dag, task
+
+
+@dag(
+    dag_id="freshrec_bootstrap",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["freshrec", "ml"],
+    default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=2), "owner": "ml-platform"},
+)
+def freshrec_bootstrap():
+    @task
+    def bootstrap_champion() -> dict:
+        from tasks.bootstrap import bootstrap
+        from tasks.common import Layout, load_params
+
+        return bootstrap(load_params(), Layout.default(), progress=False)
+
+    bootstrap_champion()
+
+
+freshrec_bootstrap()

@@ -1,0 +1,249 @@
+"""
+### freshrec daily
+
+Keeps the sequential recommender fresh, one UTC day per run (the run's logical date):
+
+1. **wait_for_landing** — the upstream export of day D is in the landing zone
+2. **ingest_events** — copy it into `data/raw/events/date=D/` (idempotent)
+3. **validate_events** — Great Expectations checkpoint; a bad day is quarantined and the run stops here
+4. **pull_champion** — current champion from S3, sha256-verified (none yet: bootstrap with a full run)
+5. **detect_drift** — PSI / Jensen-Shannon / new items / champion NDCG@10 → `skip`, `incremental` or `full`
+6. **train_challenger** — on the `gpu` queue when a worker serves it; fine-tunes or retrains
+7. **evaluate_challenger** — champion vs challenger on the same holdout, full ranking; quality gate
+8. **export_onnx** — fp32 + int8 ONNX with top-K in the graph; parity against torch
+9. **benchmark_latency** — p50/p95/p99 torch vs ORT fp32 vs int8; latency gate
+10. **approve_promotion** — a person approves in *Required Actions* (evidence in the request); 24 h timeout = reject
+11. **promote_champion** — immutable version in S3, manifest with lineage, champion pointer moved last
+
+Params: `auto_approve` (approver recorded as `auto`, for demos and backfills), `force_mode`
+(override the drift decision), `day` (run a day other than the logical date).
+Backfill: `airflow backfill create --dag-id freshrec_daily --from-date ... --to-date ...`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+
+import pendulum
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param, dag, task
+
+TRAIN_QUEUE = os.environ.get("FRESHREC_TRAIN_QUEUE", "default")  # `gpu` where a GPU worker listens
+# First day a run may exist for (backfills start here). Default: ML-100K's first day, so any replay
+# day of the embedded default can be backfilled; set it to your data's first day.
+START_DATE = pendulum.parse(os.environ.get("FRESHREC_START_DATE", "1997-09-20"), tz="UTC")
+APPROVAL_TIMEOUT = dt.timedelta(hours=24)
+
+APPROVAL_BODY = "{{ ti.xcom_pull(task_ids='prepare_approval') }}"
+
+
+def _day(context) -> str:
+    """The day this run processes: the `day` Param if given, else the logical date."""
+    from tasks.common import FreshrecError, day_str, parse_day
+
+    override = context["params"].get("day")
+    if override:
+        return day_str(parse_day(override))
+    if context.get("logical_date") is None:
+        raise FreshrecError("this run has no logical date: trigger it with one, or set the `day` Param")
+    return day_str(context["logical_date"].date())
+
+
+def _step(fn, *args, **kwargs):
+    """Run a step; a refusal (bad data, failed gate) fails the task for good: retrying cannot fix it."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tasks.common import GateFailed, ValidationFailed
+
+    try:
+        return fn(*args, **kwargs)
+    except (ValidationFailed, GateFailed) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _ctx():
+    from airflow.sdk import get_current_context
+
+    from tasks.common import Layout, load_params, parse_day
+
+    context = get_current_context()
+    return parse_day(_day(context)), load_params(), Layout.default(), context
+
+
+@dag(
+    dag_id="freshrec_daily",
+    schedule="@daily",
+    start_date=START_DATE,
+    catchup=False,  # backfills are explicit: `airflow backfill create`
+    max_active_runs=1,  # days build on each other's champion
+    doc_md=__doc__,
+    tags=["freshrec", "ml"],
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2), "owner": "ml-platform"},
+    params={
+        "auto_approve": Param(False, type="boolean", description="Promote without a human; approver = auto."),
+        "force_mode": Param(
+            "auto",
+            enum=["auto", "skip", "incremental", "full"],
+            description="Override the drift decision (e.g. `full` to retrain from scratch).",
+        ),
+        "day": Param(None, type=["null", "string"], description="YYYY-MM-DD to process instead of the logical date."),
+    },
+)
+def freshrec_daily():
+    @task.sensor(poke_interval=300, timeout=6 * 3600, mode="reschedule")
+    def wait_for_landing() -> bool:
+        from tasks.common import project_path
+        from tasks.replay import EVENTS_FILE, landing_path
+
+        day, params, _, _ = _ctx()
+        return (landing_path(project_path(params["source"]["landing_dir"]), day) / EVENTS_FILE).exists()
+
+    @task
+    def ingest_events() -> dict:
+        from dataclasses import asdict
+
+        from tasks import ingest
+
+        day, params, layout, _ = _ctx()
+        return asdict(ingest.run(day, params, layout))
+
+    @task(retries=0)
+    def validate_events() -> dict:
+        from dataclasses import asdict
+
+        from tasks import validate
+
+        day, params, layout, _ = _ctx()
+        return asdict(_step(validate.run, day, params, layout))
+
+    @task
+    def pull_champion() -> str | None:
+        from tasks.promote import pull_champion as pull
+        from tasks.promote import registry_from_env
+
+        day, params, layout, _ = _ctx()
+        return pull(registry_from_env(params), layout.run(day) / "champion", day)
+
+    @task
+    def detect_drift() -> dict:
+        from tasks import drift
+
+        day, params, layout, context = _ctx()
+        force = context["params"]["force_mode"]
+        report = drift.run(day, params, layout, None if force == "auto" else force)
+        return {"decision": report["decision"], "reasons": report["reasons"]}
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def should_train(drift_report: dict) -> bool:
+        """`skip` ends the run here: the champion stays, nothing to approve."""
+        return drift_report["decision"] != "skip"
+
+    @task(queue=TRAIN_QUEUE)
+    def train_challenger() -> dict:
+        from dataclasses import asdict
+
+        from tasks import train
+
+        day, params, layout, _ = _ctx()
+        return asdict(train.run(day, params, layout, progress=False))
+
+    @task(retries=0)
+    def evaluate_challenger() -> dict:
+        from tasks import evaluate
+
+        day, params, layout, _ = _ctx()
+        return _step(evaluate.run, day, params, layout)["gate"]
+
+    @task
+    def export_onnx() -> dict:
+        from tasks import export
+
+        day, params, layout, _ = _ctx()
+        report = _step(export.run, day, params, layout)
+        return {"fp32": report["fp32"], "int8": report["int8"]}
+
+    @task(retries=0)
+    def benchmark_latency() -> dict:
+        from tasks import benchmark
+
+        day, params, layout, _ = _ctx()
+        return _step(benchmark.run, day, params, layout)["gate"]
+
+    @task
+    def prepare_approval() -> str:
+        """The evidence a person approves on, as markdown (rendered into the approval request)."""
+        from tasks.approval import evidence_markdown
+
+        day, _, layout, _ = _ctx()
+        return evidence_markdown(day, layout)
+
+    @task.branch
+    def choose_approval() -> str:
+        _, _, _, context = _ctx()
+        return "promote_champion" if context["params"]["auto_approve"] else "approve_promotion"
+
+    approve = ApprovalOperator(
+        task_id="approve_promotion",
+        subject="freshrec: promote the challenger for {{ params.day or ds }}?",
+        body=APPROVAL_BODY,
+        defaults=["Reject"],  # no answer within the timeout means no promotion
+        response_timeout=APPROVAL_TIMEOUT,
+        retries=0,
+    )
+
+    @task(trigger_rule="none_failed_min_one_success", retries=0)
+    def promote_champion() -> dict:
+        from tasks.promote import run as promote_run
+
+        day, params, layout, context = _ctx()
+        answer = context["ti"].xcom_pull(task_ids="approve_promotion")
+        if answer:
+            user = answer.get("responded_by_user") or {}
+            approver, reason = user.get("name") or user.get("id") or "unknown", "approved in Airflow"
+        elif context["params"]["auto_approve"]:
+            approver, reason = "auto", "auto_approve param"
+        else:
+            raise RuntimeError("promote_champion ran without an approval answer or auto_approve")
+        return promote_run(day, params, layout, approver, reason)
+
+    @task(trigger_rule="one_failed", retries=0)
+    def fail_run_if_any_failed() -> None:
+        """The summary must not turn a failed day green: any failure fails the run."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("a step of this day failed: see the failed task's log and the run summary")
+
+    @task(trigger_rule="all_done")
+    def summarize_run() -> dict:
+        from tasks.summary import summarize
+
+        day, _, layout, _ = _ctx()
+        return summarize(day, layout)
+
+    steps = [
+        wait_for_landing(),
+        ingest_events(),
+        validate_events(),
+        pull_champion(),
+        drift := detect_drift(),
+        should_train(drift),
+        train_challenger(),
+        evaluate_challenger(),
+        export_onnx(),
+        benchmark_latency(),
+        prepare_approval(),
+        branch := choose_approval(),
+    ]
+    for upstream, downstream in itertools.pairwise(steps):
+        upstream >> downstream
+    promoted = promote_champion()
+    branch >> approve >> promoted
+    branch >> promoted
+    summary = summarize_run()
+    [drift, promoted] >> summary
+    [*steps, approve, promoted, summary] >> fail_run_if_any_failed()
+
+
+freshrec_daily()

@@ -1,0 +1,40 @@
+"""
+### freshrec replay (embedded default only)
+
+Stands in for the upstream app on the embedded MovieLens default: each day it drops
+that day's real events into the landing zone, where `freshrec_daily` picks them up.
+With your own data, your export job does this instead: pause or delete this DAG.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(
+    dag_id="freshrec_replay",
+    schedule="@daily",
+    start_date=pendulum.parse(os.environ.get("FRESHREC_START_DATE", "1997-09-20"), tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["freshrec", "demo"],
+    default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=1), "owner": "ml-platform"},
+)
+def freshrec_replay():
+    @task
+    def land_events(logical_date=None) -> dict:
+        from tasks import replay
+        from tasks.common import load_params
+
+        (landed,) = replay.run(logical_date.date(), load_params())
+        return {"day": str(landed.day), "rows": landed.rows, "path": str(landed.path)}
+
+    land_events()
+
+
+freshrec_replay()

@@ -1,0 +1,18 @@
+# Environment shared by `make run`, `make airflow` and `make test`. Source it; it prints nothing.
+# Everything that phones home is switched off: this machine reaches package registries only.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PATH="$ROOT/.venv/bin:$PATH"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+export GX_ANALYTICS_ENABLED=false
+export DVC_NO_ANALYTICS=1
+export SCARF_ANALYTICS=false DO_NOT_TRACK=1
+export AIRFLOW__USAGE_DATA_COLLECTION__ENABLED=False
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$ROOT/.run/airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__PARALLELISM=4
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
+export AIRFLOW__API__HOST=127.0.0.1
+export AIRFLOW__API__PORT=8080
+export AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING
+export TOKENIZERS_PARALLELISM=false

@@ -1,0 +1,65 @@
+"""Approval evidence: what a person needs to approve or reject a challenger, as markdown.
+
+Rendered into the Airflow approval request (Required Actions), and readable on its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tasks.common import Layout, read_json, sha256_file
+
+
+def _num(v, spec=".4f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def evidence_markdown(day: dt.date, layout: Layout) -> str:
+    run = layout.run(day)
+    ev = read_json(run / "evaluation.json")
+    bench = read_json(run / "benchmark.json")
+    drift = read_json(layout.reports("drift", day) / "drift.json")
+    validation = read_json(layout.reports("validation", day) / "report.json")
+    export = read_json(run / "onnx" / "export.json")
+    train = read_json(run / "challenger" / "train.json")
+    version = f"{day}-{sha256_file(run / 'challenger' / 'weights.safetensors')[:8]}"
+    k = ev["k"]
+    lines = [
+        f"**Candidate version** `{version}` — trained `{train['mode']}` ({train['trainable']}) on "
+        f"{train['examples']} sequences in {train['seconds']:.1f} s on {train['device']}; "
+        f"{train['new_items']} new items.",
+        "",
+        f"**Data** {validation['rows']} events on {day}; validation passed"
+        + (f" with warnings: {', '.join(w['check'] for w in validation['warnings'])}" if validation["warnings"] else "")
+        + (f" ([Data Docs]({validation['docs']}))" if validation.get("docs") else "")
+        + ".",
+        "",
+        f"**Drift** decision `{drift['decision']}`: " + "; ".join(drift["reasons"]),
+        "",
+        f"**Quality** on {ev['holdout_events']} held-out events, full ranking — gate: {ev['gate']['reason']}",
+        "",
+        f"| slice | n | champion NDCG@{k} | challenger NDCG@{k} | champion HR@{k} | challenger HR@{k} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("all", "new_items", "cold_users"):
+        ch = (ev["champion"] or {}).get(name, {})
+        cl = ev["challenger"][name]
+        lines.append(
+            f"| {name} | {cl['n']} | {_num(ch.get(f'ndcg@{k}'))} | {_num(cl[f'ndcg@{k}'])} | "
+            f"{_num(ch.get(f'hr@{k}'))} | {_num(cl[f'hr@{k}'])} |"
+        )
+    lines += [
+        "",
+        f"**Latency** ({bench['threads']} threads, {bench['device']}); serving `{bench['serve_variant']}` — "
+        f"{bench['gate']['reason']}. ONNX parity: fp32 overlap {export['fp32']['overlap']}, "
+        f"int8 overlap {export['int8']['overlap']}.",
+        "",
+        "| runtime | batch | p50 ms | p95 ms | p99 ms | QPS |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['runtime']} | {r['batch']} | {r['p50_ms']:.3f} | {r['p95_ms']:.3f} | {r['p99_ms']:.3f} "
+        f"| {r['qps']:.0f} |"
+        for r in bench["rows"]
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""Summary: one row per day from what the day's steps left behind, and the table `make run` prints.
+
+Reads only files (validation report, drift report, evaluation, benchmark, promotion
+record), so it tells the truth about a day whatever path ran it: Airflow, `dvc repro`
+or a backfill, and also for a day that stopped early.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+from tasks.common import Layout, day_str, parse_day, read_json, write_json
+
+SUMMARY_FILE = "summary.json"
+PROMOTION_FILE = "promotion.json"
+
+
+def _maybe(path: Path) -> dict | None:
+    return read_json(path) if path.exists() else None
+
+
+def summarize(day: dt.date, layout: Layout) -> dict:
+    run = layout.run(day)
+    validation = _maybe(layout.reports("validation", day) / "report.json")
+    drift = _maybe(layout.reports("drift", day) / "drift.json")
+    evaluation = _maybe(run / "evaluation.json")
+    bench = _maybe(run / "benchmark.json")
+    promotion = _maybe(run / PROMOTION_FILE)
+
+    def ndcg(side: str):
+        block = (evaluation or {}).get(side)
+        return None if block is None else block["all"]["ndcg@10"]
+
+    served = None
+    if bench:
+        served = next(
+            r["p99_ms"] for r in bench["rows"] if r["runtime"] == f"ort_{bench['serve_variant']}" and r["batch"] == 1
+        )
+    if validation is None:
+        status = "not validated"
+    elif not validation["passed"]:
+        status = "quarantined"
+    else:
+        status = "ok" + (f" ({len(validation['warnings'])} warn)" if validation["warnings"] else "")
+    summary = {
+        "day": day_str(day),
+        "events": validation["rows"] if validation else None,
+        "validation": status,
+        "decision": drift["decision"] if drift else None,
+        "ndcg_champion": ndcg("champion"),
+        "ndcg_challenger": ndcg("challenger"),
+        "quality_gate": (evaluation or {}).get("gate", {}).get("passed"),
+        "p99_ms": served,
+        "serve_variant": bench["serve_variant"] if bench else None,
+        "latency_gate": (bench or {}).get("gate", {}).get("passed"),
+        "promotion": promotion,
+    }
+    write_json(run / SUMMARY_FILE, summary)
+    return summary
+
+
+def _fmt(value, spec: str = "") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'day':<10}  {'events':>6}  {'validation':<12}  {'drift':<11}  {'NDCG@10 champ→chall':<20}  "
+    head += f"{'p99 ms':>7}  promoted"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        promo = r.get("promotion") or {}
+        promoted = {"promoted": promo.get("version"), "unchanged": "unchanged"}.get(promo.get("status"))
+        promoted = promoted or ("rejected" if promo.get("status") == "rejected" else "—")
+        ndcg = f"{_fmt(r['ndcg_champion'], '.4f')} → {_fmt(r['ndcg_challenger'], '.4f')}"
+        lines.append(
+            f"{r['day']:<10}  {_fmt(r['events']):>6}  {r['validation']:<12}  {_fmt(r['decision']):<11}  "
+            f"{ndcg:<20}  {_fmt(r['p99_ms'], '.3f'):>7}  {promoted}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--from", dest="start", required=True)
+    ap.add_argument("--to", dest="end", required=True)
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    args = ap.parse_args(argv)
+    layout = Layout.default()
+    day, end, rows = parse_day(args.start), parse_day(args.end), []
+    while day <= end:
+        rows.append(summarize(day, layout))
+        day += dt.timedelta(days=1)
+    print(format_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The recommender: causal, padding-invariant, persists without pickle, grows its catalogue,
+learns, and exports to ONNX that matches torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.seqrec import SeqRecConfig, SeqRecModel, TopKScorer
+from tasks.train import fit, mapped_rows, text_init_rows
+
+CFG = SeqRecConfig(n_items=60, max_len=12, hidden_size=32, num_layers=2, num_heads=2, dropout=0.0)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return SeqRecModel(SeqRecConfig(**vars(CFG))).eval()
+
+
+def test_causal_future_items_do_not_change_the_past(model):
+    x = torch.randint(1, 60, (2, 12))
+    y = x.clone()
+    y[:, 8:] = torch.randint(1, 60, (2, 4))
+    with torch.inference_mode():
+        assert torch.allclose(model(x)[:, :8], model(y)[:, :8], atol=1e-5)
+
+
+def test_padding_is_masked_and_never_recommended(model):
+    """Left-padded rows (queries that may attend to nothing) stay finite; padding scores -inf;
+    and the last state depends only on real items: changing a padded history's real items changes it."""
+    seq = torch.tensor([[0, 0, 0, 0, 0, 0, 5, 9, 13, 2, 7, 30], [0] * 11 + [4]])
+    with torch.inference_mode():
+        states = model(seq)
+        scores = model.last_scores(seq)
+    assert torch.isfinite(states).all()
+    assert torch.isneginf(scores[:, 0]).all()
+    assert torch.isfinite(scores[:, 1:]).all()
+    other = seq.clone()
+    other[0, 6] = 6
+    assert not torch.allclose(model.last_scores(other)[0], scores[0])
+
+
+def test_empty_history_matches_between_torch_and_onnx(model, tmp_path):
+    """A user with no known items (all padding) gets the same recommendations from ONNX as from torch."""
+    from tasks.export import FP32_FILE, export_onnx, parity
+
+    export_onnx(model, tmp_path / FP32_FILE, top_k=10, opset=18)
+    x = np.zeros((2, 12), dtype=np.int64)
+    x[1, -1] = 5
+    assert parity(model, tmp_path / FP32_FILE, x, 10, "fp32", 1.0, 1e-4).passed
+
+
+def test_save_load_roundtrip_uses_safetensors(model, tmp_path):
+    model.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "weights.safetensors"]
+    again = SeqRecModel.load(tmp_path)
+    x = torch.randint(1, 60, (3, 12))
+    torch.testing.assert_close(model.last_scores(x), again.last_scores(x))
+
+
+def test_grow_items_keeps_trained_rows(model):
+    before = model.item_emb.weight.detach().clone()
+    model.grow_items(5, torch.ones(5, 32))
+    assert model.config.n_items == 65 and model.item_emb.weight.shape == (65, 32)
+    torch.testing.assert_close(model.item_emb.weight[:60], before)
+    torch.testing.assert_close(model.item_emb.weight[60:], torch.ones(5, 32))
+
+
+def test_text_init_and_ridge_map_put_new_items_near_their_text_neighbours():
+    """A new item whose text equals a known item's gets (nearly) that item's trained row."""
+    torch.manual_seed(0)
+    feats = {f"i{i}": torch.nn.functional.normalize(torch.randn(384), dim=0) for i in range(200)}
+    rows = text_init_rows([f"i{i}" for i in range(200)], feats, 32, std=0.02)
+    assert rows.shape == (200, 32) and rows.std().item() == pytest.approx(0.02, rel=0.05)
+    feats["new"] = feats["i7"].clone()
+    new = mapped_rows(["new"], [f"i{i}" for i in range(200)], rows, feats)
+    sims = torch.nn.functional.cosine_similarity(new, rows)
+    assert sims.argmax().item() == 7
+
+
+def test_training_reduces_loss_on_a_learnable_pattern():
+    """Sequences that always continue i -> i+1 are learned in a few epochs (loss falls a lot)."""
+    torch.manual_seed(0)
+    model = SeqRecModel(SeqRecConfig(**vars(CFG)))
+    starts = np.random.default_rng(0).integers(1, 40, 256)
+    seqs = [np.arange(s, s + 13) for s in starts]
+    examples = [(s[:-1], s[1:]) for s in seqs]
+    _, first = fit(model, examples, 1, 32, 3e-3, 0.0, 0, torch.device("cpu"), progress=False)
+    _, last = fit(model, examples, 15, 32, 3e-3, 0.0, 0, torch.device("cpu"), progress=False)
+    assert last < first * 0.5
+
+
+def test_onnx_export_matches_torch(model, tmp_path):
+    """fp32 ONNX: same top-10 and scores within 1e-4; int8 exports and mostly agrees."""
+    from tasks.export import FP32_FILE, INT8_FILE, export_onnx, parity, quantize_int8
+
+    export_onnx(model, tmp_path / FP32_FILE, top_k=10, opset=18)
+    quantize_int8(tmp_path / FP32_FILE, tmp_path / INT8_FILE)
+    x = np.random.default_rng(0).integers(0, 60, (16, 12)).astype(np.int64)
+    x[:, :3] = 0
+    fp32 = parity(model, tmp_path / FP32_FILE, x, 10, "fp32", 0.99, 1e-4)
+    int8 = parity(model, tmp_path / INT8_FILE, x, 10, "int8", 0.5, None)
+    assert fp32.passed and fp32.overlap == 1.0
+    assert int8.passed
+    scores, items = TopKScorer(model, 10)(torch.from_numpy(x[:1]))
+    assert items.shape == (1, 10) and (items > 0).all()

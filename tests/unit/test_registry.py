@@ -1,0 +1,94 @@
+"""The S3 model registry against a real SeaweedFS: immutable versions, verified downloads,
+a compare-and-swap champion pointer, rollback, history."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from tasks.common import FreshrecError
+from tasks.promote import champion_as_of
+from tasks.registry import ConcurrentPromotion, IntegrityError
+
+
+@pytest.fixture
+def files(tmp_path):
+    def make(tag: str) -> dict:
+        d = tmp_path / tag
+        d.mkdir()
+        (d / "model.onnx").write_bytes(b"onnx-" + tag.encode() * 100)
+        (d / "items.json").write_text(json.dumps(["1", "2", tag]))
+        return {"model.onnx": d / "model.onnx", "items.json": d / "items.json"}
+
+    return make
+
+
+def test_publish_is_immutable_and_idempotent(registry, files):
+    f = files("a")
+    m1 = registry.publish("2024-01-01-aaaa", f, {"approver": "x"})
+    m2 = registry.publish("2024-01-01-aaaa", f, {"approver": "y"})  # same bytes again: no-op
+    assert m1["files"] == m2["files"]
+    assert m1["files"]["model.onnx"]["sha256"] == hashlib.sha256(f["model.onnx"].read_bytes()).hexdigest()
+    f["model.onnx"].write_bytes(b"other bytes")
+    with pytest.raises(IntegrityError, match="immutable"):
+        registry.publish("2024-01-01-aaaa", f, {})
+    assert registry.versions() == ["2024-01-01-aaaa"]
+
+
+def test_pointer_moves_last_and_rollback_restores(registry, files, tmp_path):
+    registry.publish("2024-01-01-aaaa", files("a"), {})
+    registry.publish("2024-01-02-bbbb", files("b"), {})
+    assert registry.pointer() == (None, None)
+    registry.set_champion("2024-01-01-aaaa", "alice", "first")
+    rec = registry.set_champion("2024-01-02-bbbb", "bob", "better")
+    assert rec["previous"] == "2024-01-01-aaaa"
+    back = registry.set_champion("2024-01-01-aaaa", "carol", "b regressed", action="rollback")
+    assert registry.pointer()[0]["version"] == "2024-01-01-aaaa" and back["action"] == "rollback"
+    assert [h["approver"] for h in registry.history()] == ["alice", "bob", "carol"]
+    got = registry.download("2024-01-02-bbbb", tmp_path / "dl")
+    assert json.loads((tmp_path / "dl" / "items.json").read_text())[-1] == "b"
+
+
+def test_stale_pointer_write_is_refused(registry, files):
+    """Compare-and-swap: a promotion that read the pointer before another one moved it changes nothing."""
+    registry.publish("2024-01-01-aaaa", files("a"), {})
+    registry.publish("2024-01-02-bbbb", files("b"), {})
+    registry.set_champion("2024-01-01-aaaa", "alice", "first")
+    _, stale_etag = registry.pointer()
+    registry.set_champion("2024-01-02-bbbb", "bob", "concurrent")
+    with pytest.raises(ConcurrentPromotion):
+        registry.set_champion("2024-01-01-aaaa", "mallory", "late", expected_etag=stale_etag)
+    assert registry.pointer()[0]["version"] == "2024-01-02-bbbb"
+
+
+def test_tampered_artifact_is_rejected_everywhere(registry, files, tmp_path):
+    """A file altered in the store fails download (nothing written) and cannot become champion."""
+    registry.publish("2024-01-01-aaaa", files("a"), {})
+    registry.publish("2024-01-02-bbbb", files("b"), {})
+    registry.set_champion("2024-01-01-aaaa", "alice", "first")
+    key = registry.version_key("2024-01-02-bbbb", "model.onnx")
+    registry.s3.put_object(Bucket=registry.bucket, Key=key, Body=b"evil")  # bypasses the registry
+    with pytest.raises(IntegrityError, match="fails verification"):
+        registry.download("2024-01-02-bbbb", tmp_path / "dl")
+    assert not (tmp_path / "dl").exists()
+    with pytest.raises(IntegrityError):
+        registry.set_champion("2024-01-02-bbbb", "bob", "promote tampered")
+    assert registry.pointer()[0]["version"] == "2024-01-01-aaaa"
+
+
+def test_missing_version_is_a_clear_error(registry):
+    with pytest.raises(FreshrecError, match="does not exist"):
+        registry.set_champion("2099-01-01-ffff", "x", "y")
+
+
+def test_rerun_of_an_older_day_starts_from_the_champion_before_it(registry, files):
+    import datetime as dt
+
+    for v in ("2024-01-01-aaaa", "2024-01-02-bbbb", "2024-01-03-cccc"):
+        registry.publish(v, files(v[-4:]), {})
+        registry.set_champion(v, "a", "daily")
+    assert champion_as_of(registry, dt.date(2024, 1, 4)) == "2024-01-03-cccc"
+    assert champion_as_of(registry, dt.date(2024, 1, 3)) == "2024-01-02-bbbb"
+    assert champion_as_of(registry, dt.date(2024, 1, 1)) is None
