@@ -93,7 +93,7 @@ def test_rejected_day_promotes_nothing(bootstrapped, registry, daily, api):
     day = bootstrapped["day1"]
     _land(bootstrapped, day)
     versions_before = registry.versions()
-    dr, states, log = _run_day(daily, day, {"auto_approve": False}, api, "Reject")
+    _dr, states, log = _run_day(daily, day, {"auto_approve": False}, api, "Reject")
     assert log and log[0][1] == 200
     assert states["approve_promotion"] == "success" and states["promote_champion"] == "skipped"
     assert registry.pointer()[0]["version"] == bootstrapped["champion"]

@@ -104,5 +104,5 @@ def test_onnx_export_matches_torch(model, tmp_path):
     int8 = parity(model, tmp_path / INT8_FILE, x, 10, "int8", 0.5, None)
     assert fp32.passed and fp32.overlap == 1.0
     assert int8.passed
-    scores, items = TopKScorer(model, 10)(torch.from_numpy(x[:1]))
+    _scores, items = TopKScorer(model, 10)(torch.from_numpy(x[:1]))
     assert items.shape == (1, 10) and (items > 0).all()

@@ -47,7 +47,7 @@ def test_pointer_moves_last_and_rollback_restores(registry, files, tmp_path):
     back = registry.set_champion("2024-01-01-aaaa", "carol", "b regressed", action="rollback")
     assert registry.pointer()[0]["version"] == "2024-01-01-aaaa" and back["action"] == "rollback"
     assert [h["approver"] for h in registry.history()] == ["alice", "bob", "carol"]
-    got = registry.download("2024-01-02-bbbb", tmp_path / "dl")
+    registry.download("2024-01-02-bbbb", tmp_path / "dl")
     assert json.loads((tmp_path / "dl" / "items.json").read_text())[-1] == "b"
 
 
