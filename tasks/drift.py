@@ -129,7 +129,11 @@ def decide(m: dict, thresholds: dict, champion: bool, ndcg_drop: float | None) -
         elif m[key] >= t["psi_moderate"]:
             notes.append(f"{key} {m[key]:.3f} moderate (>= {t['psi_moderate']})")
     if ndcg_drop is not None and ndcg_drop >= t["ndcg_drop_full"]:
-        full.append(f"champion NDCG@10 fell {ndcg_drop:.0%} below its baseline (>= {t['ndcg_drop_full']:.0%})")
+        drop = f"champion NDCG@10 fell {ndcg_drop:.0%} below its baseline (>= {t['ndcg_drop_full']:.0%})"
+        if m["users"] >= t["perf_min_users"]:
+            full.append(drop)
+        else:  # a handful of users' holdout swings NDCG by tens of percent: report, do not act
+            notes.append(f"{drop}, on only {m['users']} users (< {t['perf_min_users']}): not acted on")
     if full:
         return "full", full + notes
     return "incremental", notes or ["no significant drift: fine-tune on the new day to stay fresh"]

@@ -11,10 +11,10 @@ from tasks.drift import decide, popularity_js, psi
 THRESHOLDS = {
     "min_events": 20, "js_popularity": 0.1, "js_popularity_full": 0.3, "new_item_share": 0.05,
     "new_item_share_full": 0.5, "psi_moderate": 0.1, "psi_significant": 0.2, "psi_min_samples": 30,
-    "ndcg_drop_full": 0.5,
+    "ndcg_drop_full": 0.5, "perf_min_users": 30,
 }  # fmt: skip
 CALM = {
-    "events": 500, "user_days": 40, "js_item_popularity": 0.5, "js_item_popularity_null": 0.5,
+    "events": 500, "users": 40, "user_days": 40, "js_item_popularity": 0.5, "js_item_popularity_null": 0.5,
     "js_item_popularity_excess": 0.0, "js_item_popularity_drifted": False, "new_item_share": 0.0,
     "psi_rating": 0.01, "psi_events_per_user": 0.01,
 }  # fmt: skip
@@ -48,6 +48,9 @@ def test_decision_policy():
     assert decide({**CALM, "js_item_popularity_excess": 0.4}, THRESHOLDS, True, None)[0] == "full"
     assert decide({**CALM, "new_item_share": 0.6}, THRESHOLDS, True, None)[0] == "full"
     assert decide(CALM, THRESHOLDS, champion=True, ndcg_drop=0.6)[0] == "full"
+    decision, reasons = decide({**CALM, "users": 9}, THRESHOLDS, champion=True, ndcg_drop=0.6)
+    assert decision == "incremental"  # a 9-user holdout is too noisy to act on
+    assert "not acted on" in reasons[0]
     decision, reasons = decide({**CALM, "psi_rating": 0.3}, THRESHOLDS, True, None)
     assert decision == "incremental" and "psi_rating" in reasons[0]
     # too few user-days: PSI is reported but not acted on

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make airflow` / `make stop`: Airflow (API server + UI, scheduler, DAG processor, triggerer; SQLite,
+# LocalExecutor) on http://127.0.0.1:8080 with freshrec's DAGs, and the local SeaweedFS S3 on 127.0.0.1:8333.
+# The components are started one by one rather than with `airflow standalone`, so that the log
+# servers (which bind every interface) can be skipped: with LocalExecutor logs are read from disk.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+RUN="$ROOT/.run"
+PIDFILE="$RUN/airflow.pid"
+
+start() {
+  mkdir -p "$RUN"
+  python -m tasks.s3 start
+  eval "$(python -m tasks.s3 env)"
+  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    echo "Airflow is already running (pid $(cat "$PIDFILE")): http://127.0.0.1:8080"
+  else
+    airflow db migrate >"$RUN/airflow-migrate.log" 2>&1
+    # its own process group, so `make stop` ends the scheduler, API server and workers with it
+    setsid bash -c 'airflow api-server --host 127.0.0.1 --port 8080 & airflow scheduler --skip-serve-logs &
+                    airflow dag-processor & airflow triggerer --skip-serve-logs & wait' \
+      >"$RUN/airflow.log" 2>&1 < /dev/null &
+    echo $! >"$PIDFILE"
+    echo -n "waiting for the Airflow UI"
+    for _ in $(seq 1 90); do
+      curl -fsS -o /dev/null http://127.0.0.1:8080/api/v2/version 2>/dev/null && break
+      echo -n "."; sleep 2
+    done
+    echo
+    airflow dags reserialize >/dev/null 2>&1 || true
+  fi
+  local pw="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+  echo "Airflow UI: http://127.0.0.1:8080  (log: .run/airflow.log)"
+  if [ -f "$pw" ]; then
+    echo "login: $(python -c "import json,sys; d=json.load(open('$pw')); print(', '.join(f'{u} / {p}' for u,p in d.items()))")"
+  fi
+  echo "1. unpause and trigger freshrec_bootstrap (once); 2. backfill replay days, e.g."
+  echo "   airflow backfill create --dag-id freshrec_replay --from-date 1998-03-01 --to-date 1998-03-03"
+  echo "   airflow backfill create --dag-id freshrec_daily  --from-date 1998-03-01 --to-date 1998-03-03"
+  echo "3. approve under Browse > Required Actions.  Stop everything with: make stop"
+}
+
+stop() {
+  if [ -f "$PIDFILE" ]; then
+    pid=$(cat "$PIDFILE")
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$PIDFILE"
+    echo "Airflow stopped"
+  fi
+  python -m tasks.s3 stop
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
