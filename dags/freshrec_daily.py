@@ -31,9 +31,12 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
 
 TRAIN_QUEUE = os.environ.get("FRESHREC_TRAIN_QUEUE", "default")  # `gpu` where a GPU worker listens
-# First day a run may exist for (backfills start here). Default: ML-100K's first day, so any replay
-# day of the embedded default can be backfilled; set it to your data's first day.
+# The window runs may exist for. Defaults: the embedded ML-100K replay (1997-09-20 .. 1998-04-22),
+# so any replay day can be backfilled and unpausing schedules nothing outside the data. With your
+# own data set FRESHREC_START_DATE to its first day and FRESHREC_END_DATE to "" (open-ended).
 START_DATE = pendulum.parse(os.environ.get("FRESHREC_START_DATE", "1997-09-20"), tz="UTC")
+_END = os.environ.get("FRESHREC_END_DATE", "1998-04-22")
+END_DATE = pendulum.parse(_END, tz="UTC") if _END else None
 APPROVAL_TIMEOUT = dt.timedelta(hours=24)
 
 APPROVAL_BODY = "{{ ti.xcom_pull(task_ids='prepare_approval') }}"
@@ -76,6 +79,7 @@ def _ctx():
     dag_id="freshrec_daily",
     schedule="@daily",
     start_date=START_DATE,
+    end_date=END_DATE,
     catchup=False,  # backfills are explicit: `airflow backfill create`
     max_active_runs=1,  # days build on each other's champion
     doc_md=__doc__,

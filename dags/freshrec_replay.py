@@ -19,6 +19,7 @@ from airflow.sdk import dag, task
     dag_id="freshrec_replay",
     schedule="@daily",
     start_date=pendulum.parse(os.environ.get("FRESHREC_START_DATE", "1997-09-20"), tz="UTC"),
+    end_date=pendulum.parse(os.environ.get("FRESHREC_END_DATE") or "1998-04-22", tz="UTC"),  # the replayed data
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

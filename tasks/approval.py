@@ -6,12 +6,13 @@ Rendered into the Airflow approval request (Required Actions), and readable on i
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from tasks.common import Layout, read_json, sha256_file
 
 
 def _num(v, spec=".4f") -> str:
-    return "—" if v is None else format(v, spec)
+    return "—" if v is None or math.isnan(v) else format(v, spec)
 
 
 def evidence_markdown(day: dt.date, layout: Layout) -> str:

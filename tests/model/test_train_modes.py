@@ -1,0 +1,79 @@
+"""Full and incremental training on a real ML-100K slice: warm start, vocabulary growth for new
+items, each trainable set (all, top, LoRA merged back), and the skip mode's byte-for-byte copy."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import torch
+
+from models.seqrec import SeqRecModel
+from tasks.common import sha256_file
+from tasks.features import update_features
+from tasks.ingest import ingest_day
+from tasks.replay import land_day
+from tasks.sources import load_dataset
+from tasks.train import read_items, train
+
+WARM, DAY = dt.date(1997, 9, 27), dt.date(1997, 9, 28)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Events through DAY, MiniLM features, and a champion trained through WARM."""
+    from tasks.common import Layout
+    from tasks.history import load_events, load_items
+    from tests.conftest import tiny_params
+
+    base = tmp_path_factory.mktemp("train")
+    params = tiny_params(base)
+    params["train"]["num_layers"] = 2  # so that `top` (last block + embeddings) leaves a block frozen
+    layout = Layout(base / "data")
+    ds = load_dataset("ml-100k")
+    day = ds.events["event_ts"].min().date()
+    while day <= DAY:
+        land_day(ds, day, base / "landing")
+        ingest_day(day, base / "landing", layout)
+        day += dt.timedelta(days=1)
+    features = update_features(load_items(layout, DAY), layout.features())
+    champion = base / "champion"
+    res = train(load_events(layout, WARM), load_items(layout, WARM), WARM, "full", params["train"], features, None,
+                champion, 0.2, progress=False)
+    assert res.mode == "full"
+    return {"params": params, "events": load_events(layout, DAY), "items": load_items(layout, DAY),
+            "features": features, "champion": champion, "base": base}
+
+
+@pytest.mark.parametrize("trainable", ["all", "top", "lora"])
+def test_incremental_warm_starts_and_grows_the_vocabulary(world, trainable, tmp_path):
+    params = {**world["params"]["train"]}
+    params["incremental"] = {**params["incremental"], "trainable": trainable}
+    out = tmp_path / "challenger"
+    res = train(world["events"], world["items"], DAY, "incremental", params, world["features"], world["champion"],
+                out, 0.2, progress=False)
+    old_items, new_items = read_items(world["champion"]), read_items(out)
+    assert new_items[: len(old_items)] == old_items  # old indices keep their meaning
+    assert res.new_items == len(new_items) - len(old_items) > 0  # DAY brought items never seen before
+    champ, chall = SeqRecModel.load(world["champion"]), SeqRecModel.load(out)
+    assert set(chall.state_dict()) == set(champ.state_dict())  # LoRA merged back: a plain model again
+    first_block = "backbone.h.0.attn.c_attn.weight"
+    moved = not torch.equal(champ.state_dict()[first_block], chall.state_dict()[first_block])
+    assert moved == (trainable != "top")  # `top` freezes everything below the last block
+    assert not torch.equal(champ.item_emb.weight, chall.item_emb.weight[: champ.config.n_items])
+
+
+def test_skip_copies_the_champion_byte_for_byte(world, tmp_path):
+    out = tmp_path / "challenger"
+    res = train(world["events"], world["items"], DAY, "skip", world["params"]["train"], world["features"],
+                world["champion"], out, 0.2, progress=False)
+    assert res.mode == "skip"
+    assert sha256_file(out / "weights.safetensors") == sha256_file(world["champion"] / "weights.safetensors")
+
+
+def test_incremental_without_a_champion_is_refused(world, tmp_path):
+    from tasks.common import FreshrecError
+
+    with pytest.raises(FreshrecError, match="needs a champion"):
+        train(world["events"], world["items"], DAY, "incremental", world["params"]["train"], world["features"],
+              None, tmp_path / "x", 0.2, progress=False)
