@@ -9,7 +9,6 @@ Gate: the served variant's batch-1 p99 within `p99_budget_ms`.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import time
@@ -22,10 +21,8 @@ from models.seqrec import SeqRecModel, TopKScorer
 from tasks.common import (
     GateFailed,
     Layout,
-    load_params,
-    parse_day,
     read_json,
-    setup_logging,
+    step_cli,
     write_json,
 )
 from tasks.export import EXPORT_FILE, FP32_FILE, INT8_FILE, session
@@ -131,13 +128,8 @@ def run(day: dt.date, params: dict, layout: Layout) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--date")
-    ap.add_argument("--params", default=None)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    report = run(parse_day(args.date or params["run"]["date"]), params, Layout.default())
+    _args, params, day = step_cli(__doc__, argv)
+    report = run(day, params, Layout.default())
     print(format_table(report))
     print(json.dumps(report["gate"]))
 

@@ -70,6 +70,24 @@ def epoch_seconds(ts) -> np.ndarray:  # noqa: F821 - numpy stays a lazy import h
     return ts.dt.as_unit("s").astype("int64").to_numpy()
 
 
+def step_cli(doc: str | None, argv: list[str] | None, extra=None):
+    """The shared `python -m tasks.<step>` front: `--date` (default run.date) and `--params`.
+
+    `extra(parser)` adds a step's own options. Returns (args, params, day).
+    """
+    import argparse
+
+    setup_logging()
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--date", help="the day to process, YYYY-MM-DD (default: run.date in params.yaml)")
+    ap.add_argument("--params", default=None, help="params file (default: params.yaml or $FRESHREC_PARAMS)")
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    return args, params, parse_day(args.date or params["run"]["date"])
+
+
 def load_params(path: Path | str | None = None) -> dict[str, Any]:
     path = Path(path) if path else Path(os.environ.get("FRESHREC_PARAMS", PROJECT_ROOT / "params.yaml"))
     if not path.exists():

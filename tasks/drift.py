@@ -12,7 +12,6 @@ reported, not acted on. Thresholds live in params.yaml (`drift:`).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import math
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.common import Layout, load_params, parse_day, read_json, setup_logging, write_json
+from tasks.common import Layout, read_json, step_cli, write_json
 from tasks.history import day_mask, load_events
 
 DRIFT_FILE = "drift.json"
@@ -188,14 +187,10 @@ def run(day: dt.date, params: dict, layout: Layout, force: str | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--date")
-    ap.add_argument("--force", choices=["skip", "incremental", "full"], help="override the decision")
-    ap.add_argument("--params", default=None)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    day = parse_day(args.date or params["run"]["date"])
+    def options(ap):
+        ap.add_argument("--force", choices=["skip", "incremental", "full"], help="override the decision")
+
+    args, params, day = step_cli(__doc__, argv, options)
     report = run(day, params, Layout.default(), args.force)
     print(json.dumps({"decision": report["decision"], "reasons": report["reasons"]}))
 

@@ -10,7 +10,6 @@ seen in the last 7 days) and cold users (fewer than 5 earlier events).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import math
@@ -22,7 +21,7 @@ import pandas as pd
 import torch
 
 from models.seqrec import SeqRecModel
-from tasks.common import GateFailed, Layout, load_params, parse_day, setup_logging, write_json
+from tasks.common import GateFailed, Layout, step_cli, write_json
 from tasks.history import holdout_mask, left_pad, load_events
 from tasks.train import ITEMS_FILE, read_items
 
@@ -140,13 +139,8 @@ def run(day: dt.date, params: dict, layout: Layout) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--date")
-    ap.add_argument("--params", default=None)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    report = run(parse_day(args.date or params["run"]["date"]), params, Layout.default())
+    _args, params, day = step_cli(__doc__, argv)
+    report = run(day, params, Layout.default())
     print(json.dumps(report["gate"]))
 
 

@@ -9,7 +9,6 @@ recorded as not servable rather than failing the run.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -25,9 +24,7 @@ from tasks.common import (
     GateFailed,
     Layout,
     atomic_dir,
-    load_params,
-    parse_day,
-    setup_logging,
+    step_cli,
     write_json,
 )
 from tasks.history import left_pad
@@ -157,13 +154,8 @@ def run(day: dt.date, params: dict, layout: Layout) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--date")
-    ap.add_argument("--params", default=None)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    report = run(parse_day(args.date or params["run"]["date"]), params, Layout.default())
+    _args, params, day = step_cli(__doc__, argv)
+    report = run(day, params, Layout.default())
     print(json.dumps({k: report[k] for k in ("fp32", "int8")}))
 
 

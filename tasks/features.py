@@ -7,8 +7,6 @@ entries are embedded on a later day, so a daily run pays for its new items only.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
 import logging
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from tasks.common import Layout, atomic_dir, load_params, parse_day, setup_logging
+from tasks.common import Layout, atomic_dir, step_cli
 
 LOG = logging.getLogger(__name__)
 IDS_FILE = "item_ids.json"
@@ -55,13 +53,8 @@ def update_features(items: pd.DataFrame, feature_dir: Path, batch_size: int = 12
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--date")
-    ap.add_argument("--params", default=None)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    day: dt.date = parse_day(args.date or params["run"]["date"])
+    _args, params, day = step_cli(__doc__, argv)
+
     layout = Layout.default()
     from tasks.history import load_items
 

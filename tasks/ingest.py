@@ -7,7 +7,6 @@ the partition atomically and says so.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import logging
 import shutil
@@ -18,11 +17,10 @@ from tasks.common import (
     FreshrecError,
     Layout,
     atomic_dir,
-    load_params,
     parse_day,
     project_path,
-    setup_logging,
     sha256_file,
+    step_cli,
 )
 from tasks.replay import EVENTS_FILE, ITEMS_FILE, landing_path
 
@@ -75,14 +73,10 @@ def ingest_history(day: dt.date, params: dict, layout: Layout) -> list[IngestRes
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--date")
-    ap.add_argument("--history", action="store_true", help="ingest every landed day up to --date")
-    ap.add_argument("--params", default=None)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    day = parse_day(args.date or params["run"]["date"])
+    def options(ap):
+        ap.add_argument("--history", action="store_true", help="ingest every landed day up to --date")
+
+    args, params, day = step_cli(__doc__, argv, options)
     if args.history:
         results = ingest_history(day, params, Layout.default())
         print({s: sum(r.status == s for r in results) for s in ("new", "unchanged", "redelivered")})

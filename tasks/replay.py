@@ -8,7 +8,6 @@ written to a temp name and renamed, so a reader never sees half a file.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import tempfile
@@ -22,10 +21,8 @@ from tasks.common import (
     day_bounds,
     day_str,
     epoch_seconds,
-    load_params,
-    parse_day,
     project_path,
-    setup_logging,
+    step_cli,
 )
 from tasks.sources import Dataset, load_dataset
 
@@ -86,14 +83,11 @@ def run(day: dt.date, params: dict, history: bool = False) -> list[Landed]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--date", help="day to land (default: run.date in params.yaml)")
-    ap.add_argument("--history", action="store_true", help="also land every earlier day of the dataset")
-    ap.add_argument("--params", default=None)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    landed = run(parse_day(args.date or params["run"]["date"]), params, args.history)
+    def options(ap):
+        ap.add_argument("--history", action="store_true", help="also land every earlier day of the dataset")
+
+    args, params, day = step_cli(__doc__, argv, options)
+    landed = run(day, params, args.history)
     print(f"landed {sum(x.rows for x in landed)} events over {len(landed)} day(s), last at {landed[-1].path}")
 
 

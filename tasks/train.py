@@ -11,7 +11,6 @@ Vasilev 2023), the objective that tops the full-ranking tables in ANCHORS.md.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -30,10 +29,8 @@ from tasks.common import (
     FreshrecError,
     Layout,
     atomic_dir,
-    load_params,
-    parse_day,
     read_json,
-    setup_logging,
+    step_cli,
     write_json,
 )
 from tasks.history import day_mask, holdout_mask, load_events, load_items, sequences, windows
@@ -342,14 +339,11 @@ def run(day: dt.date, params: dict, layout: Layout, mode: str | None = None, pro
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--date")
-    ap.add_argument("--mode", choices=MODES, help="override the drift decision")
-    ap.add_argument("--params", default=None)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    res = run(parse_day(args.date or params["run"]["date"]), params, Layout.default(), args.mode)
+    def options(ap):
+        ap.add_argument("--mode", choices=MODES, help="override the drift decision")
+
+    args, params, day = step_cli(__doc__, argv, options)
+    res = run(day, params, Layout.default(), args.mode)
     print(json.dumps(asdict(res)))
 
 

@@ -11,7 +11,6 @@ train on it and nothing is lost. Data Docs are written under `data/reports/gx_do
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -27,9 +26,7 @@ from tasks.common import (
     ValidationFailed,
     day_bounds,
     day_str,
-    load_params,
-    parse_day,
-    setup_logging,
+    step_cli,
     write_json,
 )
 from tasks.replay import EVENTS_FILE, ITEMS_FILE
@@ -229,13 +226,7 @@ def run(day: dt.date, params: dict, layout: Layout) -> ValidationResult:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--date")
-    ap.add_argument("--params", default=None)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    day = parse_day(args.date or params["run"]["date"])
+    _args, params, day = step_cli(__doc__, argv)
     res = run(day, params, Layout.default())
     print(json.dumps({"day": res.day, "rows": res.rows, "warnings": [w["check"] for w in res.warnings]}))
 
