@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,20 +44,42 @@ def main() -> None:
     features = load_features(layout.features())
     rows = []
     for i in range(args.repeats):
-        out = Path(f"/tmp/freshrec-train-speed-{i}")
+        out = Path(tempfile.mkdtemp(prefix="freshrec-train-speed-")) / f"run{i}"
         t0 = time.perf_counter()
-        res = train(events, catalogue, day, "full", params["train"], features, None, out,
-                    params["evaluate"]["holdout_fraction"], progress=False)
+        res = train(
+            events,
+            catalogue,
+            day,
+            "full",
+            params["train"],
+            features,
+            None,
+            out,
+            params["evaluate"]["holdout_fraction"],
+            progress=False,
+        )
         wall = time.perf_counter() - t0
         ev = evaluate(events, day, None, out, params["evaluate"], params["train"]["max_len"])
-        rows.append({"device": res.device, "seconds": round(wall, 2), "steps": res.steps, "loss": res.final_loss,
-                     "ndcg@10": ev["challenger"]["all"]["ndcg@10"], "hr@10": ev["challenger"]["all"]["hr@10"],
-                     "holdout": ev["holdout_events"]})
+        rows.append(
+            {
+                "device": res.device,
+                "seconds": round(wall, 2),
+                "steps": res.steps,
+                "loss": res.final_loss,
+                "ndcg@10": ev["challenger"]["all"]["ndcg@10"],
+                "hr@10": ev["challenger"]["all"]["hr@10"],
+                "holdout": ev["holdout_events"],
+            }
+        )
     device_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
     report = {
         "command": " ".join(sys.argv),
-        "machine": {"device": device_name, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "python": platform.python_version()},
+        "machine": {
+            "device": device_name,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+        },
         "git_commit": git_commit(),
         "params": {k: params["train"][k] for k in ("max_len", "hidden_size", "num_layers", "num_heads")}
         | {"epochs": params["train"]["full"]["epochs"], "batch_size": params["train"]["full"]["batch_size"]},
@@ -64,8 +87,10 @@ def main() -> None:
     }
     print(f"{'device':<8} {'seconds':>8} {'steps':>6} {'loss':>7} {'NDCG@10':>8} {'HR@10':>7}")
     for r in rows:
-        print(f"{r['device']:<8} {r['seconds']:>8.1f} {r['steps']:>6} {r['loss']:>7.3f} {r['ndcg@10']:>8.4f} "
-              f"{r['hr@10']:>7.4f}")
+        print(
+            f"{r['device']:<8} {r['seconds']:>8.1f} {r['steps']:>6} {r['loss']:>7.3f} {r['ndcg@10']:>8.4f} "
+            f"{r['hr@10']:>7.4f}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 

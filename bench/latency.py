@@ -1,0 +1,107 @@
+"""Serving latency of a trained day, repeated: torch eager vs ORT fp32 vs ORT int8 in one run.
+
+Uses the pipeline's own benchmark (tasks.benchmark.benchmark) on a day's challenger and ONNX
+files, `--repeats` times, and reports the median of each percentile across repeats, plus the
+ratios measured within each repeat. Prints a table and writes JSON.
+
+    python bench/latency.py --data .run/demo/data --day 1998-03-03 --repeats 5 \
+        --out bench/results/latency_ml100k.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--day", required=True)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--iterations", type=int, default=500)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+
+    import torch
+
+    from tasks.benchmark import benchmark
+    from tasks.common import Layout, git_commit, load_params
+    from tasks.export import parity_inputs
+    from tasks.history import load_events
+    from tasks.train import read_items
+
+    params = load_params()
+    layout = Layout(args.data.resolve())
+    day = dt.date.fromisoformat(args.day)
+    run = layout.run(day)
+    inputs = parity_inputs(
+        load_events(layout, day), day, params, read_items(run / "challenger"), params["train"]["max_len"]
+    )
+    bparams = {**params["benchmark"], "iterations": args.iterations}
+    reports = [
+        benchmark(run / "challenger", run / "onnx", inputs, bparams, params["export"]["top_k"])
+        for _ in range(args.repeats)
+    ]
+    keys = sorted({(r["runtime"], r["batch"]) for r in reports[0]["rows"]}, key=lambda k: (k[1], k[0]))
+    rows = []
+    for runtime, batch in keys:
+        per = [next(r for r in rep["rows"] if (r["runtime"], r["batch"]) == (runtime, batch)) for rep in reports]
+        row = {"runtime": runtime, "batch": batch}
+        for metric in ("p50_ms", "p95_ms", "p99_ms", "qps"):
+            row[metric] = round(statistics.median(p[metric] for p in per), 4)
+        rows.append(row)
+    ratios = {}
+    for batch in params["benchmark"]["batch_sizes"]:
+
+        def p50(rep, name, batch=batch):
+            return next(r["p50_ms"] for r in rep["rows"] if r["runtime"] == name and r["batch"] == batch)
+
+        ratios[f"batch{batch}"] = {
+            "torch/ort_fp32 p50": round(
+                statistics.median(p50(r, "torch_eager") / p50(r, "ort_fp32") for r in reports), 2
+            ),
+            "ort_fp32/ort_int8 p50": round(
+                statistics.median(p50(r, "ort_fp32") / p50(r, "ort_int8") for r in reports), 2
+            ),
+        }
+    sizes = json.loads((run / "onnx" / "export.json").read_text())["size_bytes"]
+    report = {
+        "command": " ".join(sys.argv),
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": params["benchmark"]["threads"],
+            "torch": torch.__version__,
+        },
+        "git_commit": git_commit(),
+        "day": args.day,
+        "repeats": args.repeats,
+        "iterations": args.iterations,
+        "median_rows": rows,
+        "ratios_within_run_median": ratios,
+        "onnx_size_bytes": sizes,
+        "serve_variant_per_repeat": [r["serve_variant"] for r in reports],
+    }
+    print(
+        f"{'runtime':<12} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'QPS':>10}   (median of "
+        f"{args.repeats} runs x {args.iterations} calls)"
+    )
+    for r in rows:
+        print(
+            f"{r['runtime']:<12} {r['batch']:>5} {r['p50_ms']:>9.3f} {r['p95_ms']:>9.3f} {r['p99_ms']:>9.3f} "
+            f"{r['qps']:>10.1f}"
+        )
+    print("ratios (median of per-run ratios):", json.dumps(ratios))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
