@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def _sh(cmd: list[str], cwd: Path, env: dict) -> str:
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
     return res.stdout
 
@@ -28,8 +28,9 @@ def _sh(cmd: list[str], cwd: Path, env: dict) -> str:
 @pytest.fixture
 def clone(tmp_path):
     """The checkout's files (tracked and untracked-but-not-ignored) in a fresh git repo."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     repo = tmp_path / "repo"
     for f in files:
         if (ROOT / f).is_file():
@@ -38,23 +39,28 @@ def clone(tmp_path):
     params = tiny_params(tmp_path)
     params["source"]["landing_dir"] = "data/landing"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"],
+    ):
         subprocess.run(cmd, cwd=repo, check=True)
     return repo
 
 
 def test_dvc_repro_runs_the_day_and_promotes_with_lineage(clone, s3_env, registry):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHREC_") or k in (
-        "FRESHREC_S3_ENDPOINT", "FRESHREC_BUCKET")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FRESHREC_") or k in ("FRESHREC_S3_ENDPOINT", "FRESHREC_BUCKET")
+    }
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     dvc = [sys.executable, "-m", "dvc"]
     _sh([*dvc, "remote", "modify", "--local", "s3", "endpointurl", env["FRESHREC_S3_ENDPOINT"]], clone, env)
     _sh([*dvc, "remote", "modify", "--local", "s3", "url", f"s3://{env['FRESHREC_BUCKET']}/dvc"], clone, env)
 
     out = _sh([*dvc, "repro"], clone, env)
-    for stage in ("replay", "ingest", "validate", "pull_champion", "drift", "train", "evaluate", "export",
-                  "benchmark"):
+    for stage in ("replay", "ingest", "validate", "pull_champion", "drift", "train", "evaluate", "export", "benchmark"):
         assert f"Running stage '{stage}'" in out
     run = clone / "data" / "runs" / f"date={DAY1}"
     assert json.loads((clone / "data/reports/drift" / f"date={DAY1}" / "drift.json").read_text())["decision"] == "full"

