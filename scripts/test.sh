@@ -4,7 +4,7 @@ set -uo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 ruff check . || exit 1
-python -m pytest "$@"
+python -m pytest --durations=15 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2

