@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,7 @@ class Holdout:
 
     histories: list[list[str]]
     targets: list[str]
+    users: np.ndarray  # user of each target: the unit the gate's bootstrap resamples
     new_item: np.ndarray  # bool per target
     cold_user: np.ndarray  # bool per target
 
@@ -44,18 +44,19 @@ def build_holdout(events: pd.DataFrame, day: dt.date, fraction: float, max_len: 
     held = holdout_mask(events, day, fraction)
     first_seen = events.groupby("item_id")["event_ts"].min()
     new_since = pd.Timestamp(day, tz="UTC") - pd.Timedelta(days=NEW_ITEM_DAYS - 1)
-    histories, targets, new_item, cold = [], [], [], []
+    histories, targets, new_item, cold, users = [], [], [], [], []
     items = events["item_id"].to_numpy()
-    for _user, group in pd.Series(np.arange(len(events))).groupby(events["user_id"].to_numpy()):
+    for user, group in pd.Series(np.arange(len(events))).groupby(events["user_id"].to_numpy()):
         rows = group.to_numpy()
         for pos in np.flatnonzero(held[rows]):
             before = items[rows[:pos]].tolist()
             target = items[rows[pos]]
             histories.append(before[-4 * max_len :])
             targets.append(target)
+            users.append(user)
             new_item.append(first_seen[target] >= new_since)
             cold.append(pos < COLD_USER_EVENTS)
-    return Holdout(histories, targets, np.array(new_item, bool), np.array(cold, bool))
+    return Holdout(histories, targets, np.array(users, dtype=object), np.array(new_item, bool), np.array(cold, bool))
 
 
 @torch.inference_mode()
@@ -77,17 +78,27 @@ def target_ranks(model: SeqRecModel, item_ids: list[str], holdout: Holdout, batc
     return ranks
 
 
+def event_ndcg(ranks: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@k of each held-out event (one relevant item): 1/log2(rank+1) inside the top k, else 0."""
+    hit = ranks <= k
+    return np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 1) + 1), 0.0)
+
+
 def metrics_from_ranks(ranks: np.ndarray, k: int) -> dict[str, float | int]:
     if len(ranks) == 0:
         return {"n": 0, f"hr@{k}": float("nan"), f"ndcg@{k}": float("nan")}
-    hit = ranks <= k
-    ndcg = np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 1) + 1), 0.0)
-    return {"n": len(ranks), f"hr@{k}": round(float(hit.mean()), 5), f"ndcg@{k}": round(float(ndcg.mean()), 5)}
+    return {
+        "n": len(ranks),
+        f"hr@{k}": round(float((ranks <= k).mean()), 5),
+        f"ndcg@{k}": round(float(event_ndcg(ranks, k).mean()), 5),
+    }
 
 
-def score_model(model_dir: Path, holdout: Holdout, k: int) -> dict:
-    model = SeqRecModel.load(model_dir)
-    ranks = target_ranks(model, read_items(model_dir), holdout)
+def model_ranks(model_dir: Path, holdout: Holdout) -> np.ndarray:
+    return target_ranks(SeqRecModel.load(model_dir), read_items(model_dir), holdout)
+
+
+def slice_metrics(ranks: np.ndarray, holdout: Holdout, k: int) -> dict:
     return {
         "all": metrics_from_ranks(ranks, k),
         "new_items": metrics_from_ranks(ranks[holdout.new_item], k),
@@ -95,17 +106,57 @@ def score_model(model_dir: Path, holdout: Holdout, k: int) -> dict:
     }
 
 
-def gate(champion: dict | None, challenger: dict, k: int, max_drop: float, min_ndcg: float) -> dict:
-    key = f"ndcg@{k}"
-    chall = challenger["all"][key]
-    if champion is None:
-        ok = not math.isnan(chall) and chall >= min_ndcg
-        return {"passed": ok, "reason": f"first champion: {key} {chall:.4f} {'>=' if ok else '<'} floor {min_ndcg}"}
-    champ = champion["all"][key]
-    if math.isnan(chall):
+def score_model(model_dir: Path, holdout: Holdout, k: int) -> dict:
+    return slice_metrics(model_ranks(model_dir, holdout), holdout, k)
+
+
+def prob_worse(champion: np.ndarray, challenger: np.ndarray, users: np.ndarray, draws: int, seed: int = 0) -> float:
+    """P(challenger's mean NDCG < champion's) by a paired bootstrap over users.
+
+    Events of one user are correlated, so users, not events, are resampled; both models are
+    scored on the same events, so the difference is paired.
+    """
+    codes, uniq = pd.factorize(pd.Series(users))
+    diff_per_user = np.bincount(codes, weights=challenger - champion, minlength=len(uniq))
+    events_per_user = np.bincount(codes, minlength=len(uniq))
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(uniq), size=(draws, len(uniq)))
+    deltas = diff_per_user[picks].sum(1) / events_per_user[picks].sum(1)
+    return float((deltas < 0).mean())
+
+
+def gate(champion: np.ndarray | None, challenger: np.ndarray, users: np.ndarray, params: dict) -> dict:
+    """Refuse a challenger that is worse by more than the tolerance *and* credibly worse.
+
+    champion/challenger: per-event NDCG@k on the same holdout. A drop beyond `max_ndcg_drop`
+    (relative) blocks when the bootstrap says the challenger is worse with probability >=
+    `gate_confidence`; a drop the holdout cannot tell from noise does not block (it is reported).
+    """
+    if len(challenger) == 0:
         return {"passed": False, "reason": "empty holdout: nothing to compare on"}
-    ok = chall >= champ - max_drop
-    return {"passed": ok, "reason": f"{key} {champ:.4f} -> {chall:.4f} (may drop at most {max_drop})"}
+    chall = float(challenger.mean())
+    if champion is None:
+        ok = chall >= params["min_ndcg"]
+        return {
+            "passed": ok,
+            "reason": f"first champion: NDCG {chall:.4f} {'>=' if ok else '<'} floor {params['min_ndcg']}",
+        }
+    champ = float(champion.mean())
+    drop = (champ - chall) / champ if champ > 0 else 0.0
+    p_worse = prob_worse(champion, challenger, users, params["bootstrap_draws"])
+    blocked = drop > params["max_ndcg_drop"] and p_worse >= params["gate_confidence"]
+    reason = (
+        f"NDCG {champ:.4f} -> {chall:.4f} ({-drop:+.1%}; tolerance -{params['max_ndcg_drop']:.0%}), "
+        f"P(worse) {p_worse:.2f} over {len(np.unique(users))} users"
+        + (
+            " — credibly worse"
+            if blocked
+            else ""
+            if drop <= params["max_ndcg_drop"]
+            else " — drop not distinguishable from noise"
+        )
+    )
+    return {"passed": not blocked, "reason": reason, "relative_drop": round(drop, 5), "p_worse": round(p_worse, 4)}
 
 
 def evaluate(
@@ -113,15 +164,21 @@ def evaluate(
 ) -> dict:
     k = params["k"]
     holdout = build_holdout(events, day, params["holdout_fraction"], max_len)
-    champion = score_model(champion_dir, holdout, k) if champion_dir is not None else None
-    challenger = score_model(challenger_dir, holdout, k)
+    champ_ranks = model_ranks(champion_dir, holdout) if champion_dir is not None else None
+    chall_ranks = model_ranks(challenger_dir, holdout)
     return {
         "day": str(day),
         "k": k,
         "holdout_events": len(holdout.targets),
-        "champion": champion,
-        "challenger": challenger,
-        "gate": gate(champion, challenger, k, params["max_ndcg_drop"], params["min_ndcg"]),
+        "holdout_users": len(np.unique(holdout.users)),
+        "champion": slice_metrics(champ_ranks, holdout, k) if champ_ranks is not None else None,
+        "challenger": slice_metrics(chall_ranks, holdout, k),
+        "gate": gate(
+            event_ndcg(champ_ranks, k) if champ_ranks is not None else None,
+            event_ndcg(chall_ranks, k),
+            holdout.users,
+            params,
+        ),
     }
 
 

@@ -66,14 +66,32 @@ def _fmt(value, spec: str = "") -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _outcome(row: dict) -> str:
+    """What became of the day's challenger, in the table's last column."""
+    promo = row.get("promotion") or {}
+    if promo.get("status") == "promoted":
+        return promo["version"]
+    if promo.get("status") in ("unchanged", "published"):
+        return f"{promo['status']} ({promo.get('champion') or promo.get('version')})"
+    if row["validation"] == "quarantined":
+        return "— (quarantined)"
+    if row["decision"] == "skip":
+        return "— (skip: champion stays)"
+    if row["quality_gate"] is False:
+        return "— held: quality gate"
+    if row["latency_gate"] is False:
+        return "— held: latency gate"
+    if row["latency_gate"]:
+        return "— not approved"
+    return "—"
+
+
 def format_table(rows: list[dict]) -> str:
     head = f"{'day':<10}  {'events':>6}  {'validation':<12}  {'drift':<11}  {'NDCG@10 champ→chall':<20}  "
     head += f"{'p99 ms':>7}  promoted"
     lines = [head, "-" * len(head)]
     for r in rows:
-        promo = r.get("promotion") or {}
-        promoted = {"promoted": promo.get("version"), "unchanged": "unchanged"}.get(promo.get("status"))
-        promoted = promoted or ("rejected" if promo.get("status") == "rejected" else "—")
+        promoted = _outcome(r)
         ndcg = f"{_fmt(r['ndcg_champion'], '.4f')} → {_fmt(r['ndcg_challenger'], '.4f')}"
         lines.append(
             f"{r['day']:<10}  {_fmt(r['events']):>6}  {r['validation']:<12}  {_fmt(r['decision']):<11}  "

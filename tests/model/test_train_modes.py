@@ -123,3 +123,25 @@ def test_incremental_without_a_champion_is_refused(world, tmp_path):
             0.2,
             progress=False,
         )
+
+
+def test_gates_refuse_and_say_why(world, tmp_path):
+    """Quality floor and latency budget failures raise GateFailed after writing their reports."""
+    from tasks import benchmark, evaluate, export
+    from tasks.common import GateFailed, Layout, read_json
+
+    layout = Layout(world["base"] / "data")
+    run = layout.run(WARM)
+    if not (run / "challenger").exists():
+        import shutil
+
+        shutil.copytree(world["champion"], run / "challenger")
+    strict = {**world["params"], "evaluate": {**world["params"]["evaluate"], "min_ndcg": 1.01}}
+    with pytest.raises(GateFailed, match="quality gate failed"):
+        evaluate.run(WARM, strict, layout)
+    assert read_json(run / "evaluation.json")["gate"]["passed"] is False
+    export.run(WARM, world["params"], layout)
+    tight = {**world["params"], "benchmark": {**world["params"]["benchmark"], "p99_budget_ms": 1e-6}}
+    with pytest.raises(GateFailed, match="latency gate failed"):
+        benchmark.run(WARM, tight, layout)
+    assert "budget" in read_json(run / "benchmark.json")["gate"]["reason"]

@@ -19,13 +19,28 @@ def test_metrics_from_ranks():
     assert math.isnan(metrics_from_ranks(np.array([]), 10)["ndcg@10"])
 
 
-def _m(v):
-    return {"all": {"ndcg@10": v}}
+GATE = {"max_ndcg_drop": 0.1, "gate_confidence": 0.9, "bootstrap_draws": 2000, "min_ndcg": 0.01}
 
 
-def test_gate():
-    assert gate(_m(0.10), _m(0.09), 10, max_drop=0.02, min_ndcg=0.01)["passed"]
-    assert not gate(_m(0.10), _m(0.07), 10, max_drop=0.02, min_ndcg=0.01)["passed"]
-    assert gate(None, _m(0.05), 10, max_drop=0.02, min_ndcg=0.01)["passed"]
-    assert not gate(None, _m(0.005), 10, max_drop=0.02, min_ndcg=0.01)["passed"]
-    assert not gate(_m(0.1), _m(float("nan")), 10, max_drop=0.02, min_ndcg=0.01)["passed"]
+def test_gate_blocks_a_credible_regression_and_not_noise():
+    rng = np.random.default_rng(0)
+    users = np.repeat([f"u{i}" for i in range(60)], 5)
+    champion = rng.uniform(0.2, 0.6, len(users))
+    assert gate(champion, champion * 0.97, users, GATE)["passed"]  # inside the tolerance
+    worse = gate(champion, champion * 0.5, users, GATE)  # every user worse: certain
+    assert not worse["passed"]
+    assert worse["p_worse"] == 1.0
+    # a big drop carried by one user out of three, others better: cannot tell it from noise
+    few = np.repeat(["a", "b", "c"], 4)
+    champ = np.array([1.0] * 4 + [0.1] * 8)
+    chall = np.array([0.0] * 4 + [0.2] * 8)
+    noisy = gate(champ, chall, few, GATE)
+    assert noisy["relative_drop"] > 0.1
+    assert noisy["passed"]
+    assert "not distinguishable" in noisy["reason"]
+
+
+def test_gate_for_a_first_champion_and_an_empty_holdout():
+    assert gate(None, np.array([0.05, 0.1]), np.array(["a", "b"]), GATE)["passed"]
+    assert not gate(None, np.array([0.0, 0.01]), np.array(["a", "b"]), GATE)["passed"]
+    assert not gate(np.array([]), np.array([]), np.array([]), GATE)["passed"]
