@@ -73,17 +73,14 @@ def _outcome(row: dict) -> str:
         return promo["version"]
     if promo.get("status") in ("unchanged", "published"):
         return f"{promo['status']} ({promo.get('champion') or promo.get('version')})"
-    if row["validation"] == "quarantined":
-        return "— (quarantined)"
-    if row["decision"] == "skip":
-        return "— (skip: champion stays)"
-    if row["quality_gate"] is False:
-        return "— held: quality gate"
-    if row["latency_gate"] is False:
-        return "— held: latency gate"
-    if row["latency_gate"]:
-        return "— not approved"
-    return "—"
+    held = [
+        (row["validation"] == "quarantined", "— (quarantined)"),
+        (row["decision"] == "skip", "— (skip: champion stays)"),
+        (row["quality_gate"] is False, "— held: quality gate"),
+        (row["latency_gate"] is False, "— held: latency gate"),
+        (bool(row["latency_gate"]), "— not approved"),
+    ]
+    return next((label for cond, label in held if cond), "—")
 
 
 def format_table(rows: list[dict]) -> str:
