@@ -3,7 +3,7 @@
 Real inputs (the day's holdout histories, tiled to the batch size), warm-up calls
 excluded, `iterations` timed calls per (runtime, batch). Reports p50/p95/p99 in ms
 and QPS (sequences per second). Chooses the variant to serve: int8 only where it
-passed parity and is faster than fp32 at batch 1 (quantize only where it pays).
+passed parity and its median latency at batch 1 beats fp32's by `int8_min_speedup` (quantize only where it pays).
 Gate: the served variant's batch-1 p99 within `p99_budget_ms`.
 """
 
@@ -82,7 +82,9 @@ def benchmark(model_dir: Path, onnx_dir: Path, inputs: np.ndarray, params: dict,
             )
     export_report = read_json(onnx_dir / EXPORT_FILE)
     b1 = {r["runtime"]: r for r in rows if r["batch"] == min(params["batch_sizes"])}
-    int8_pays = export_report["int8"]["passed"] and b1["ort_int8"]["p99_ms"] < b1["ort_fp32"]["p99_ms"]
+    # p50, not p99: the median is stable run to run, the tail of a 2 ms call is scheduler noise
+    speedup = b1["ort_fp32"]["p50_ms"] / b1["ort_int8"]["p50_ms"]
+    int8_pays = export_report["int8"]["passed"] and speedup >= params["int8_min_speedup"]
     served = "ort_int8" if int8_pays else "ort_fp32"
     p99 = b1[served]["p99_ms"]
     return {
@@ -92,6 +94,7 @@ def benchmark(model_dir: Path, onnx_dir: Path, inputs: np.ndarray, params: dict,
         "device": "cuda" if "CUDAExecutionProvider" in sessions["ort_fp32"].get_providers() else "cpu",
         "rows": rows,
         "serve_variant": "int8" if int8_pays else "fp32",
+        "int8_speedup_p50_batch1": round(speedup, 3),
         "serve_file": INT8_FILE if int8_pays else FP32_FILE,
         "gate": {
             "passed": p99 <= params["p99_budget_ms"],
