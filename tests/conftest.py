@@ -53,6 +53,15 @@ def tiny_params(tmp: Path) -> dict:
     return params
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_dir_cleanup():
+    """The session's Airflow home and S3 state go when the session ends (servers stop first)."""
+    yield
+    import shutil
+
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
 @pytest.fixture
 def params(tmp_path) -> dict:
     return tiny_params(tmp_path)
