@@ -28,14 +28,14 @@ import os
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 TRAIN_QUEUE = os.environ.get("FRESHREC_TRAIN_QUEUE", "default")  # `gpu` where a GPU worker listens
-# The window runs may exist for. Defaults: the embedded ML-100K replay (1997-09-20 .. 1998-04-22),
+# The window runs may exist for. Defaults: the embedded ML-100K replay (days 1997-09-20 .. 1998-04-22),
 # so any replay day can be backfilled and unpausing schedules nothing outside the data. With your
 # own data set FRESHREC_START_DATE to its first day and FRESHREC_END_DATE to "" (open-ended).
 START_DATE = pendulum.parse(os.environ.get("FRESHREC_START_DATE", "1997-09-20"), tz="UTC")
-_END = os.environ.get("FRESHREC_END_DATE", "1998-04-22")
+_END = os.environ.get("FRESHREC_END_DATE", "1998-04-23")  # the last data day's interval ends here
 END_DATE = pendulum.parse(_END, tz="UTC") if _END else None
 APPROVAL_TIMEOUT = dt.timedelta(hours=24)
 
@@ -77,7 +77,9 @@ def _ctx():
 
 @dag(
     dag_id="freshrec_daily",
-    schedule="@daily",
+    # a run covers one UTC day [D, D+1): logical date D, it starts once D is over (classic interval
+    # semantics; a plain "@daily" in Airflow 3 would stamp the run with D+1, the day just begun)
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=START_DATE,
     end_date=END_DATE,
     catchup=False,  # backfills are explicit: `airflow backfill create`

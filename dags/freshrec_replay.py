@@ -12,14 +12,16 @@ import datetime as dt
 import os
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import CronDataIntervalTimetable, dag, task
 
 
 @dag(
     dag_id="freshrec_replay",
-    schedule="@daily",
+    # a run covers one UTC day [D, D+1): logical date D, it starts once D is over (classic interval
+    # semantics; a plain "@daily" in Airflow 3 would stamp the run with D+1, the day just begun)
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.parse(os.environ.get("FRESHREC_START_DATE", "1997-09-20"), tz="UTC"),
-    end_date=pendulum.parse(os.environ.get("FRESHREC_END_DATE") or "1998-04-22", tz="UTC"),  # the replayed data
+    end_date=pendulum.parse(os.environ.get("FRESHREC_END_DATE") or "1998-04-23", tz="UTC"),  # the replayed data
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

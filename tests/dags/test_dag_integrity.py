@@ -27,7 +27,11 @@ def test_daily_dag_shape(dagbag):
     dag = dagbag.dags["freshrec_daily"]
     assert dag.max_active_runs == 1 and not dag.catchup
     assert dag.start_date.isoformat().startswith("1997-09-20")  # ML-100K's first day: any replay day
-    assert dag.schedule == "@daily"
+    from airflow.sdk import CronDataIntervalTimetable
+
+    # one run per UTC day, stamped with the day it covers (not the day it runs on)
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.timetable.expression in ("@daily", "0 0 * * *")
     order = [t.task_id for t in dag.topological_sort()]
     main_path = ["wait_for_landing", "ingest_events", "validate_events", "pull_champion", "detect_drift",
                  "train_challenger", "evaluate_challenger", "export_onnx", "benchmark_latency",
