@@ -95,6 +95,12 @@ def _ctx():
             description="Override the drift decision (e.g. `full` to retrain from scratch).",
         ),
         "day": Param(None, type=["null", "string"], description="YYYY-MM-DD to process instead of the logical date."),
+        "accept_checks": Param(
+            [],
+            type="array",
+            description="Validation checks you reviewed and accept for this run only (e.g. row_count for a real "
+            "traffic spike); recorded in the report.",
+        ),
     },
 )
 def freshrec_daily():
@@ -121,8 +127,8 @@ def freshrec_daily():
 
         from tasks import validate
 
-        day, params, layout, _ = _ctx()
-        return asdict(_step(validate.run, day, params, layout))
+        day, params, layout, context = _ctx()
+        return asdict(_step(validate.run, day, params, layout, tuple(context["params"]["accept_checks"])))
 
     @task
     def pull_champion() -> str | None:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,12 +26,11 @@ from tasks.common import (
     Layout,
     ValidationFailed,
     day_bounds,
-    day_str,
     step_cli,
     write_json,
 )
 from tasks.replay import EVENTS_FILE, ITEMS_FILE
-from tasks.sources import EVENT_COLUMNS
+from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
 
 LOG = logging.getLogger(__name__)
 REPORT_FILE = "report.json"
@@ -47,6 +47,7 @@ class ValidationResult:
     report: str = ""
     docs: str = ""
     quarantined: str | None = None
+    accepted: list[str] = field(default_factory=list)  # checks an operator accepted for this run
 
 
 def volume_bounds(layout: Layout, day: dt.date, params: dict) -> tuple[int, int | None]:
@@ -65,17 +66,26 @@ def volume_bounds(layout: Layout, day: dt.date, params: dict) -> tuple[int, int 
     return low, int(median * params["volume_max_ratio"]) + 1
 
 
+USER_EVENTS = "_user_events_today"  # derived: each row's user's event count on the day (bot-like users)
+BAD_ID = r"^\s*(-\d+|0+|)\s*$"  # negative, zero or blank ids
+
+
+def with_derived(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame the events suite runs on: the delivery plus derived columns the checks need."""
+    out = df.copy()
+    out[USER_EVENTS] = out.groupby("user_id", dropna=False)["user_id"].transform("size") if "user_id" in out else 0
+    return out
+
+
 def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, volume: tuple[int, int | None]):
-    """The day's expectation suite: list of (check name, expectation)."""
+    """The day's events suite: list of (check name, expectation). Bounds come from params and context."""
     import great_expectations.expectations as gxe
 
     start, end = (pd.Timestamp(t, unit="s", tz="UTC") for t in day_bounds(day))
     checks = [
-        ("columns", gxe.ExpectTableColumnsToMatchSet(column_set=EVENT_COLUMNS, exact_match=True)),
+        ("columns", gxe.ExpectTableColumnsToMatchSet(column_set=[*EVENT_COLUMNS, USER_EVENTS], exact_match=True)),
         ("row_count", gxe.ExpectTableRowCountToBeBetween(min_value=volume[0], max_value=volume[1])),
         ("no_duplicates", gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id", "event_ts"])),
-        ("type_user_id", gxe.ExpectColumnValuesToBeOfType(column="user_id", type_="str")),
-        ("type_item_id", gxe.ExpectColumnValuesToBeOfType(column="item_id", type_="str")),
         ("type_event_ts", gxe.ExpectColumnValuesToBeOfType(column="event_ts", type_="Timestamp")),
         ("type_rating", gxe.ExpectColumnValuesToBeInTypeList(column="rating", type_list=["float32", "float64"])),
         (
@@ -89,7 +99,18 @@ def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, vo
             ),
         ),
         ("event_type", gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=params["event_types"])),
+        (
+            "bot_like_users",
+            gxe.ExpectColumnValuesToBeBetween(column=USER_EVENTS, max_value=params["max_events_per_user_day"]),
+        ),
     ]
+    for c in ("user_id", "item_id"):
+        checks += [
+            (f"type_{c}", gxe.ExpectColumnValuesToBeOfType(column=c, type_="str")),
+            (f"valid_{c}", gxe.ExpectColumnValuesToNotMatchRegex(column=c, regex=BAD_ID)),
+            (f"length_{c}", gxe.ExpectColumnValueLengthsToBeBetween(column=c, max_value=params["max_id_length"])),
+        ]
+    checks += [("length_event_type", gxe.ExpectColumnValueLengthsToBeBetween(column="event_type", max_value=64))]
     checks += [
         (f"not_null_{c}", gxe.ExpectColumnValuesToNotBeNull(column=c)) for c in ("user_id", "item_id", "event_ts")
     ]
@@ -103,28 +124,63 @@ def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, vo
                 ),
             ),
         ]
+    return _named(checks)
+
+
+def items_suite(in_use: list[str]):
+    """The day's catalogue suite: shape, unique ids, and no item dropped while users still interact with it."""
+    import great_expectations.expectations as gxe
+
+    checks = [
+        ("items_columns", gxe.ExpectTableColumnsToMatchSet(column_set=ITEM_COLUMNS, exact_match=True)),
+        ("items_not_null_id", gxe.ExpectColumnValuesToNotBeNull(column="item_id")),
+        ("items_unique_id", gxe.ExpectColumnValuesToBeUnique(column="item_id")),
+        ("items_title", gxe.ExpectColumnValuesToNotBeNull(column="title")),
+        ("items_keep_in_use", gxe.ExpectColumnDistinctValuesToContainSet(column="item_id", value_set=in_use)),
+    ]
+    return _named(checks)
+
+
+def _named(checks: list) -> list:
     for name, exp in checks:
         exp.meta = {"check": name}
     return checks
 
 
+def items_in_use(layout: Layout, day: dt.date, window_days: int) -> list[str]:
+    """Items with events in the trailing window (ingested days before D): the catalogue must keep them."""
+    used: set[str] = set()
+    for back in range(1, window_days + 1):
+        part = layout.raw(day - dt.timedelta(days=back)) / EVENTS_FILE
+        if part.exists():
+            used.update(pd.read_parquet(part, columns=["item_id"])["item_id"].astype(str))
+    return sorted(used)
+
+
 def _summarise(result) -> dict:
     r = result.result or {}
+    kwargs = result.expectation_config.kwargs
     out = {
         "check": result.expectation_config.meta.get("check"),
         "expectation": result.expectation_config.type,
-        "column": result.expectation_config.kwargs.get("column") or result.expectation_config.kwargs.get("column_list"),
+        "column": kwargs.get("column") or kwargs.get("column_list"),
     }
-    for key in ("observed_value", "unexpected_count", "unexpected_percent", "partial_unexpected_list"):
+    for key in ("observed_value", "unexpected_count", "unexpected_percent"):
         if key in r:
-            out[key] = r[key][:10] if key == "partial_unexpected_list" else r[key]
+            out[key] = r[key]
+    if "partial_unexpected_list" in r:
+        out["sample_values"] = r["partial_unexpected_list"][:10]
+    if "partial_unexpected_index_list" in r:
+        out["sample_rows"] = r["partial_unexpected_index_list"][:10]
+    if r.get("details", {}).get("mismatched"):
+        out["mismatched"] = r["details"]["mismatched"]
     if result.exception_info and result.exception_info.get("raised_exception"):
         out["exception"] = str(result.exception_info.get("exception_message"))[:500]
     return json.loads(json.dumps(out, default=str))
 
 
-def run_checkpoint(df: pd.DataFrame, checks: list, docs_dir: Path, day: dt.date):
-    """Run the suite as a real GX checkpoint; returns (per-expectation results, docs index path)."""
+def run_checkpoint(name: str, df: pd.DataFrame, checks: list, docs_dir: Path, day: dt.date):
+    """Run a suite as a real GX checkpoint with Data Docs; returns (results, that run's docs page)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
@@ -140,62 +196,87 @@ def run_checkpoint(df: pd.DataFrame, checks: list, docs_dir: Path, day: dt.date)
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
         },
     )
-    batch = (
-        ctx.data_sources.add_pandas("events").add_dataframe_asset("day").add_batch_definition_whole_dataframe("whole")
-    )
-    suite = ctx.suites.add(gx.ExpectationSuite(name="events"))
+    batch = ctx.data_sources.add_pandas(name).add_dataframe_asset("day").add_batch_definition_whole_dataframe("whole")
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name))
     for _, exp in checks:
         suite.add_expectation(exp)
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(data=batch, suite=suite, name=f"events_{day_str(day)}"))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(data=batch, suite=suite, name=f"{name}_{day}"))
     cp = ctx.checkpoints.add(
         gx.Checkpoint(
-            name="daily_events",
+            name=f"daily_{name}",
             validation_definitions=[vd],
             actions=[UpdateDataDocsAction(name="docs", site_names=[DOCS_SITE])],
-            result_format={"result_format": "SUMMARY"},
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10},
         )
     )
-    res = cp.run(batch_parameters={"dataframe": df}, run_id=None)
+    started = time.time()
+    res = cp.run(batch_parameters={"dataframe": df})
     results = [r for vr in res.run_results.values() for r in vr.results]
-    return results, docs_dir / "index.html"
+    pages = [p for p in (docs_dir / "validations" / name).rglob("*.html") if p.stat().st_mtime >= started - 1]
+    return results, (max(pages, key=lambda p: p.stat().st_mtime) if pages else docs_dir / "index.html")
 
 
 def quarantine(layout: Layout, day: dt.date, report: dict) -> Path:
-    """Move the partition, untouched, out of raw/ and write its report beside it."""
+    """Move the day's partitions (events, and its catalogue), untouched, out of raw/ with a report."""
     src, dest = layout.raw(day), layout.quarantine(day)
     if dest.exists():  # an earlier bad delivery of the same day: keep it, under its time of arrival
         shutil.move(str(dest), str(dest.with_name(f"{dest.name}.{int(dest.stat().st_mtime)}")))
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dest)  # one rename: raw/ never holds half a partition
+    items = layout.items(day)
+    if items.exists():
+        os.replace(items, dest / "items")
     write_json(dest / REPORT_FILE, report)
     return dest
 
 
-def validate_day(day: dt.date, layout: Layout, params: dict) -> ValidationResult:
+def _read(path: Path, check: str, res: ValidationResult) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # truncated, empty, CSV/JSON under a .parquet name: nothing to run expectations on
+        res.failures.append(
+            {
+                "check": check,
+                "expectation": "parquet_readable",
+                "column": None,
+                "exception": f"{type(exc).__name__}: {exc}"[:500],
+            }
+        )
+        return None
+
+
+def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, ...] = ()) -> ValidationResult:
+    """Run both suites; quarantine the day if any blocking check failed.
+
+    `accept`: check names an operator has reviewed and accepts for this run only (recorded).
+    """
     part = layout.raw(day) / EVENTS_FILE
     report_dir = layout.reports("validation", day)
     docs_dir = layout.root / "reports" / "gx_docs"
     res = ValidationResult(day=str(day), passed=False, rows=0, report=str(report_dir / REPORT_FILE))
     if not part.exists():
         raise ValidationFailed(f"no partition for {day} at {part}: run `python -m tasks.ingest --date {day}` first")
-    try:
-        df = pd.read_parquet(part)
-    except Exception as exc:  # a truncated or non-Parquet file: nothing to run expectations on
-        res.failures.append(
-            {"check": "readable", "expectation": "parquet_readable", "exception": f"{type(exc).__name__}: {exc}"[:500]}
-        )
-    else:
+    warn_only = {k for k, v in (params.get("policy") or {}).items() if v == "warn"} | set(accept)
+    res.accepted = sorted(accept)
+    results = []
+    df = _read(part, "readable", res)
+    items_file = layout.items(day) / ITEMS_FILE
+    items = _read(items_file, "items_readable", res) if items_file.exists() else None
+    if df is not None:
         res.rows = len(df)
-        items_file = layout.items(day) / ITEMS_FILE
-        catalogue = pd.read_parquet(items_file)["item_id"].astype(str).tolist() if items_file.exists() else None
+        catalogue = items["item_id"].astype(str).tolist() if items is not None and "item_id" in items else None
         checks = events_suite(day, params, catalogue, volume_bounds(layout, day, params))
-        results, docs = run_checkpoint(df, checks, docs_dir, day)
-        res.docs = str(docs)
-        warn_only = {k for k, v in (params.get("policy") or {}).items() if v == "warn"}
-        for r in results:
-            if not r.success:
-                summary = _summarise(r)
-                (res.warnings if summary["check"] in warn_only else res.failures).append(summary)
+        got, page = run_checkpoint("events", with_derived(df), checks, docs_dir, day)
+        results += got
+        res.docs = str(page)
+    if items is not None:
+        in_use = items_in_use(layout, day, params["volume_window_days"])
+        got, _ = run_checkpoint("items", items, items_suite(in_use), docs_dir, day)
+        results += got
+    for r in results:
+        if not r.success:
+            summary = _summarise(r)
+            (res.warnings if summary["check"] in warn_only else res.failures).append(summary)
     res.passed = not res.failures
     if not res.passed:
         res.quarantined = str(layout.quarantine(day))
@@ -207,19 +288,27 @@ def validate_day(day: dt.date, layout: Layout, params: dict) -> ValidationResult
 def describe_failures(res: ValidationResult) -> str:
     lines = [f"day {res.day} failed validation and was quarantined at {res.quarantined}:"]
     for f in res.failures:
-        detail = f.get("exception") or f"observed {f.get('observed_value', f.get('unexpected_count'))}"
-        sample = f.get("partial_unexpected_list")
+        if f.get("exception"):
+            detail = f["exception"]
+        elif "unexpected_count" in f:
+            detail = f"{f['unexpected_count']} rows"
+        else:
+            detail = f"observed {f.get('observed_value')}"
+        sample = f.get("sample_values")
+        rows = f.get("sample_rows")
         lines.append(
             f"  - {f['check']} ({f['expectation']}, column {f.get('column')}): {detail}"
-            + (f", e.g. {sample[:5]}" if sample else "")
+            + (f", e.g. values {sample[:5]}" if sample else "")
+            + (f" at rows {rows[:5]}" if rows else "")
+            + (f" — {f['mismatched']}" if f.get("mismatched") else "")
         )
     lines.append("Fix the upstream export, re-deliver the day to the landing zone and re-run the day.")
     return "\n".join(lines)
 
 
-def run(day: dt.date, params: dict, layout: Layout) -> ValidationResult:
+def run(day: dt.date, params: dict, layout: Layout, accept: tuple[str, ...] = ()) -> ValidationResult:
     """Validate the day; raise ValidationFailed (after quarantining) if a blocking check failed."""
-    res = validate_day(day, layout, params["validate"])
+    res = validate_day(day, layout, params["validate"], tuple(accept))
     if not res.passed:
         raise ValidationFailed(describe_failures(res))
     return res
