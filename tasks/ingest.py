@@ -44,17 +44,18 @@ def ingest_day(day: dt.date, landing_dir: Path, layout: Layout) -> IngestResult:
             "or land it with `python -m tasks.replay --date <day>`"
         )
     digest = sha256_file(src)
-    dest_dir = layout.raw(day)
-    dest = dest_dir / EVENTS_FILE
-    status = "new"
-    if dest.exists():
-        if sha256_file(dest) == digest:
-            return IngestResult(str(day), "unchanged", str(dest), digest, dest.stat().st_size)
-        status = "redelivered"
-        LOG.warning("day %s was re-delivered with different bytes: replacing the partition", day)
     items_src = landing_path(landing_dir, day) / ITEMS_FILE
+    dest_dir, items_dir = layout.raw(day), layout.items(day)
+    dest, items_dest = dest_dir / EVENTS_FILE, items_dir / ITEMS_FILE
+    same_events = dest.exists() and sha256_file(dest) == digest
+    same_items = not items_src.exists() or (items_dest.exists() and sha256_file(items_dest) == sha256_file(items_src))
+    if same_events and same_items:
+        return IngestResult(str(day), "unchanged", str(dest), digest, dest.stat().st_size)
+    status = "redelivered" if dest.exists() else "new"
+    if status == "redelivered":
+        LOG.warning("day %s was re-delivered with different bytes: replacing the partition", day)
     if items_src.exists():  # catalogue first: a visible events partition always has its catalogue
-        with atomic_dir(layout.items(day)) as tmp:
+        with atomic_dir(items_dir) as tmp:
             shutil.copy2(items_src, tmp / ITEMS_FILE)
     with atomic_dir(dest_dir) as tmp:
         shutil.copy2(src, tmp / EVENTS_FILE)

@@ -1,23 +1,27 @@
-"""The expectation suite against a good day and the bad days it claims to catch.
+"""The expectation suites against a good day and a corpus of the bad days they claim to catch.
 
-Each bad day must: fail validation naming the broken check, be moved intact (byte for
-byte) to quarantine with its report, and leave raw/ without that day.
+Every bad day must: fail validation with a message naming the broken check and the offending
+column (and sample rows/values where there are rows); be moved intact, byte for byte, to
+quarantine with its report; leave the other days untouched; and a fixed re-delivery of the same
+day must then go through. Real ML-100K days, real GX checkpoints.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pandas as pd
 import pytest
 
 from tasks.common import ValidationFailed, read_json, sha256_file
 from tasks.ingest import ingest_day
-from tasks.replay import EVENTS_FILE, land_day, landing_path
+from tasks.replay import EVENTS_FILE, ITEMS_FILE, land_day, landing_path
 from tasks.sources import load_dataset
 from tasks.validate import REPORT_FILE, run, validate_day
 
 DAY = dt.date(1997, 9, 25)
+TRAILING_MEDIAN = 566  # events on 09-22, 09-23, 09-24: 666, 386, 566
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +39,23 @@ def landed(ml100k, tmp_path, layout):
     return tmp_path / "landing"
 
 
-def _redeliver(landed, layout, df: pd.DataFrame | None = None, raw: bytes | None = None):
+def _events(landed) -> pd.DataFrame:
+    return pd.read_parquet(landing_path(landed, DAY) / EVENTS_FILE)
+
+
+def _items(landed) -> pd.DataFrame:
+    return pd.read_parquet(landing_path(landed, DAY) / ITEMS_FILE)
+
+
+def _redeliver(landed, layout, events=None, raw: bytes | None = None, items: pd.DataFrame | None = None) -> str:
+    """Upstream re-sends the day (events as a frame or raw bytes, optionally a new catalogue)."""
     path = landing_path(landed, DAY) / EVENTS_FILE
     if raw is not None:
         path.write_bytes(raw)
-    else:
-        df.to_parquet(path, index=False)
+    elif events is not None:
+        events.to_parquet(path, index=False)
+    if items is not None:
+        items.to_parquet(landing_path(landed, DAY) / ITEMS_FILE, index=False)
     ingest_day(DAY, landed, layout)
     return sha256_file(path)
 
@@ -50,50 +65,142 @@ def test_good_day_passes_and_writes_data_docs(landed, layout, params):
     assert res.passed, res.failures
     assert res.rows == 210
     assert (layout.root / "reports" / "gx_docs" / "index.html").exists()
+    assert res.docs.endswith(".html")
+    assert "validations" in res.docs  # that day's own page, not only the index
     assert read_json(layout.reports("validation", DAY) / REPORT_FILE)["passed"]
 
 
-def _day(landed) -> pd.DataFrame:
-    return pd.read_parquet(landing_path(landed, DAY) / EVENTS_FILE)
+def _spike(df):  # > 10x the trailing median, each copy as new users (no duplicates, no bots)
+    copies = math.ceil(11 * TRAILING_MEDIAN / len(df))
+    return pd.concat([df.assign(user_id=df["user_id"] + f"-{i}") for i in range(copies)], ignore_index=True)
 
 
-BAD_DAYS = {
-    "rating_range": lambda df: df.assign(rating=df["rating"].where(df.index % 7 != 0, 11.0)),
-    "ts_in_day": lambda df: df.assign(event_ts=df["event_ts"] + pd.Timedelta(days=3)),
-    "no_duplicates": lambda df: pd.concat([df, df.head(5)], ignore_index=True),
-    "columns": lambda df: df.drop(columns=["rating"]),
-    "not_null_user_id": lambda df: df.assign(user_id=df["user_id"].where(df.index % 5 != 0, None)),
-    "event_type": lambda df: df.assign(event_type="purchase"),
-    "type_rating": lambda df: df.assign(rating=df["rating"].astype(str)),
-    "unknown_items_share": lambda df: df.assign(item_id="new-" + df["item_id"]),
+def _bot(df):
+    n = 2500
+    bot = pd.DataFrame({
+        "user_id": "bot", "item_id": [str(1 + i % 1682) for i in range(n)],
+        "event_ts": df["event_ts"].min() + pd.to_timedelta(range(n), unit="s"),
+        "event_type": "rating", "rating": pd.Series([5.0] * n, dtype="float32"),
+    })  # fmt: skip
+    return pd.concat([df, bot], ignore_index=True)
+
+
+def _non_utf8(df):
+    out = df.copy()
+    out["user_id"] = [b"\xff\xfe" + u.encode() if i % 9 == 0 else u.encode() for i, u in enumerate(df["user_id"])]
+    return out
+
+
+def _ms(df):  # epoch milliseconds as plain integers where a timestamp is expected
+    return df.assign(event_ts=df["event_ts"].dt.as_unit("ms").astype("int64"))
+
+
+def _every(k, col, value):
+    return lambda df: df.assign(**{col: df[col].where(df.index % k != 0, value)})
+
+
+# case -> (how the bad delivery is made, the check that must name it, the column it must name)
+BAD_EVENTS = {
+    "zero_rows": (lambda df: df.iloc[:0], "row_count", None),
+    "volume_spike_10x": (_spike, "row_count", None),
+    "volume_drop_90pct": (lambda df: df.iloc[: int(0.05 * TRAILING_MEDIAN)], "row_count", None),
+    "missing_column": (lambda df: df.drop(columns=["rating"]), "columns", None),
+    "extra_column": (lambda df: df.assign(country="NL"), "columns", None),
+    "renamed_column": (lambda df: df.rename(columns={"rating": "score"}), "columns", None),
+    "type_changed": (lambda df: df.assign(rating=df["rating"].astype(str)), "type_rating", "rating"),
+    "null_keys": (_every(5, "user_id", None), "not_null_user_id", "user_id"),
+    "negative_ids": (_every(4, "item_id", "-5"), "valid_item_id", "item_id"),
+    "zero_ids": (_every(6, "user_id", "0"), "valid_user_id", "user_id"),
+    "rating_out_of_range": (_every(7, "rating", 11.0), "rating_range", "rating"),
+    "ts_outside_day": (lambda df: df.assign(event_ts=df["event_ts"] - pd.Timedelta(days=2)), "ts_in_day", "event_ts"),
+    "ts_in_future": (lambda df: df.assign(event_ts=df["event_ts"] + pd.Timedelta(days=400)), "ts_in_day", "event_ts"),
+    "ts_in_milliseconds": (_ms, "type_event_ts", "event_ts"),
+    "duplicate_events": (lambda df: pd.concat([df, df.head(5)], ignore_index=True), "no_duplicates", None),
+    "bot_like_user": (_bot, "bot_like_users", "_user_events_today"),
+    "unknown_event_type": (lambda df: df.assign(event_type="purchase"), "event_type", "event_type"),
+    "oversized_strings": (_every(10, "item_id", "x" * 500), "length_item_id", "item_id"),
+    "non_utf8_bytes": (_non_utf8, "type_user_id", "user_id"),
+    "unknown_items_over_share": (
+        lambda df: df.assign(item_id="new-" + df["item_id"]),
+        "unknown_items_share",
+        "item_id",
+    ),
+}
+BAD_FILES = {
+    "truncated_parquet": lambda good: good[: len(good) // 2],
+    "csv_instead_of_parquet": lambda good: pd.read_parquet(__import__("io").BytesIO(good)).to_csv().encode(),
+    "json_instead_of_parquet": lambda good: pd.read_parquet(__import__("io").BytesIO(good)).to_json().encode(),
+    "empty_file": lambda good: b"",
+}
+BAD_CATALOGUES = {
+    "catalogue_drops_items_in_use": (lambda items: items[items["item_id"] != "50"], "items_keep_in_use"),
+    "catalogue_duplicate_ids": (lambda items: pd.concat([items, items.head(3)]), "items_unique_id"),
 }
 
 
-@pytest.mark.parametrize("check", sorted(BAD_DAYS))
-def test_bad_day_is_quarantined_intact_and_named(check, landed, layout, params):
-    digest = _redeliver(landed, layout, BAD_DAYS[check](_day(landed)))
+def _assert_quarantined(err, check, column, layout, digest, before):
+    message = str(err.value)
+    assert f"- {check} (" in message  # the broken expectation, by name ...
+    assert "expect" in message or "parquet_readable" in message  # ... and its GX expectation type
+    if column:
+        assert f"column {column}" in message
+    q = layout.quarantine(DAY)
+    assert not layout.raw(DAY).exists()
+    assert sha256_file(q / EVENTS_FILE) == digest  # intact, byte for byte
+    assert check in {f["check"] for f in read_json(q / REPORT_FILE)["failures"]}
+    assert {d: sha256_file(layout.raw(d) / EVENTS_FILE) for d in before} == before  # other days untouched
+
+
+def _other_days(layout):
+    days = [DAY - dt.timedelta(days=b) for b in (1, 2, 3)]
+    return {d: sha256_file(layout.raw(d) / EVENTS_FILE) for d in days}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EVENTS))
+def test_bad_events_are_quarantined_and_a_fixed_redelivery_passes(case, landed, layout, params):
+    make, check, column = BAD_EVENTS[case]
+    good = _events(landed)
+    before = _other_days(layout)
+    digest = _redeliver(landed, layout, make(good))
     with pytest.raises(ValidationFailed) as err:
         run(DAY, params, layout)
-    assert check in str(err.value)
-    quarantined = layout.quarantine(DAY)
-    assert not layout.raw(DAY).exists()
-    assert sha256_file(quarantined / EVENTS_FILE) == digest  # byte for byte
-    report = read_json(quarantined / REPORT_FILE)
-    assert check in {f["check"] for f in report["failures"]}
-    assert layout.raw(DAY - dt.timedelta(days=1)).exists()  # other days untouched
+    _assert_quarantined(err, check, column, layout, digest, before)
+    if column and case not in ("type_changed", "ts_in_milliseconds", "non_utf8_bytes"):
+        failure = next(f for f in read_json(layout.quarantine(DAY) / REPORT_FILE)["failures"] if f["check"] == check)
+        assert failure["sample_rows"], "the report points at offending rows"
+    _redeliver(landed, layout, good)
+    assert run(DAY, params, layout).passed
 
 
-def test_truncated_parquet_is_quarantined_with_the_read_error(landed, layout, params):
-    data = (landing_path(landed, DAY) / EVENTS_FILE).read_bytes()
-    digest = _redeliver(landed, layout, raw=data[: len(data) // 2])
-    with pytest.raises(ValidationFailed, match="readable"):
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_unreadable_files_are_quarantined_and_a_fixed_redelivery_passes(case, landed, layout, params):
+    good = (landing_path(landed, DAY) / EVENTS_FILE).read_bytes()
+    before = _other_days(layout)
+    digest = _redeliver(landed, layout, raw=BAD_FILES[case](good))
+    with pytest.raises(ValidationFailed, match="parquet_readable") as err:
         run(DAY, params, layout)
-    assert sha256_file(layout.quarantine(DAY) / EVENTS_FILE) == digest
+    _assert_quarantined(err, "readable", None, layout, digest, before)
+    _redeliver(landed, layout, raw=good)
+    assert run(DAY, params, layout).passed
 
 
-def test_unknown_items_warn_but_do_not_block(landed, layout, params):
-    """Items missing from the catalogue are allowed (policy: warn), counted in the report."""
-    df = _day(landed)
+@pytest.mark.parametrize("case", sorted(BAD_CATALOGUES))
+def test_bad_catalogue_is_quarantined_and_a_fixed_redelivery_passes(case, landed, layout, params):
+    make, check = BAD_CATALOGUES[case]
+    good_items = _items(landed)
+    before = _other_days(layout)
+    digest = _redeliver(landed, layout, items=make(good_items))
+    with pytest.raises(ValidationFailed) as err:
+        run(DAY, params, layout)
+    _assert_quarantined(err, check, "item_id", layout, digest, before)
+    assert (layout.quarantine(DAY) / "items" / ITEMS_FILE).exists()  # the catalogue goes with its day
+    _redeliver(landed, layout, items=good_items)
+    assert run(DAY, params, layout).passed
+
+
+def test_unknown_items_warn_and_are_counted(landed, layout, params):
+    """Items missing from the catalogue are allowed (policy: warn) and counted in the report."""
+    df = _events(landed)
     df.loc[0, "item_id"] = "999999"
     _redeliver(landed, layout, df)
     res = run(DAY, params, layout)
@@ -102,11 +209,25 @@ def test_unknown_items_warn_but_do_not_block(landed, layout, params):
     assert res.warnings[0]["unexpected_count"] == 1
 
 
-def test_fixed_redelivery_goes_through_after_quarantine(landed, layout, params):
-    good = _day(landed)
-    _redeliver(landed, layout, good.assign(rating=99.0))
-    with pytest.raises(ValidationFailed):
-        run(DAY, params, layout)
-    _redeliver(landed, layout, good)
+def test_same_day_delivered_twice_is_idempotent(landed, layout, params):
     assert run(DAY, params, layout).passed
-    assert layout.raw(DAY).exists() and layout.quarantine(DAY).exists()  # the bad delivery is kept
+    assert ingest_day(DAY, landed, layout).status == "unchanged"
+    assert run(DAY, params, layout).passed
+
+
+def test_an_accepted_check_passes_for_that_run_and_is_recorded(landed, layout, params):
+    """An operator who reviewed a real traffic spike accepts `row_count` for one run."""
+    _redeliver(landed, layout, _spike(_events(landed)))
+    res = run(DAY, params, layout, accept=("row_count",))
+    assert res.passed
+    assert res.accepted == ["row_count"]
+    assert [w["check"] for w in res.warnings] == ["row_count"]
+
+
+def test_policy_lives_in_params(landed, layout, params):
+    """Turning a check to `warn` in params.yaml lets the day through with the failure reported."""
+    _redeliver(landed, layout, _every(7, "rating", 11.0)(_events(landed)))
+    params["validate"]["policy"]["rating_range"] = "warn"
+    res = run(DAY, params, layout)
+    assert res.passed
+    assert [w["check"] for w in res.warnings] == ["rating_range"]
