@@ -35,7 +35,9 @@ def evidence_markdown(day: dt.date, layout: Layout) -> str:
         + (f" ([Data Docs]({validation['docs']}))" if validation.get("docs") else "")
         + ".",
         "",
-        f"**Drift** decision `{drift['decision']}`: " + "; ".join(drift["reasons"]),
+        f"**Drift** decision `{drift['decision']}`: "
+        + "; ".join(drift["reasons"])
+        + (f" ([report]({drift['html']}))" if drift.get("html") else ""),
         "",
         f"**Quality** on {ev['holdout_events']} held-out events, full ranking — gate: {ev['gate']['reason']}",
         "",

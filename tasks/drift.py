@@ -73,6 +73,67 @@ def popularity_js(
     return {"js": js, "null_mean": float(null.mean()), "null_std": float(null.std()), "excess": js - float(null.mean())}
 
 
+def wasserstein_norm(reference: np.ndarray, current: np.ndarray) -> float:
+    """Wasserstein distance (scipy) in units of the reference's standard deviation, as Evidently normalises it."""
+    from scipy.stats import wasserstein_distance
+
+    if len(reference) == 0 or len(current) == 0:
+        return float("nan")
+    scale = float(np.std(reference)) or 1.0
+    return float(wasserstein_distance(reference, current) / scale)
+
+
+def categorical_js(reference: pd.Series, current: pd.Series) -> float:
+    """Jensen-Shannon distance (base 2) between two categorical distributions."""
+    from scipy.spatial.distance import jensenshannon
+
+    ref, cur = reference.astype(str).value_counts(), current.astype(str).value_counts()
+    keys = ref.index.union(cur.index)
+    p, q = ref.reindex(keys, fill_value=0).to_numpy(float), cur.reindex(keys, fill_value=0).to_numpy(float)
+    if p.sum() == 0 or q.sum() == 0:
+        return float("nan")
+    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2))
+
+
+def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 0) -> dict[str, float]:
+    """Maximum mean discrepancy (RBF kernel, median-distance bandwidth) with a permutation p-value."""
+    from scipy.spatial.distance import cdist
+
+    if len(x) < 5 or len(y) < 5:
+        return {"mmd2": float("nan"), "p_value": float("nan")}
+    z = np.vstack([x, y])
+    d2 = cdist(z, z, "sqeuclidean")
+    bandwidth = np.median(d2[np.triu_indices(len(z), 1)]) or 1.0
+    k = np.exp(-d2 / bandwidth)
+    n = len(x)
+
+    def stat(idx: np.ndarray) -> float:
+        a, b = idx[:n], idx[n:]
+        return k[np.ix_(a, a)].mean() + k[np.ix_(b, b)].mean() - 2 * k[np.ix_(a, b)].mean()
+
+    rng = np.random.default_rng(seed)
+    observed = stat(np.arange(len(z)))
+    null = np.array([stat(rng.permutation(len(z))) for _ in range(permutations)])
+    return {"mmd2": float(observed), "p_value": float((1 + (null >= observed).sum()) / (1 + permutations))}
+
+
+def sequence_embeddings(champion_dir: Path, events: pd.DataFrame, users: list[str], max_len: int) -> np.ndarray:
+    """The champion's state after each user's sequence (L2-normalised): how the model sees them."""
+    import torch
+
+    from models.seqrec import SeqRecModel
+    from tasks.history import left_pad, sequences
+    from tasks.train import read_items
+
+    model = SeqRecModel.load(champion_dir)
+    index = {item: i + 1 for i, item in enumerate(read_items(champion_dir))}
+    seqs = sequences(events[events["user_id"].isin(users)], index)
+    x = np.stack([left_pad(seqs.get(u, np.zeros(0, np.int64)), max_len) for u in users])
+    with torch.inference_mode():
+        states = model(torch.from_numpy(x))[:, -1, :]
+    return torch.nn.functional.normalize(states, dim=-1).numpy()
+
+
 def events_per_user_day(events: pd.DataFrame) -> np.ndarray:
     """Events per (user, UTC day): the same unit for a 28-day reference and a one-day current."""
     days = events["event_ts"].dt.floor("D")
@@ -91,6 +152,12 @@ def measure(
         "user_days": len(events_per_user_day(current)),
         "psi_rating": round(psi(reference["rating"].to_numpy(), current["rating"].to_numpy(), categorical=True), 5),
         "psi_events_per_user": round(psi(events_per_user_day(reference), events_per_user_day(current), bins), 5),
+        "wasserstein_rating": round(wasserstein_norm(reference["rating"].to_numpy(), current["rating"].to_numpy()), 5),
+        "wasserstein_events_per_user": round(
+            wasserstein_norm(events_per_user_day(reference), events_per_user_day(current)), 5
+        ),
+        "js_rating": round(categorical_js(reference["rating"], current["rating"]), 5),
+        "js_event_type": round(categorical_js(reference["event_type"], current["event_type"]), 5),
         "js_item_popularity": round(js["js"], 5),
         "js_item_popularity_null": round(js["null_mean"], 5),
         "js_item_popularity_excess": round(js["excess"], 5),
@@ -110,15 +177,15 @@ def decide(m: dict, thresholds: dict, champion: bool, ndcg_drop: float | None) -
     if m["events"] < t["min_events"]:
         return "skip", [f"only {m['events']} events (< {t['min_events']}): nothing worth learning"]
     full, notes = [], []
-    js_txt = f"item popularity JS {m['js_item_popularity']:.3f} (no-drift baseline {m['js_item_popularity_null']:.3f})"
+    js_txt = f"js_item_popularity {m['js_item_popularity']:.3f} (no-drift baseline {m['js_item_popularity_null']:.3f})"
     if m["js_item_popularity_excess"] >= t["js_popularity_full"]:
         full.append(f"{js_txt} exceeds its baseline by >= {t['js_popularity_full']}")
     elif m["js_item_popularity_drifted"] and m["js_item_popularity_excess"] >= t["js_popularity"]:
         notes.append(f"{js_txt}: drifted (> baseline + 3 sigma, excess >= {t['js_popularity']})")
     if m["new_item_share"] >= t["new_item_share_full"]:
-        full.append(f"new-item share {m['new_item_share']:.2f} >= {t['new_item_share_full']}")
+        full.append(f"new_item_share {m['new_item_share']:.2f} >= {t['new_item_share_full']}")
     elif m["new_item_share"] >= t["new_item_share"]:
-        notes.append(f"new-item share {m['new_item_share']:.2f} >= {t['new_item_share']}")
+        notes.append(f"new_item_share {m['new_item_share']:.2f} >= {t['new_item_share']}")
     for key in ("psi_rating", "psi_events_per_user"):
         n = m["events"] if key == "psi_rating" else m["user_days"]
         if n < t["psi_min_samples"]:
@@ -127,8 +194,17 @@ def decide(m: dict, thresholds: dict, champion: bool, ndcg_drop: float | None) -
             notes.append(f"{key} {m[key]:.3f} significant (>= {t['psi_significant']})")
         elif m[key] >= t["psi_moderate"]:
             notes.append(f"{key} {m[key]:.3f} moderate (>= {t['psi_moderate']})")
+    for key, n in (("wasserstein_rating", m["events"]), ("wasserstein_events_per_user", m["user_days"])):
+        if n >= t["psi_min_samples"] and m.get(key, 0) >= t["wasserstein"]:
+            notes.append(f"{key} {m[key]:.3f} >= {t['wasserstein']} (normed Wasserstein)")
+    for key in ("js_rating", "js_event_type"):
+        if m["events"] >= t["psi_min_samples"] and m.get(key, 0) >= t["js_categorical"]:
+            notes.append(f"{key} {m[key]:.3f} >= {t['js_categorical']} (Jensen-Shannon)")
+    rep = m.get("representation_p_value")
+    if rep is not None and not math.isnan(rep) and rep < t["representation_p"]:
+        notes.append(f"representation: user-sequence embeddings moved, MMD p = {rep:.3f} (< {t['representation_p']})")
     if ndcg_drop is not None and ndcg_drop >= t["ndcg_drop_full"]:
-        drop = f"champion NDCG@10 fell {ndcg_drop:.0%} below its baseline (>= {t['ndcg_drop_full']:.0%})"
+        drop = f"ndcg_drop: champion NDCG@10 fell {ndcg_drop:.0%} below its baseline (>= {t['ndcg_drop_full']:.0%})"
         if m["users"] >= t["perf_min_users"]:
             full.append(drop)
         else:  # a handful of users' holdout swings NDCG by tens of percent: report, do not act
@@ -138,26 +214,63 @@ def decide(m: dict, thresholds: dict, champion: bool, ndcg_drop: float | None) -
     return "incremental", notes or ["no significant drift: fine-tune on the new day to stay fresh"]
 
 
+def windows(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, reference_days: int):
+    """(reference, current, everything before D, (reference day, since, until)).
+
+    Reference = the champion's training window: `reference_days` days through the day it was
+    trained through (no champion: the days before D); current = day D.
+    """
+    from tasks.train import TRAIN_FILE
+
+    current = events[day_mask(events, day)]
+    before = events[events["event_ts"] < pd.Timestamp(day, tz="UTC")]
+    ref_day = (
+        day - dt.timedelta(days=1)
+        if champion_dir is None
+        else dt.date.fromisoformat(read_json(champion_dir / TRAIN_FILE)["day"])
+    )
+    since = pd.Timestamp(ref_day - dt.timedelta(days=reference_days - 1), tz="UTC")
+    until = pd.Timestamp(ref_day + dt.timedelta(days=1), tz="UTC")
+    reference = before[(before["event_ts"] >= since) & (before["event_ts"] < until)]
+    return reference, current, before, (ref_day, since, until)
+
+
 def detect(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params: dict) -> dict:
     """Measure drift for `day` (events must include everything through `day`) and decide."""
     from tasks.evaluate import build_holdout, score_model
-    from tasks.train import TRAIN_FILE, read_items
+    from tasks.train import read_items
 
     t = params["drift"]
-    current = events[day_mask(events, day)]
-    before = events[~day_mask(events, day) & (events["event_ts"] < pd.Timestamp(day, tz="UTC"))]
+    reference, current, before, (ref_day, since, until) = windows(events, day, champion_dir, t["reference_days"])
     if champion_dir is None:
-        ref_day, champion_items, baseline = day - dt.timedelta(days=1), set(), None
+        champion_items, baseline = set(), None
     else:
-        ref_day = dt.date.fromisoformat(read_json(champion_dir / TRAIN_FILE)["day"])
         champion_items = set(read_items(champion_dir))
         metrics_file = champion_dir / "metrics.json"
         baseline = read_json(metrics_file)["challenger"]["all"]["ndcg@10"] if metrics_file.exists() else None
-    since = pd.Timestamp(ref_day - dt.timedelta(days=t["reference_days"] - 1), tz="UTC")
-    until = pd.Timestamp(ref_day + dt.timedelta(days=1), tz="UTC")
-    reference = before[(before["event_ts"] >= since) & (before["event_ts"] < until)]
     m = measure(reference, current, before, champion_items, t["psi_bins"])
     m["reference_events"] = len(reference)
+    if champion_dir is not None and len(current):
+        rng = np.random.default_rng(0)
+        cap = t["representation_max_users"]
+        ref_users = sorted(reference["user_id"].unique())
+        cur_users = sorted(current["user_id"].unique())
+        ref_users = list(rng.choice(ref_users, min(cap, len(ref_users)), replace=False)) if ref_users else []
+        cur_users = list(rng.choice(cur_users, min(cap, len(cur_users)), replace=False))
+        max_len = params["train"]["max_len"]
+        mmd = mmd_test(
+            sequence_embeddings(champion_dir, before[before["event_ts"] < until], ref_users, max_len)
+            if ref_users
+            else np.zeros((0, 1)),
+            sequence_embeddings(
+                champion_dir,
+                events[events["event_ts"] < pd.Timestamp(day + dt.timedelta(days=1), tz="UTC")],
+                cur_users,
+                max_len,
+            ),
+        )
+        m["representation_mmd2"] = round(mmd["mmd2"], 6)
+        m["representation_p_value"] = round(mmd["p_value"], 4)
     perf: dict = {"baseline_ndcg@10": baseline, "ndcg@10": None, "relative_drop": None}
     if champion_dir is not None and len(current):
         holdout = build_holdout(events, day, params["evaluate"]["holdout_fraction"], params["train"]["max_len"])
@@ -166,6 +279,7 @@ def detect(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params
         if baseline and not math.isnan(now):
             perf["relative_drop"] = round(max(0.0, (baseline - now) / baseline), 5)
     decision, reasons = decide(m, t, champion_dir is not None, perf["relative_drop"])
+    drifted = [r.split(" ")[0].rstrip(":") for r in reasons if not r.startswith(("no ", "only ", "forced "))]
     return {
         "day": str(day),
         "reference": {"from": str(since.date()), "through": str(ref_day)},
@@ -173,17 +287,34 @@ def detect(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params
         "performance": perf,
         "decision": decision,
         "reasons": reasons,
+        "drifted": drifted,
     }
 
 
 def run(day: dt.date, params: dict, layout: Layout, force: str | None = None) -> dict:
+    """Measure, decide, and write drift.json plus the HTML report (plots and the drift history)."""
+    from tasks.drift_report import HTML_FILE, render
+
     champion = layout.run(day) / "champion"
-    report = detect(load_events(layout, day), day, champion if (champion / "items.json").exists() else None, params)
+    champion_dir = champion if (champion / "items.json").exists() else None
+    events = load_events(layout, day)
+    report = detect(events, day, champion_dir, params)
     if force:
         report["reasons"].insert(0, f"forced {force} by the operator (was {report['decision']})")
         report["decision"] = force
-    write_json(layout.reports("drift", day) / DRIFT_FILE, report)
+    out = layout.reports("drift", day)
+    report["html"] = str(out / HTML_FILE)
+    write_json(out / DRIFT_FILE, report)
+    reference, current, _, _ = windows(events, day, champion_dir, params["drift"]["reference_days"])
+    render(report, reference, current, history(layout, day), out / HTML_FILE)
     return report
+
+
+def history(layout: Layout, day: dt.date, days: int = 60) -> list[dict]:
+    """Earlier days' drift reports (oldest first), for the report's history plot."""
+    root = layout.root / "reports" / "drift"
+    files = sorted(root.glob("date=*/drift.json")) if root.exists() else []
+    return [read_json(f) for f in files if f.parent.name[5:] <= str(day)][-days:]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,107 @@
+"""The per-day drift report: one self-contained HTML file with plots (reference vs current, and the
+drift history over past days), written beside drift.json and linked from the approval request."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HTML_FILE = "drift.html"
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(reference: pd.DataFrame, current: pd.DataFrame, history: list[dict]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tasks.drift import events_per_user_day
+
+    out = []
+    fig, ax = plt.subplots(figsize=(5, 3))
+    cats = sorted(set(reference["rating"]).union(current["rating"]))
+    w = 0.4
+    ref = reference["rating"].value_counts(normalize=True).reindex(cats, fill_value=0)
+    cur = current["rating"].value_counts(normalize=True).reindex(cats, fill_value=0)
+    x = np.arange(len(cats))
+    ax.bar(x - w / 2, ref.to_numpy(), w, label="reference")
+    ax.bar(x + w / 2, cur.to_numpy(), w, label="current")
+    ax.set_xticks(x, [str(c) for c in cats])
+    ax.set_title("rating distribution")
+    ax.legend()
+    out.append(("Ratings", _png(fig)))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    bins = np.logspace(0, np.log10(max(2, events_per_user_day(reference).max(initial=1),
+                                       events_per_user_day(current).max(initial=1))), 20)  # fmt: skip
+    ax.hist(events_per_user_day(reference), bins, density=True, alpha=0.6, label="reference")
+    ax.hist(events_per_user_day(current), bins, density=True, alpha=0.6, label="current")
+    ax.set_xscale("log")
+    ax.set_title("events per user-day")
+    ax.legend()
+    out.append(("Events per user-day", _png(fig)))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    top = reference["item_id"].value_counts(normalize=True).head(50)
+    ax.plot(range(len(top)), top.to_numpy(), label="reference")
+    ax.plot(range(len(top)), current["item_id"].value_counts(normalize=True).reindex(top.index, fill_value=0),
+            ".", label="current")  # fmt: skip
+    ax.set_title("share of events, reference top-50 items")
+    ax.set_xlabel("reference popularity rank")
+    ax.legend()
+    out.append(("Item popularity", _png(fig)))
+    plt.close(fig)
+
+    if history:
+        days = [h["day"] for h in history]
+        fig, ax = plt.subplots(figsize=(7, 3))
+        for key in ("js_item_popularity_excess", "new_item_share", "psi_rating"):
+            ax.plot(days, [h["metrics"].get(key, np.nan) for h in history], marker=".", label=key)
+        ndcg = [h.get("performance", {}).get("ndcg@10") for h in history]
+        ax.plot(days, [np.nan if v is None else v for v in ndcg], marker="x", label="champion NDCG@10")
+        ax.set_xticks(days[:: max(1, len(days) // 8)])
+        ax.tick_params(axis="x", rotation=30)
+        ax.set_title("drift history")
+        ax.legend(fontsize=7)
+        out.append(("History", _png(fig)))
+        plt.close(fig)
+    return out
+
+
+def render(report: dict, reference: pd.DataFrame, current: pd.DataFrame, history: list[dict], path: Path) -> Path:
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in report["metrics"].items())  # fmt: skip
+    perf = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in report["performance"].items())  # fmt: skip
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in report["reasons"])
+    hist = "".join(
+        f"<tr><td>{h['day']}</td><td>{h['decision']}</td><td>{html.escape('; '.join(h['reasons']))}</td></tr>"
+        for h in reversed(history)
+    )
+    figs = "".join(f"<figure><img src='data:image/png;base64,{b}'><figcaption>{t}</figcaption></figure>"
+                   for t, b in _plots(reference, current, history))  # fmt: skip
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>freshrec drift {report["day"]}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td{{border:1px solid #ccc;
+padding:2px 8px}}figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
+<h1>Drift for {report["day"]}: <code>{report["decision"]}</code></h1>
+<p>Reference: {report["reference"]["from"]} → {report["reference"]["through"]} (the champion's training
+window); current: {report["day"]}.</p><ul>{reasons}</ul>{figs}
+<h2>Measures</h2><table>{rows}</table><h2>Performance</h2><table>{perf}</table>
+<h2>Decisions over past days</h2><table><tr><td>day</td><td>decision</td><td>why</td></tr>{hist}</table>
+</body></html>"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)
+    return path
