@@ -140,24 +140,64 @@ def events_per_user_day(events: pd.DataFrame) -> np.ndarray:
     return events.groupby([events["user_id"], days]).size().to_numpy()
 
 
+FEATURE_SIGNALS = {  # signal -> the params threshold its excess over the no-drift baseline is compared with
+    "psi_rating": "psi_moderate",
+    "psi_events_per_user": "psi_moderate",
+    "wasserstein_rating": "wasserstein",
+    "wasserstein_events_per_user": "wasserstein",
+    "js_rating": "js_categorical",
+    "js_event_type": "js_categorical",
+}
+
+
+def feature_metrics(reference: pd.DataFrame, current: pd.DataFrame, bins: int) -> dict[str, float]:
+    epu_ref, epu_cur = events_per_user_day(reference), events_per_user_day(current)
+    ref_r, cur_r = reference["rating"].to_numpy(), current["rating"].to_numpy()
+    return {
+        "psi_rating": psi(ref_r, cur_r, categorical=True),
+        "psi_events_per_user": psi(epu_ref, epu_cur, bins),
+        "wasserstein_rating": wasserstein_norm(ref_r, cur_r),
+        "wasserstein_events_per_user": wasserstein_norm(epu_ref, epu_cur),
+        "js_rating": categorical_js(reference["rating"], current["rating"]),
+        "js_event_type": categorical_js(reference["event_type"], current["event_type"]),
+    }
+
+
+def user_day_null(reference: pd.DataFrame, n_user_days: int, bins: int, resamples: int = 30, seed: int = 0):
+    """Each feature metric's no-drift distribution for a day of `n_user_days` user-days: the reference
+    resampled by whole user-days (a user's events are correlated; events are not independent draws)."""
+    if n_user_days == 0 or reference.empty:
+        return {k: (float("nan"), float("nan")) for k in FEATURE_SIGNALS}
+    groups = list(reference.groupby([reference["user_id"], reference["event_ts"].dt.floor("D")]).indices.values())
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(groups), n_user_days)
+        draws.append(feature_metrics(reference, reference.iloc[np.concatenate([groups[i] for i in pick])], bins))
+    return {k: (float(np.mean([d[k] for d in draws])), float(np.std([d[k] for d in draws]))) for k in FEATURE_SIGNALS}
+
+
 def measure(
     reference: pd.DataFrame, current: pd.DataFrame, history_before: pd.DataFrame, champion_items: set[str], bins: int
 ) -> dict[str, float]:
     known_users = set(history_before["user_id"])
     day_users = current["user_id"].unique()
     js = popularity_js(reference["item_id"], current["item_id"])
+    user_days = len(events_per_user_day(current))
+    observed = feature_metrics(reference, current, bins)
+    null = user_day_null(reference, user_days, bins)
+    features = {}
+    for key, value in observed.items():
+        mean, std = null[key]
+        features[key] = round(value, 5)
+        features[f"{key}_null"] = round(mean, 5)
+        features[f"{key}_excess"] = round(value - mean, 5)
+        features[f"{key}_drifted"] = bool(value > mean + 3 * std)
     return {
         "events": len(current),
         "users": len(day_users),
-        "user_days": len(events_per_user_day(current)),
-        "psi_rating": round(psi(reference["rating"].to_numpy(), current["rating"].to_numpy(), categorical=True), 5),
-        "psi_events_per_user": round(psi(events_per_user_day(reference), events_per_user_day(current), bins), 5),
-        "wasserstein_rating": round(wasserstein_norm(reference["rating"].to_numpy(), current["rating"].to_numpy()), 5),
-        "wasserstein_events_per_user": round(
-            wasserstein_norm(events_per_user_day(reference), events_per_user_day(current)), 5
-        ),
-        "js_rating": round(categorical_js(reference["rating"], current["rating"]), 5),
-        "js_event_type": round(categorical_js(reference["event_type"], current["event_type"]), 5),
+        "user_days": user_days,
+        **features,
         "js_item_popularity": round(js["js"], 5),
         "js_item_popularity_null": round(js["null_mean"], 5),
         "js_item_popularity_excess": round(js["excess"], 5),
@@ -186,20 +226,14 @@ def decide(m: dict, thresholds: dict, champion: bool, ndcg_drop: float | None) -
         full.append(f"new_item_share {m['new_item_share']:.2f} >= {t['new_item_share_full']}")
     elif m["new_item_share"] >= t["new_item_share"]:
         notes.append(f"new_item_share {m['new_item_share']:.2f} >= {t['new_item_share']}")
-    for key in ("psi_rating", "psi_events_per_user"):
-        n = m["events"] if key == "psi_rating" else m["user_days"]
-        if n < t["psi_min_samples"]:
-            continue  # too few values for PSI to mean anything; still reported in metrics
-        if m[key] >= t["psi_significant"]:
-            notes.append(f"{key} {m[key]:.3f} significant (>= {t['psi_significant']})")
-        elif m[key] >= t["psi_moderate"]:
-            notes.append(f"{key} {m[key]:.3f} moderate (>= {t['psi_moderate']})")
-    for key, n in (("wasserstein_rating", m["events"]), ("wasserstein_events_per_user", m["user_days"])):
-        if n >= t["psi_min_samples"] and m.get(key, 0) >= t["wasserstein"]:
-            notes.append(f"{key} {m[key]:.3f} >= {t['wasserstein']} (normed Wasserstein)")
-    for key in ("js_rating", "js_event_type"):
-        if m["events"] >= t["psi_min_samples"] and m.get(key, 0) >= t["js_categorical"]:
-            notes.append(f"{key} {m[key]:.3f} >= {t['js_categorical']} (Jensen-Shannon)")
+    # feature signals act on their excess over a same-size no-drift baseline (ratings and activity
+    # cluster by user: a few users' habits are not a population shift), and only beyond 3 sigma of it
+    for key, threshold in FEATURE_SIGNALS.items():
+        excess = m.get(f"{key}_excess", 0.0)
+        if not m.get(f"{key}_drifted") or not excess >= t[threshold]:
+            continue
+        band = "significant" if key.startswith("psi") and excess >= t["psi_significant"] else "moderate"
+        notes.append(f"{key} {m[key]:.3f}, {excess:+.3f} over its no-drift baseline ({band}, >= {t[threshold]})")
     rep = m.get("representation_p_value")
     if rep is not None and not math.isnan(rep) and rep < t["representation_p"]:
         notes.append(f"representation: user-sequence embeddings moved, MMD p = {rep:.3f} (< {t['representation_p']})")

@@ -10,13 +10,15 @@ from tasks.drift import decide, popularity_js, psi
 
 THRESHOLDS = {
     "min_events": 20, "js_popularity": 0.1, "js_popularity_full": 0.3, "new_item_share": 0.05,
-    "new_item_share_full": 0.5, "psi_moderate": 0.1, "psi_significant": 0.2, "psi_min_samples": 30,
-    "ndcg_drop_full": 0.5, "perf_min_users": 30,
+    "new_item_share_full": 0.5, "psi_moderate": 0.1, "psi_significant": 0.2,
+    "ndcg_drop_full": 0.5, "perf_min_users": 30, "wasserstein": 0.1, "js_categorical": 0.1,
+    "representation_p": 0.01,
 }  # fmt: skip
 CALM = {
     "events": 500, "users": 40, "user_days": 40, "js_item_popularity": 0.5, "js_item_popularity_null": 0.5,
     "js_item_popularity_excess": 0.0, "js_item_popularity_drifted": False, "new_item_share": 0.0,
-    "psi_rating": 0.01, "psi_events_per_user": 0.01,
+    "psi_rating": 0.01, "psi_rating_excess": 0.0, "psi_rating_drifted": False,
+    "psi_events_per_user": 0.01, "psi_events_per_user_excess": 0.0, "psi_events_per_user_drifted": False,
 }  # fmt: skip
 
 
@@ -51,8 +53,10 @@ def test_decision_policy():
     decision, reasons = decide({**CALM, "users": 9}, THRESHOLDS, champion=True, ndcg_drop=0.6)
     assert decision == "incremental"  # a 9-user holdout is too noisy to act on
     assert "not acted on" in reasons[0]
-    decision, reasons = decide({**CALM, "psi_rating": 0.3}, THRESHOLDS, True, None)
-    assert decision == "incremental" and "psi_rating" in reasons[0]
-    # too few user-days: PSI is reported but not acted on
-    _, reasons = decide({**CALM, "user_days": 5, "psi_events_per_user": 3.0}, THRESHOLDS, True, None)
-    assert not any("psi_events_per_user" in r for r in reasons)
+    shifted = {**CALM, "psi_rating": 0.35, "psi_rating_excess": 0.3, "psi_rating_drifted": True}
+    decision, reasons = decide(shifted, THRESHOLDS, True, None)
+    assert decision == "incremental"
+    assert reasons[0].startswith("psi_rating") and "significant" in reasons[0]
+    # a large raw PSI that sampling noise explains (no excess over its baseline) does not fire
+    calm = decide({**CALM, "psi_rating": 0.5, "psi_rating_drifted": False}, THRESHOLDS, True, None)
+    assert calm[1] == ["no significant drift: fine-tune on the new day to stay fresh"]
