@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -150,30 +151,81 @@ FEATURE_SIGNALS = {  # signal -> the params threshold its excess over the no-dri
 }
 
 
-def feature_metrics(reference: pd.DataFrame, current: pd.DataFrame, bins: int) -> dict[str, float]:
-    epu_ref, epu_cur = events_per_user_day(reference), events_per_user_day(current)
-    ref_r, cur_r = reference["rating"].to_numpy(), current["rating"].to_numpy()
+@dataclass(frozen=True)
+class UserDays:
+    """Per (user, UTC day): event count and histograms over rating values and event types.
+
+    Every feature signal is a function of these, so resampling user-days (the no-drift
+    baseline) is summing small histograms, not re-slicing millions of events.
+    """
+
+    counts: np.ndarray  # (G,)
+    ratings: np.ndarray  # (G, R) counts per rating value
+    types: np.ndarray  # (G, E) counts per event type
+
+    def take(self, idx: np.ndarray) -> UserDays:
+        return UserDays(self.counts[idx], self.ratings[idx], self.types[idx])
+
+
+def user_days(events: pd.DataFrame, rating_values: np.ndarray, event_types: np.ndarray) -> UserDays:
+    key = pd.MultiIndex.from_arrays([events["user_id"], events["event_ts"].dt.floor("D")])
+    codes, _ = pd.factorize(key)
+    g = int(codes.max()) + 1 if len(codes) else 0
+    r = np.searchsorted(rating_values, events["rating"].to_numpy())
+    e = np.searchsorted(event_types, events["event_type"].to_numpy().astype(str))
+    ratings = np.zeros((g, len(rating_values)))
+    types = np.zeros((g, len(event_types)))
+    np.add.at(ratings, (codes, r), 1)
+    np.add.at(types, (codes, e), 1)
+    return UserDays(np.bincount(codes, minlength=g).astype(float), ratings, types)
+
+
+def _hist_js(p: np.ndarray, q: np.ndarray) -> float:
+    from scipy.spatial.distance import jensenshannon
+
+    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2)) if p.sum() and q.sum() else float("nan")
+
+
+def _hist_psi(p: np.ndarray, q: np.ndarray) -> float:
+    if not p.sum() or not q.sum():
+        return float("nan")
+    p, q = np.clip(p / p.sum(), _EPS, None), np.clip(q / q.sum(), _EPS, None)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _hist_wasserstein(values: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
+    from scipy.stats import wasserstein_distance
+
+    if not p.sum() or not q.sum():
+        return float("nan")
+    mean = (values * p).sum() / p.sum()
+    scale = float(np.sqrt((p * (values - mean) ** 2).sum() / p.sum())) or 1.0
+    return float(wasserstein_distance(values, values, p, q) / scale)
+
+
+def feature_metrics(ref: UserDays, cur: UserDays, rating_values: np.ndarray, bins: int) -> dict[str, float]:
+    r_ref, r_cur = ref.ratings.sum(0), cur.ratings.sum(0)
     return {
-        "psi_rating": psi(ref_r, cur_r, categorical=True),
-        "psi_events_per_user": psi(epu_ref, epu_cur, bins),
-        "wasserstein_rating": wasserstein_norm(ref_r, cur_r),
-        "wasserstein_events_per_user": wasserstein_norm(epu_ref, epu_cur),
-        "js_rating": categorical_js(reference["rating"], current["rating"]),
-        "js_event_type": categorical_js(reference["event_type"], current["event_type"]),
+        "psi_rating": _hist_psi(r_ref, r_cur),
+        "psi_events_per_user": psi(ref.counts, cur.counts, bins),
+        "wasserstein_rating": _hist_wasserstein(rating_values.astype(float), r_ref, r_cur),
+        "wasserstein_events_per_user": wasserstein_norm(ref.counts, cur.counts),
+        "js_rating": _hist_js(r_ref, r_cur),
+        "js_event_type": _hist_js(ref.types.sum(0), cur.types.sum(0)),
     }
 
 
-def user_day_null(reference: pd.DataFrame, n_user_days: int, bins: int, resamples: int = 30, seed: int = 0):
+def user_day_null(ref: UserDays, n_user_days: int, rating_values: np.ndarray, bins: int, resamples: int = 30,
+                  seed: int = 0) -> dict[str, tuple[float, float]]:  # fmt: skip
     """Each feature metric's no-drift distribution for a day of `n_user_days` user-days: the reference
     resampled by whole user-days (a user's events are correlated; events are not independent draws)."""
-    if n_user_days == 0 or reference.empty:
+    if n_user_days == 0 or len(ref.counts) == 0:
         return {k: (float("nan"), float("nan")) for k in FEATURE_SIGNALS}
-    groups = list(reference.groupby([reference["user_id"], reference["event_ts"].dt.floor("D")]).indices.values())
     rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        pick = rng.integers(0, len(groups), n_user_days)
-        draws.append(feature_metrics(reference, reference.iloc[np.concatenate([groups[i] for i in pick])], bins))
+    draws = [
+        feature_metrics(ref, ref.take(rng.integers(0, len(ref.counts), n_user_days)), rating_values, bins)
+        for _ in range(resamples)
+    ]
     return {k: (float(np.mean([d[k] for d in draws])), float(np.std([d[k] for d in draws]))) for k in FEATURE_SIGNALS}
 
 
@@ -183,9 +235,13 @@ def measure(
     known_users = set(history_before["user_id"])
     day_users = current["user_id"].unique()
     js = popularity_js(reference["item_id"], current["item_id"])
-    user_days = len(events_per_user_day(current))
-    observed = feature_metrics(reference, current, bins)
-    null = user_day_null(reference, user_days, bins)
+    rating_values = np.union1d(reference["rating"].unique(), current["rating"].unique())
+    event_types = np.union1d(reference["event_type"].astype(str).unique(), current["event_type"].astype(str).unique())
+    ref_days = user_days(reference, rating_values, event_types)
+    cur_days = user_days(current, rating_values, event_types)
+    n_user_days = len(cur_days.counts)
+    observed = feature_metrics(ref_days, cur_days, rating_values, bins)
+    null = user_day_null(ref_days, n_user_days, rating_values, bins)
     features = {}
     for key, value in observed.items():
         mean, std = null[key]
@@ -196,7 +252,7 @@ def measure(
     return {
         "events": len(current),
         "users": len(day_users),
-        "user_days": user_days,
+        "user_days": n_user_days,
         **features,
         "js_item_popularity": round(js["js"], 5),
         "js_item_popularity_null": round(js["null_mean"], 5),

@@ -16,20 +16,17 @@ from tasks.sources import load_dataset
 def base():
     ev = load_dataset("ml-100k").events
     reference = ev[(ev["event_ts"] >= "1998-02-01") & (ev["event_ts"] < "1998-03-01")]
-    # a day drawn from the reference itself: 60 whole user-days of distinct users, re-stamped into 1998-03-01
+    # a day drawn from the reference itself: 60 user-days picked uniformly, re-stamped into 1998-03-01
+    # (each its own user, as on a real day); over 20 such draws no signal fired (false-positive check)
     user_days = reference.groupby([reference["user_id"], reference["event_ts"].dt.floor("D")])
     keys = list(user_days.groups)
-    parts, seen = [], set()
-    for i in np.random.default_rng(7).permutation(len(keys)):
-        user, _ = keys[i]
-        if user in seen:
-            continue
-        seen.add(user)
+    parts = []
+    for j, i in enumerate(np.random.default_rng(7).choice(len(keys), 60, replace=False)):
         part = user_days.get_group(keys[i])
         midnight = part["event_ts"].dt.floor("D")
-        parts.append(part.assign(event_ts=part["event_ts"] - midnight + pd.Timestamp("1998-03-01", tz="UTC")))
-        if len(parts) == 60:
-            break
+        parts.append(
+            part.assign(user_id=f"s{j}", event_ts=part["event_ts"] - midnight + pd.Timestamp("1998-03-01", tz="UTC"))
+        )
     day = pd.concat(parts, ignore_index=True)
     return reference, day, set(ev.loc[ev["event_ts"] < "1998-03-01", "item_id"])
 
@@ -77,3 +74,19 @@ def test_rating_scale_change_is_detected(base):
     fired = {r.split(" ")[0] for r in reasons}
     assert {"psi_rating", "wasserstein_rating", "js_rating"} <= fired
     assert decision == "incremental"  # a rating-scale change alone does not call for retraining from scratch
+
+
+def test_no_shift_false_positive_rate_over_20_draws(base):
+    """20 more same-distribution days (60 user-days each): no signal fires on any of them."""
+    reference, _, items = base
+    user_days = reference.groupby([reference["user_id"], reference["event_ts"].dt.floor("D")])
+    keys = list(user_days.groups)
+    fired = []
+    for seed in range(100, 120):
+        pick = np.random.default_rng(seed).choice(len(keys), 60, replace=False)
+        day = pd.concat(
+            [user_days.get_group(keys[i]).assign(user_id=f"s{j}") for j, i in enumerate(pick)], ignore_index=True
+        )
+        day["event_ts"] = day["event_ts"] - day["event_ts"].dt.floor("D") + pd.Timestamp("1998-03-01", tz="UTC")
+        fired += _decide(reference, day, items)[1]
+    assert set(fired) == {"no significant drift: fine-tune on the new day to stay fresh"}
