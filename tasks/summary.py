@@ -57,6 +57,8 @@ def summarize(day: dt.date, layout: Layout) -> dict:
         "serve_variant": bench["serve_variant"] if bench else None,
         "latency_gate": (bench or {}).get("gate", {}).get("passed"),
         "promotion": promotion,
+        "data_docs": (validation or {}).get("docs"),
+        "drift_report": (drift or {}).get("html"),
     }
     write_json(run / SUMMARY_FILE, summary)
     return summary
