@@ -2,12 +2,14 @@
 
 Reference = the champion's training window (its last `reference_days` days of
 events up to the day it was trained through); current = day D. Measured:
-- PSI of ratings (per rating value) and of events per user (reference quantile bins);
-- Jensen-Shannon distance (base 2, scipy) between item-popularity distributions;
+- ratings and events per user-day: PSI, normed Wasserstein; ratings and event types: Jensen-Shannon;
+  each against its no-drift baseline (the reference resampled by user-days to the day's size);
+- Jensen-Shannon distance (base 2, scipy) between item-popularity distributions, likewise;
 - share of D's events on items the champion has never seen, share of new users;
+- representation drift: MMD between the champion's embeddings of reference and current users;
 - the champion's full-ranking NDCG@10 on D's holdout against its recorded baseline.
 SASRec has no user embeddings, so new users need no retraining: their share is
-reported, not acted on. Thresholds live in params.yaml (`drift:`).
+reported, not acted on. Thresholds live in params.yaml (`drift:`); docs/drift.md says why.
 """
 
 from __future__ import annotations
