@@ -45,11 +45,12 @@ def holdout_mask(events: pd.DataFrame, day: dt.date, fraction: float) -> np.ndar
     """The day's held-out events: the last `fraction` (at least one) of each active user's day.
 
     Champion and challenger are scored on exactly these; the challenger never trains on them.
-    Deterministic: it depends only on the events and the day.
+    Deterministic: it depends only on the events and the day. `fraction` 0 holds out nothing
+    (training on everything, as the prequential replay benchmark does after scoring the day).
     """
     on_day = day_mask(events, day)
     mask = np.zeros(len(events), dtype=bool)
-    if not on_day.any():
+    if not on_day.any() or fraction <= 0:
         return mask
     idx = np.flatnonzero(on_day)
     users = events["user_id"].to_numpy()[idx]
