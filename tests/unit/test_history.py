@@ -37,6 +37,7 @@ def test_holdout_is_the_tail_of_each_users_day():
     got = set(map(tuple, ev.loc[held, ["user_id", "item_id"]].to_numpy()))
     assert got == {("a", "3"), ("b", "8"), ("b", "9")}
     assert (holdout_mask(ev, DAY, 0.2) == held).all()
+    assert not holdout_mask(ev, DAY, 0.0).any()  # fraction 0: train on everything (replay benchmark)
 
 
 def test_windows_shift_targets_by_one_and_left_pad():
