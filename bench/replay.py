@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--plot", type=Path)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a train.incremental param for every incremental strategy, e.g. epochs=10")  # fmt: skip
     args = ap.parse_args()
     import pandas as pd
     import torch
@@ -97,6 +99,7 @@ def main() -> None:
             seconds = 0.0
             if mode is not None:
                 tparams = copy.deepcopy(params["train"])
+                tparams["incremental"].update({k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)})
                 tparams["incremental"].update(over)
                 out = work / name / str(i)
                 t0 = time.perf_counter()
