@@ -45,8 +45,13 @@ def main() -> None:
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--plot", type=Path)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a train.incremental param for every incremental strategy, e.g. epochs=10")  # fmt: skip
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a train.incremental param for every incremental strategy, e.g. epochs=10",
+    )
     args = ap.parse_args()
     import pandas as pd
     import torch
