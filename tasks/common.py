@@ -17,9 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:  # numpy stays out of the import path of DAG parsing
+    import numpy as np
 
 LOG = logging.getLogger("freshrec")
 
@@ -65,7 +68,7 @@ def day_bounds(day: dt.date) -> tuple[int, int]:
     return start, start + 86_400
 
 
-def epoch_seconds(ts) -> np.ndarray:  # noqa: F821 - numpy stays a lazy import here
+def epoch_seconds(ts) -> np.ndarray:
     """UTC epoch seconds of a timestamp Series, whatever its stored unit (s, ms, us, ns)."""
     return ts.dt.as_unit("s").astype("int64").to_numpy()
 
@@ -140,15 +143,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     with path.open("rb") as f:
         while block := f.read(chunk):
             h.update(block)
-    return h.hexdigest()
-
-
-def sha256_dir(path: Path) -> str:
-    """Order-independent digest of every file under `path` (names and contents)."""
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(p.relative_to(path).as_posix().encode())
-        h.update(sha256_file(p).encode())
     return h.hexdigest()
 
 

@@ -30,22 +30,14 @@ DRIFT_FILE = "drift.json"
 _EPS = 1e-4  # floor for empty bins so PSI stays finite
 
 
-def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, categorical: bool = False) -> float:
-    """Population Stability Index; bins are reference quantiles (or the values, if categorical)."""
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """Population Stability Index of a numeric feature over reference-quantile bins."""
     if len(reference) == 0 or len(current) == 0:
         return float("nan")
     bins = max(2, min(bins, len(current) // 5))  # >= 5 expected current values per bin, or PSI is noise
-    if categorical:
-        cats = np.union1d(np.unique(reference), np.unique(current))
-        ref = np.array([(reference == c).mean() for c in cats])
-        cur = np.array([(current == c).mean() for c in cats])
-    else:
-        edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
-        edges[0], edges[-1] = -np.inf, np.inf
-        ref = np.histogram(reference, edges)[0] / len(reference)
-        cur = np.histogram(current, edges)[0] / len(current)
-    ref, cur = np.clip(ref, _EPS, None), np.clip(cur, _EPS, None)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
+    edges[0], edges[-1] = -np.inf, np.inf
+    return _hist_psi(np.histogram(reference, edges)[0], np.histogram(current, edges)[0])
 
 
 def popularity_js(
@@ -74,28 +66,6 @@ def popularity_js(
     draws = rng.multinomial(int(q.sum()), p, size=resamples)
     null = np.array([jensenshannon(p, d / d.sum(), base=2) for d in draws])
     return {"js": js, "null_mean": float(null.mean()), "null_std": float(null.std()), "excess": js - float(null.mean())}
-
-
-def wasserstein_norm(reference: np.ndarray, current: np.ndarray) -> float:
-    """Wasserstein distance (scipy) in units of the reference's standard deviation, as Evidently normalises it."""
-    from scipy.stats import wasserstein_distance
-
-    if len(reference) == 0 or len(current) == 0:
-        return float("nan")
-    scale = float(np.std(reference)) or 1.0
-    return float(wasserstein_distance(reference, current) / scale)
-
-
-def categorical_js(reference: pd.Series, current: pd.Series) -> float:
-    """Jensen-Shannon distance (base 2) between two categorical distributions."""
-    from scipy.spatial.distance import jensenshannon
-
-    ref, cur = reference.astype(str).value_counts(), current.astype(str).value_counts()
-    keys = ref.index.union(cur.index)
-    p, q = ref.reindex(keys, fill_value=0).to_numpy(float), cur.reindex(keys, fill_value=0).to_numpy(float)
-    if p.sum() == 0 or q.sum() == 0:
-        return float("nan")
-    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2))
 
 
 def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 0) -> dict[str, float]:

@@ -44,10 +44,10 @@ def _plots(reference: pd.DataFrame, current: pd.DataFrame, history: list[dict]) 
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 3))
-    bins = np.logspace(0, np.log10(max(2, events_per_user_day(reference).max(initial=1),
-                                       events_per_user_day(current).max(initial=1))), 20)  # fmt: skip
-    ax.hist(events_per_user_day(reference), bins, density=True, alpha=0.6, label="reference")
-    ax.hist(events_per_user_day(current), bins, density=True, alpha=0.6, label="current")
+    epu_ref, epu_cur = events_per_user_day(reference), events_per_user_day(current)
+    bins = np.logspace(0, np.log10(max(2, epu_ref.max(initial=1), epu_cur.max(initial=1))), 20)
+    ax.hist(epu_ref, bins, density=True, alpha=0.6, label="reference")
+    ax.hist(epu_cur, bins, density=True, alpha=0.6, label="current")
     ax.set_xscale("log")
     ax.set_title("events per user-day")
     ax.legend()

@@ -6,7 +6,6 @@ config live in a per-session temp dir and the DAG folder is this checkout's `dag
 
 from __future__ import annotations
 
-import copy
 import os
 import socket
 import subprocess
@@ -140,7 +139,3 @@ def bootstrapped(params, layout, s3_env, write_params):
     record = bootstrap(params, layout, progress=False)
     assert record["status"] == "promoted"
     return {"layout": layout, "params": params, "champion": record["version"], "day1": dt.date.fromisoformat(DAY1)}
-
-
-def deep(d: dict) -> dict:
-    return copy.deepcopy(d)

@@ -9,6 +9,7 @@ day must then go through. Real ML-100K days, real GX checkpoints.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 
 import pandas as pd
@@ -128,8 +129,8 @@ BAD_EVENTS = {
 }
 BAD_FILES = {
     "truncated_parquet": lambda good: good[: len(good) // 2],
-    "csv_instead_of_parquet": lambda good: pd.read_parquet(__import__("io").BytesIO(good)).to_csv().encode(),
-    "json_instead_of_parquet": lambda good: pd.read_parquet(__import__("io").BytesIO(good)).to_json().encode(),
+    "csv_instead_of_parquet": lambda good: pd.read_parquet(io.BytesIO(good)).to_csv().encode(),
+    "json_instead_of_parquet": lambda good: pd.read_parquet(io.BytesIO(good)).to_json().encode(),
     "empty_file": lambda good: b"",
 }
 BAD_CATALOGUES = {

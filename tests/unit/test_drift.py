@@ -30,6 +30,18 @@ def test_psi_is_zero_for_identical_and_large_for_shifted():
     assert psi(ref, rng.normal(1.5, 1, 5000)) > 0.2
 
 
+def test_histogram_wasserstein_equals_scipy():
+    """The fast discrete Wasserstein used for the no-drift baselines is scipy's, normed by the reference std."""
+    from scipy.stats import wasserstein_distance
+
+    from tasks.drift import _count_hist, _hist_wasserstein
+
+    rng = np.random.default_rng(0)
+    ref, cur = rng.integers(1, 50, 3000).astype(float), rng.integers(5, 80, 500).astype(float)
+    expected = wasserstein_distance(ref, cur) / np.std(ref)
+    assert _hist_wasserstein(*_count_hist(ref, cur)) == pytest.approx(expected, rel=1e-9)
+
+
 def test_popularity_js_is_calibrated_against_sampling_noise():
     """A small same-distribution sample has a large raw JS but ~zero excess; a real shift does not."""
     rng = np.random.default_rng(1)
