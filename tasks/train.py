@@ -3,8 +3,12 @@
 Full: a fresh model on every event through day D (minus D's holdout), item embeddings
 initialised from MiniLM text features. Incremental: warm start from the champion, the
 item vocabulary grown for new items (their rows mapped from text into the trained
-embedding space), trained on the users active on D plus a replay sample of older
-users, optionally moving only some parameters (`all`, `top`, `lora`).
+embedding space), trained on the users active on D plus a replay of older users (a
+sample, or all of them: `replay_users`), each with its whole history or only its latest
+window (`chunks`), under a fresh AdamW with warm-up and cosine decay, optionally moving
+only some parameters (`all`, `top`, `lora`). The default recipe (one epoch over every
+user's history, ~3 % of a full retrain's compute) is the one bench/replay.py measured
+closest to a daily full retrain; docs/BENCHMARKS.md has the comparison.
 Loss: full softmax cross-entropy over the whole catalogue (SASRec+, Klenitskiy &
 Vasilev 2023), the objective that tops the full-ranking tables in ANCHORS.md.
 """
@@ -18,6 +22,7 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -177,8 +182,13 @@ def fit(
     device: torch.device,
     progress: bool = True,
     schedule: str = "constant",
+    on_epoch: Callable[[int], bool] | None = None,
 ) -> tuple[int, float]:
-    """Full-softmax next-item training; returns (steps, last epoch's mean loss)."""
+    """Full-softmax next-item training; returns (steps, last epoch's mean loss).
+
+    `on_epoch(epoch)` (1-based) runs after each epoch with the model in eval mode; returning
+    False stops training early (one optimizer and one schedule span the whole run).
+    """
     from tqdm.auto import tqdm
 
     inputs = torch.from_numpy(np.stack([e[0] for e in examples]))
@@ -192,7 +202,7 @@ def fit(
     n_batches = (len(inputs) + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(schedule, epochs * n_batches))
     bar = tqdm(total=epochs * n_batches, desc="train", unit="batch", disable=not progress, mininterval=2.0)
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         perm = torch.randperm(len(inputs), generator=gen)
         total, count = 0.0, 0
         for b in range(n_batches):
@@ -216,6 +226,12 @@ def fit(
             bar.update(1)
         epoch_loss = total / max(count, 1)
         bar.set_postfix(loss=f"{epoch_loss:.3f}")
+        if on_epoch is not None:
+            model.eval()
+            go_on = on_epoch(epoch)
+            model.train()
+            if not go_on:
+                break
     bar.close()
     model.eval()
     return steps, epoch_loss

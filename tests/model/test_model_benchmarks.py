@@ -84,7 +84,8 @@ def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
     report = quality.main(
         ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
          "--features", str(tmp_path / "features"), "--text-init", "both", "--hidden", "16", "--layers", "1",
-         "--max-len", "20", "--max-epochs", "2", "--eval-every", "1", "--out", str(out)]
+         "--max-len", "20", "--max-epochs", "2", "--eval-every", "1", "--lr-schedule", "warmup_cosine",
+         "--out", str(out)]
     )  # fmt: skip
     assert json.loads(out.read_text()) == report
     assert [r["text_init"] for r in report["runs"]] == [True, False]
@@ -106,6 +107,25 @@ def test_incremental_examples_selection():
     for bad in ({"replay_users": -1}, {"replay_users": "some"}, {"replay_users": 1, "chunks": "first"}):
         with pytest.raises(FreshrecError, match=r"train\.incremental"):
             incremental_examples(seqs, day, bad, 50, "s")
+
+
+def test_fit_stops_when_the_epoch_callback_says_so():
+    import torch
+
+    from models.seqrec import SeqRecConfig, SeqRecModel
+    from tasks.train import fit
+
+    model = SeqRecModel(SeqRecConfig(n_items=30, max_len=8, hidden_size=16, num_layers=1, num_heads=2))
+    examples = [(np.arange(1, 9), np.arange(2, 10))] * 10
+    seen = []
+
+    def on_epoch(epoch: int) -> bool:
+        seen.append((epoch, model.training))
+        return epoch < 2
+
+    steps, _ = fit(model, examples, 5, 4, 1e-3, 0.0, 0, torch.device("cpu"), progress=False, on_epoch=on_epoch)
+    assert seen == [(1, False), (2, False)]  # evaluated in eval mode, stopped after epoch 2
+    assert steps == 2 * 3  # 10 examples in batches of 4
 
 
 def test_warmup_cosine_schedule():
