@@ -101,38 +101,13 @@ def stale_decline(rows: list[dict], days: list[str]) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_args(ap, "ml-100k")
-    ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--window", choices=["last", "densest"], default="last")
-    ap.add_argument("--strategies", default=",".join(STRATEGIES))
-    ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...")
-    ap.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--plot", type=Path)
-    args = ap.parse_args(argv)
+def replay(events, catalogue, features, days, names, strategies, params, work: Path):
+    """Warm up, then rank each day with every strategy's current model and let each learn from it."""
     import pandas as pd
-    import torch
 
-    from tasks.common import git_commit, load_params
     from tasks.evaluate import build_holdout, metrics_from_ranks, model_ranks
     from tasks.history import day_mask
     from tasks.train import train
-
-    params = load_params()
-    for assignment in args.set:
-        set_dotted(params, assignment)
-    strategies = dict(STRATEGIES)
-    strategies.update(parse_variant(v) for v in args.variant)
-    names = args.strategies.split(",") + [parse_variant(v)[0] for v in args.variant]
-    unknown = [n for n in names if n not in strategies]
-    if unknown:
-        raise SystemExit(f"unknown strategies {unknown}: use {list(STRATEGIES)} or define them with --variant")
-    events, catalogue, name = load_data(args)
-    features = features_for(args, catalogue, name) if params["train"].get("text_init", True) else {}
-    days = window_days(events, args.days, args.window)
-    work = Path(tempfile.mkdtemp(prefix="freshrec-replay-"))
 
     def through(day):
         return events[events["event_ts"] < pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)]
@@ -176,6 +151,51 @@ def main(argv: list[str] | None = None) -> dict:
                 }
             )
         print(day, " ".join(f"{r['strategy']}={r['ndcg@10']:.4f}" for r in rows if r["day"] == str(day)), flush=True)
+    return rows, warm, warm_day
+
+
+def vs_full_ci(rows: list[dict], strategy: str, draws: int = 2000, seed: int = 0) -> list[float]:
+    """90 % interval of (mean NDCG@10 / full's - 1), by a paired bootstrap over the window's days."""
+    import numpy as np
+
+    by = {(r["day"], r["strategy"]): r["ndcg@10"] for r in rows}
+    days = [r["day"] for r in rows if r["strategy"] == strategy and (r["day"], "full") in by]
+    a = np.array([by[d, strategy] for d in days])
+    b = np.array([by[d, "full"] for d in days])
+    idx = np.random.default_rng(seed).integers(0, len(days), size=(draws, len(days)))
+    ratios = a[idx].mean(1) / b[idx].mean(1) - 1
+    return [round(float(q), 4) for q in np.quantile(ratios, [0.05, 0.95])]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(ap, "ml-100k")
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--window", choices=["last", "densest"], default="last")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...")
+    ap.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--plot", type=Path)
+    args = ap.parse_args(argv)
+    import torch
+
+    from tasks.common import git_commit, load_params
+
+    params = load_params()
+    for assignment in args.set:
+        set_dotted(params, assignment)
+    strategies = dict(STRATEGIES)
+    strategies.update(parse_variant(v) for v in args.variant)
+    names = args.strategies.split(",") + [parse_variant(v)[0] for v in args.variant]
+    unknown = [n for n in names if n not in strategies]
+    if unknown:
+        raise SystemExit(f"unknown strategies {unknown}: use {list(STRATEGIES)} or define them with --variant")
+    events, catalogue, name = load_data(args)
+    features = features_for(args, catalogue, name) if params["train"].get("text_init", True) else {}
+    days = window_days(events, args.days, args.window)
+    with tempfile.TemporaryDirectory(prefix="freshrec-replay-") as tmp:
+        rows, warm, warm_day = replay(events, catalogue, features, days, names, strategies, params, Path(tmp))
 
     summary = {}
     for strategy in names:
@@ -196,18 +216,22 @@ def main(argv: list[str] | None = None) -> dict:
             "train_passes_per_day": round(statistics.mean(r["train_passes"] for r in trained), 1),
         }
     full = summary.get("full")
-    for s in summary.values():
-        s["ndcg_vs_full"] = round(s["mean_ndcg@10"] / full["mean_ndcg@10"] - 1, 4) if full else None
-        s["compute_vs_full"] = round(s["train_passes_per_day"] / full["train_passes_per_day"], 4) if full else None
-        s["seconds_vs_full"] = round(s["train_seconds_per_day"] / full["train_seconds_per_day"], 4) if full else None
-    decline = stale_decline(rows, [str(d) for d in days]) if {"stale", "full"} <= set(names) else None
-    print(f"{'strategy':<27} {'NDCG@10':>8} {'HR@10':>7} {'vs full':>8} {'new-item HR':>11} {'s/day':>7} "
-          f"{'passes/day':>10} {'compute':>8}")  # fmt: skip
     for strategy, s in summary.items():
-        vs = f"{s['ndcg_vs_full']:+.1%}" if full else "—"
+        if full:
+            s["ndcg_vs_full"] = round(s["mean_ndcg@10"] / full["mean_ndcg@10"] - 1, 4)
+            s["ndcg_vs_full_ci90"] = vs_full_ci(rows, strategy)
+            s["compute_vs_full"] = round(s["train_passes_per_day"] / full["train_passes_per_day"], 4)
+            s["seconds_vs_full"] = round(s["train_seconds_per_day"] / full["train_seconds_per_day"], 4)
+    decline = stale_decline(rows, [str(d) for d in days]) if {"stale", "full"} <= set(names) else None
+    print(f"{'strategy':<27} {'NDCG@10':>8} {'HR@10':>7} {'vs full [90% CI]':>23} {'new-item HR':>11} "
+          f"{'s/day':>7} {'passes/day':>10} {'compute':>8}")  # fmt: skip
+    for strategy, s in summary.items():
+        lo, hi = s.get("ndcg_vs_full_ci90") or (0, 0)
+        vs = f"{s['ndcg_vs_full']:+.1%} [{lo:+.1%}, {hi:+.1%}]" if full else "—"
         comp = f"{s['compute_vs_full']:.1%}" if full else "—"
-        print(f"{strategy:<27} {s['mean_ndcg@10']:>8.4f} {s['mean_hr@10']:>7.4f} {vs:>8} {s['new_items_hr@10']:>11.4f} "
-              f"{s['train_seconds_per_day']:>7.2f} {s['train_passes_per_day']:>10.0f} {comp:>8}")  # fmt: skip
+        print(f"{strategy:<27} {s['mean_ndcg@10']:>8.4f} {s['mean_hr@10']:>7.4f} {vs:>23} "
+              f"{s['new_items_hr@10']:>11.4f} {s['train_seconds_per_day']:>7.2f} "
+              f"{s['train_passes_per_day']:>10.0f} {comp:>8}")  # fmt: skip
     if decline:
         print(f"stale - full NDCG@10: first third {decline['gap_first_third']:+.4f}, last third "
               f"{decline['gap_last_third']:+.4f}, slope {decline['gap_slope_per_day']:+.5f}/day")  # fmt: skip

@@ -256,6 +256,11 @@ def incremental_examples(
     examples: list[tuple[np.ndarray, np.ndarray]] = []
     for user in sorted(day_users) + replay:
         examples += windows(seqs.get(user, np.zeros(0, np.int64)), max_len, all_chunks=chunks == "all")
+    repeats = cfg.get("day_repeats", 1)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise FreshrecError(f"train.incremental.day_repeats={repeats!r}: use a count >= 1")
+    for user in sorted(day_users):  # the newest window of each of the day's users, once more per extra repeat
+        examples += windows(seqs.get(user, np.zeros(0, np.int64)), max_len, all_chunks=False) * (repeats - 1)
     return examples
 
 

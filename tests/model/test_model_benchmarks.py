@@ -56,7 +56,9 @@ def test_replay_runs_every_strategy_and_reports_cost_and_decline(slice_files, be
     summary = report["summary"]
     for s in summary.values():
         assert 0.0 <= s["mean_ndcg@10"] <= s["mean_hr@10"] <= 1.0
-    assert summary["full"]["compute_vs_full"] == 1.0
+    assert summary["full"]["compute_vs_full"] == 1.0 and summary["full"]["ndcg_vs_full_ci90"] == [0.0, 0.0]
+    lo, hi = summary["stale"]["ndcg_vs_full_ci90"]
+    assert lo <= summary["stale"]["ndcg_vs_full"] <= hi
     assert summary["stale"]["train_passes_per_day"] == 0
     # replay adds older users' sequences; the whole-history variant trains on every user's every chunk
     assert summary["incremental_all_no_replay"]["train_passes_per_day"] < summary["incremental_all_replay"][
@@ -104,7 +106,11 @@ def test_incremental_examples_selection():
     assert len(incremental_examples(seqs, day, {"replay_users": 0}, 50, "s")) == 1
     same = incremental_examples(seqs, day, {"replay_users": 2}, 50, "s")
     assert all((a[0] == b[0]).all() for a, b in zip(last, same, strict=True))  # deterministic per seed
-    for bad in ({"replay_users": -1}, {"replay_users": "some"}, {"replay_users": 1, "chunks": "first"}):
+    repeated = incremental_examples(seqs, day, {"replay_users": 0, "chunks": "all", "day_repeats": 4}, 50, "s")
+    assert len(repeated) == 3 + 3 and all((r[0] == repeated[0][0]).all() for r in repeated[3:])  # newest window x4
+    bad_cfgs = ({"replay_users": -1}, {"replay_users": "some"}, {"replay_users": 1, "chunks": "first"},
+                {"replay_users": 1, "day_repeats": 0})  # fmt: skip
+    for bad in bad_cfgs:
         with pytest.raises(FreshrecError, match=r"train\.incremental"):
             incremental_examples(seqs, day, bad, 50, "s")
 
