@@ -5,7 +5,8 @@ initialised from MiniLM text features. Incremental: warm start from the champion
 item vocabulary grown for new items (their rows mapped from text into the trained
 embedding space), trained on the users active on D plus a replay of older users (a
 sample, or all of them: `replay_users`), each with its whole history or only its latest
-window (`chunks`), under a fresh AdamW with warm-up and cosine decay, optionally moving
+window (`chunks`), the day's newest windows repeated (`day_repeats`), under a fresh
+AdamW with warm-up and cosine decay, optionally moving
 only some parameters (`all`, `top`, `lora`). The default recipe (one epoch over every
 user's history, ~3 % of a full retrain's compute) is the one bench/replay.py measured
 closest to a daily full retrain; docs/BENCHMARKS.md has the comparison.
@@ -241,7 +242,8 @@ def incremental_examples(
     seqs: dict[str, np.ndarray], day_users: set[str], cfg: dict, max_len: int, seed: str
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The day's users plus a replay sample of older users (`replay_users`: a count or `all`),
-    each contributing its most recent window (`chunks: last`) or its whole history (`all`)."""
+    each contributing its most recent window (`chunks: last`) or its whole history (`all`); then
+    each day user's newest window `day_repeats - 1` more times (the newest data weighs more)."""
     chunks = cfg.get("chunks", "last")
     if chunks not in CHUNKS:
         raise FreshrecError(f"train.incremental.chunks={chunks!r}: use one of {CHUNKS}")
