@@ -33,14 +33,13 @@ def run(events, features, text_init: bool, args) -> dict:
 
     from models.seqrec import SeqRecConfig, SeqRecModel
     from tasks.evaluate import Holdout, metrics_from_ranks, target_ranks
-    from tasks.history import windows
+    from tasks.history import sequences, windows
     from tasks.train import fit, pick_device, set_seed, text_init_rows
 
     set_seed(args.seed)
     items = sorted(events["item_id"].unique())
     index = {item: i + 1 for i, item in enumerate(items)}
-    seqs = {u: g["item_id"].map(index).to_numpy() for u, g in events.groupby("user_id", sort=False)}
-    seqs = {u: s for u, s in seqs.items() if len(s) >= 3}
+    seqs = {u: s for u, s in sequences(events, index).items() if len(s) >= 3}
     examples = [w for s in seqs.values() for w in windows(s[:-2], args.max_len, all_chunks=True)]
 
     def holdout(offset: int) -> Holdout:
