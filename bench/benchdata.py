@@ -44,3 +44,12 @@ def features_for(args, items, name: str) -> dict:
     if items is None:
         return load_features(cache)
     return update_features(items, cache)
+
+
+def device_name() -> str:
+    """The accelerator the benchmark ran on, or the CPU."""
+    import platform
+
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"

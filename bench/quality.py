@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchdata import add_data_args, features_for, load_data
+from benchdata import add_data_args, device_name, features_for, load_data
 
 
 def run(events, features, text_init: bool, args) -> dict:
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     for text_init in inits:
         print(f"text_init={text_init}", flush=True)
         runs.append(run(events, features, text_init, args))
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    device = device_name()
     command = "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = {"command": command, "machine": {"device": device, "threads": torch.get_num_threads(),
                                               "torch": torch.__version__},

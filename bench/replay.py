@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchdata import add_data_args, features_for, load_data
+from benchdata import add_data_args, device_name, features_for, load_data
 
 STRATEGIES = {  # name -> (mode, train.incremental overrides)
     "stale": (None, {}),
@@ -185,9 +184,9 @@ def main(argv: list[str] | None = None) -> dict:
     params = load_params()
     for assignment in args.set:
         set_dotted(params, assignment)
-    strategies = dict(STRATEGIES)
-    strategies.update(parse_variant(v) for v in args.variant)
-    names = args.strategies.split(",") + [parse_variant(v)[0] for v in args.variant]
+    variants = dict(parse_variant(v) for v in args.variant)
+    strategies = {**STRATEGIES, **variants}
+    names = args.strategies.split(",") + list(variants)
     unknown = [n for n in names if n not in strategies]
     if unknown:
         raise SystemExit(f"unknown strategies {unknown}: use {list(STRATEGIES)} or define them with --variant")
@@ -235,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     if decline:
         print(f"stale - full NDCG@10: first third {decline['gap_first_third']:+.4f}, last third "
               f"{decline['gap_last_third']:+.4f}, slope {decline['gap_slope_per_day']:+.5f}/day")  # fmt: skip
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    device = device_name()
     report = {
         "command": "python bench/replay.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__},
