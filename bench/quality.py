@@ -26,20 +26,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchdata import add_data_args, device_name, features_for, load_data
 
 
-def run(events, features, text_init: bool, args) -> dict:
+def split(events, max_len: int) -> dict:
+    """Leave-one-out split, once per run: training windows, validation and test holdouts."""
     import numpy as np
-    import torch
 
-    from models.seqrec import SeqRecConfig, SeqRecModel
-    from tasks.evaluate import Holdout, metrics_from_ranks, target_ranks
+    from tasks.evaluate import Holdout
     from tasks.history import sequences, windows
-    from tasks.train import fit, pick_device, set_seed, text_init_rows
 
-    set_seed(args.seed)
     items = sorted(events["item_id"].unique())
     index = {item: i + 1 for i, item in enumerate(items)}
     seqs = {u: s for u, s in sequences(events, index).items() if len(s) >= 3}
-    examples = [w for s in seqs.values() for w in windows(s[:-2], args.max_len, all_chunks=True)]
+    examples = [w for s in seqs.values() for w in windows(s[:-2], max_len, all_chunks=True)]
 
     def holdout(offset: int) -> Holdout:
         hist = [[items[i - 1] for i in s[: len(s) - offset]] for s in seqs.values()]
@@ -47,7 +44,18 @@ def run(events, features, text_init: bool, args) -> dict:
         n = len(targets)
         return Holdout(hist, targets, np.array(list(seqs)), np.zeros(n, bool), np.zeros(n, bool))
 
-    val, test = holdout(2), holdout(1)
+    return {"items": items, "examples": examples, "val": holdout(2), "test": holdout(1)}
+
+
+def run(data: dict, features, text_init: bool, args) -> dict:
+    import torch
+
+    from models.seqrec import SeqRecConfig, SeqRecModel
+    from tasks.evaluate import metrics_from_ranks, target_ranks
+    from tasks.train import fit, pick_device, set_seed, text_init_rows
+
+    set_seed(args.seed)
+    items, examples, val, test = data["items"], data["examples"], data["val"], data["test"]
     model = SeqRecModel(SeqRecConfig(n_items=len(items) + 1, max_len=args.max_len, hidden_size=args.hidden,
                                      num_layers=args.layers, num_heads=args.heads, dropout=args.dropout))  # fmt: skip
     if text_init:
@@ -104,11 +112,12 @@ def main(argv: list[str] | None = None) -> dict:
     features = features_for(args, items, name) if args.text_init != "no" else {}
     if args.text_init != "no" and not features:
         raise SystemExit("--text-init needs item features: give --dataset, or --items with --events, or --features")
+    data = split(events, args.max_len)
     inits = {"yes": [True], "no": [False], "both": [True, False]}[args.text_init]
     runs = []
     for text_init in inits:
         print(f"text_init={text_init}", flush=True)
-        runs.append(run(events, features, text_init, args))
+        runs.append(run(data, features, text_init, args))
     device = device_name()
     command = "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = {"command": command, "machine": {"device": device, "threads": torch.get_num_threads(),
