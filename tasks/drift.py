@@ -310,13 +310,13 @@ def windows(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, refer
     return reference, current, before, (ref_day, since, until)
 
 
-def detect(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params: dict) -> dict:
-    """Measure drift for `day` (events must include everything through `day`) and decide."""
+def detect(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params: dict, wins: tuple) -> dict:
+    """Measure drift for `day` (events must include everything through `day`; `wins` = windows()) and decide."""
     from tasks.evaluate import build_holdout, score_model
     from tasks.train import read_items
 
     t = params["drift"]
-    reference, current, before, (ref_day, since, until) = windows(events, day, champion_dir, t["reference_days"])
+    reference, current, before, (ref_day, since, until) = wins
     if champion_dir is None:
         champion_items, baseline = set(), None
     else:
@@ -373,15 +373,15 @@ def run(day: dt.date, params: dict, layout: Layout, force: str | None = None) ->
     champion = layout.run(day) / "champion"
     champion_dir = champion if (champion / "items.json").exists() else None
     events = load_events(layout, day)
-    report = detect(events, day, champion_dir, params)
+    wins = windows(events, day, champion_dir, params["drift"]["reference_days"])
+    report = detect(events, day, champion_dir, params, wins)
     if force:
         report["reasons"].insert(0, f"forced {force} by the operator (was {report['decision']})")
         report["decision"] = force
     out = layout.reports("drift", day)
     report["html"] = str(out / HTML_FILE)
     write_json(out / DRIFT_FILE, report)
-    reference, current, _, _ = windows(events, day, champion_dir, params["drift"]["reference_days"])
-    render(report, reference, current, history(layout, day), out / HTML_FILE)
+    render(report, wins[0], wins[1], history(layout, day), out / HTML_FILE)
     return report
 
 
