@@ -12,23 +12,24 @@ from tasks.drift import decide, measure
 from tasks.sources import load_dataset
 
 
+def _calm_day(reference: pd.DataFrame, seed: int, n_user_days: int = 60) -> pd.DataFrame:
+    """A day drawn from the reference itself: user-days picked uniformly, each its own user (as on a
+    real day), re-stamped into 1998-03-01."""
+    user_days = reference.groupby([reference["user_id"], reference["event_ts"].dt.floor("D")])
+    keys = list(user_days.groups)
+    pick = np.random.default_rng(seed).choice(len(keys), n_user_days, replace=False)
+    day = pd.concat(
+        [user_days.get_group(keys[i]).assign(user_id=f"s{j}") for j, i in enumerate(pick)], ignore_index=True
+    )
+    day["event_ts"] = day["event_ts"] - day["event_ts"].dt.floor("D") + pd.Timestamp("1998-03-01", tz="UTC")
+    return day
+
+
 @pytest.fixture(scope="module")
 def base():
     ev = load_dataset("ml-100k").events
     reference = ev[(ev["event_ts"] >= "1998-02-01") & (ev["event_ts"] < "1998-03-01")]
-    # a day drawn from the reference itself: 60 user-days picked uniformly, re-stamped into 1998-03-01
-    # (each its own user, as on a real day); over 20 such draws no signal fired (false-positive check)
-    user_days = reference.groupby([reference["user_id"], reference["event_ts"].dt.floor("D")])
-    keys = list(user_days.groups)
-    parts = []
-    for j, i in enumerate(np.random.default_rng(7).choice(len(keys), 60, replace=False)):
-        part = user_days.get_group(keys[i])
-        midnight = part["event_ts"].dt.floor("D")
-        parts.append(
-            part.assign(user_id=f"s{j}", event_ts=part["event_ts"] - midnight + pd.Timestamp("1998-03-01", tz="UTC"))
-        )
-    day = pd.concat(parts, ignore_index=True)
-    return reference, day, set(ev.loc[ev["event_ts"] < "1998-03-01", "item_id"])
+    return reference, _calm_day(reference, seed=7), set(ev.loc[ev["event_ts"] < "1998-03-01", "item_id"])
 
 
 def _decide(reference, current, known_items):
@@ -82,15 +83,9 @@ def test_no_shift_false_positive_rate_over_20_draws(base):
     Six signals each bounded by their null's 99th percentile give ~6 % of calm days a note
     (measured: 2 of 60 days); a note does not change the decision."""
     reference, _, items = base
-    user_days = reference.groupby([reference["user_id"], reference["event_ts"].dt.floor("D")])
-    keys = list(user_days.groups)
     noted = 0
     for seed in range(100, 120):
-        pick = np.random.default_rng(seed).choice(len(keys), 60, replace=False)
-        day = pd.concat(
-            [user_days.get_group(keys[i]).assign(user_id=f"s{j}") for j, i in enumerate(pick)], ignore_index=True
-        )
-        day["event_ts"] = day["event_ts"] - day["event_ts"].dt.floor("D") + pd.Timestamp("1998-03-01", tz="UTC")
+        day = _calm_day(reference, seed)
         decision, reasons = _decide(reference, day, items)
         assert decision == "incremental"
         noted += reasons != ["no significant drift: fine-tune on the new day to stay fresh"]
