@@ -14,6 +14,9 @@ passes (examples x epochs) per day, and the stale model's decline against full r
         --plot docs/replay_ml-100k.png
     python bench/replay.py --dataset ml-1m --window densest --days 7 --out bench/results/replay_ml-1m.json
 
+The JSON report is rewritten (atomically) after every day with the days done so far and
+`"complete": false`, so a multi-hour run that dies keeps what it measured.
+
 `--set train.incremental.lr=1e-4` overrides any params.yaml value for the whole run;
 `--variant NAME:lr=1e-4,epochs=1` adds an incremental strategy with its own recipe (to compare
 recipes in one run).
@@ -100,8 +103,10 @@ def stale_decline(rows: list[dict], days: list[str]) -> dict:
     }
 
 
-def replay(events, catalogue, features, days, names, strategies, params, work: Path):
-    """Warm up, then rank each day with every strategy's current model and let each learn from it."""
+def replay(events, catalogue, features, days, names, strategies, params, work: Path, on_day=None):
+    """Warm up, then rank each day with every strategy's current model and let each learn from it.
+
+    `on_day(rows, warmup)` runs after each day with every row so far (the partial report hook)."""
     import pandas as pd
 
     from tasks.evaluate import build_holdout, metrics_from_ranks, model_ranks
@@ -114,6 +119,7 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
     warm_day = days[0] - pd.Timedelta(days=1).to_pytimedelta()
     warm = train(through(warm_day), catalogue, warm_day, "full", params["train"], features, None, work / "warm", 0.0,
                  progress=False)  # fmt: skip
+    warmup = {"through": str(warm_day), "seconds": warm.seconds, "passes": warm.examples * warm.epochs}
     current = dict.fromkeys(names, work / "warm")
     rows = []
     for i, day in enumerate(days):
@@ -150,7 +156,9 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
                 }
             )
         print(day, " ".join(f"{r['strategy']}={r['ndcg@10']:.4f}" for r in rows if r["day"] == str(day)), flush=True)
-    return rows, warm, warm_day
+        if on_day is not None:
+            on_day(rows, warmup)
+    return rows, warmup
 
 
 def vs_full_ci(rows: list[dict], strategy: str, draws: int = 2000, seed: int = 0) -> list[float]:
@@ -179,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     import torch
 
-    from tasks.common import git_commit, load_params
+    from tasks.common import git_commit, load_params, write_json
 
     params = load_params()
     for assignment in args.set:
@@ -193,15 +201,40 @@ def main(argv: list[str] | None = None) -> dict:
     events, catalogue, name = load_data(args)
     features = features_for(args, catalogue, name) if params["train"].get("text_init", True) else {}
     days = window_days(events, args.days, args.window)
-    with tempfile.TemporaryDirectory(prefix="freshrec-replay-") as tmp:
-        rows, warm, warm_day = replay(events, catalogue, features, days, names, strategies, params, Path(tmp))
+    device = device_name()
+    head = {
+        "command": "python bench/replay.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "git_commit": git_commit(),
+        "dataset": name,
+        "days": [str(d) for d in days],
+        "train_params": params["train"],
+        "strategies": {k: {"mode": strategies[k][0], "incremental_overrides": strategies[k][1]} for k in names},
+    }
 
+    def save_partial(rows: list[dict], warmup: dict) -> None:
+        # a multi-hour run that dies keeps every finished day: the report so far, marked incomplete
+        write_json(args.out, {**head, **summarize(rows, names, warmup), "complete": False})
+
+    with tempfile.TemporaryDirectory(prefix="freshrec-replay-") as tmp:
+        rows, warmup = replay(events, catalogue, features, days, names, strategies, params, Path(tmp), save_partial)
+    report = {**head, **summarize(rows, names, warmup), "complete": True}
+    print_table(report)
+    write_json(args.out, report)
+    if args.plot:
+        plot(rows, names, args.plot, name)
+    return report
+
+
+def summarize(rows: list[dict], names: list[str], warmup: dict) -> dict:
+    """Per-strategy means over the days ranked so far, each vs full, and the stale decline."""
+    days_done = list(dict.fromkeys(r["day"] for r in rows))
     summary = {}
     for strategy in names:
         rs = [r for r in rows if r["strategy"] == strategy]
         new = [r for r in rs if r["new_items_n"]]
         n_new = sum(r["new_items_n"] for r in new)
-        trained = rs[:-1] or rs  # every day but the last trains (nothing is ranked after it)
+        trained = [r for r in rs if r["train_passes"]] or rs  # the last day trains nothing (nothing is ranked after it)
         summary[strategy] = {
             "mean_ndcg@10": round(statistics.mean(r["ndcg@10"] for r in rs), 5),
             "mean_hr@10": round(statistics.mean(r["hr@10"] for r in rs), 5),
@@ -221,7 +254,13 @@ def main(argv: list[str] | None = None) -> dict:
             s["ndcg_vs_full_ci90"] = vs_full_ci(rows, strategy)
             s["compute_vs_full"] = round(s["train_passes_per_day"] / full["train_passes_per_day"], 4)
             s["seconds_vs_full"] = round(s["train_seconds_per_day"] / full["train_seconds_per_day"], 4)
-    decline = stale_decline(rows, [str(d) for d in days]) if {"stale", "full"} <= set(names) else None
+    decline = stale_decline(rows, days_done) if {"stale", "full"} <= set(names) else None
+    return {"days_done": days_done, "warmup": warmup, "summary": summary, "stale_decline": decline, "rows": rows}
+
+
+def print_table(report: dict) -> None:
+    summary, decline = report["summary"], report["stale_decline"]
+    full = "full" in summary
     print(f"{'strategy':<27} {'NDCG@10':>8} {'HR@10':>7} {'vs full [90% CI]':>23} {'new-item HR':>11} "
           f"{'s/day':>7} {'passes/day':>10} {'compute':>8}")  # fmt: skip
     for strategy, s in summary.items():
@@ -234,25 +273,6 @@ def main(argv: list[str] | None = None) -> dict:
     if decline:
         print(f"stale - full NDCG@10: first third {decline['gap_first_third']:+.4f}, last third "
               f"{decline['gap_last_third']:+.4f}, slope {decline['gap_slope_per_day']:+.5f}/day")  # fmt: skip
-    device = device_name()
-    report = {
-        "command": "python bench/replay.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__},
-        "git_commit": git_commit(),
-        "dataset": name,
-        "days": [str(d) for d in days],
-        "warmup": {"through": str(warm_day), "seconds": warm.seconds, "passes": warm.examples * warm.epochs},
-        "train_params": params["train"],
-        "strategies": {k: {"mode": strategies[k][0], "incremental_overrides": strategies[k][1]} for k in names},
-        "summary": summary,
-        "stale_decline": decline,
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    if args.plot:
-        plot(rows, names, args.plot, name)
-    return report
 
 
 def plot(rows: list[dict], names: list[str], path: Path, dataset: str) -> None:

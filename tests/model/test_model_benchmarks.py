@@ -66,6 +66,39 @@ def test_replay_runs_every_strategy_and_reports_cost_and_decline(slice_files, be
     assert report["train_params"]["incremental"]["epochs"] == 1  # --set reached the run
     assert report["stale_decline"]["gap_first_third"] == 0.0  # day 1: every strategy is the warm-up model
     assert report["command"].startswith("python bench/replay.py --events")
+    assert report["complete"] and report["days_done"] == report["days"]
+
+
+def test_replay_that_dies_keeps_the_days_it_finished(slice_files, bench_params, tmp_path, monkeypatch):
+    """A multi-hour replay killed on day N leaves the report of days 1..N-1, marked incomplete."""
+    import replay
+
+    import tasks.train
+
+    real_train, calls = tasks.train.train, []
+
+    def train_until_day_two(*args, **kwargs):  # fault injection: the second day's training fails
+        calls.append(args[3])
+        if args[3] == "incremental" and calls.count("incremental") == 2:
+            raise RuntimeError("injected: worker lost")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.train, "train", train_until_day_two)
+    out = tmp_path / "replay.json"
+    with pytest.raises(RuntimeError, match="injected"):
+        replay.main(
+            ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
+             "--features", str(tmp_path / "features"), "--days", "3",
+             "--strategies", "stale,incremental_all_replay,full", "--set", "train.incremental.epochs=1",
+             "--out", str(out)]
+        )  # fmt: skip
+    partial = json.loads(out.read_text())
+    assert partial["complete"] is False
+    assert partial["days"] == ["1997-10-01", "1997-10-02", "1997-10-03"]
+    assert partial["days_done"] == ["1997-10-01"]
+    assert {r["strategy"] for r in partial["rows"]} == {"stale", "incremental_all_replay", "full"}
+    assert partial["summary"]["full"]["train_passes_per_day"] > 0
+    assert not list(tmp_path.glob(".replay.json.*"))  # no half-written file beside it
 
 
 def test_replay_refuses_unknown_strategies_and_params(slice_files, bench_params, tmp_path):
