@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import json
 import statistics
 import sys
@@ -75,12 +76,15 @@ def parse_variant(text: str) -> tuple[str, tuple[str, dict]]:
     return name, ("incremental", {k: parse_value(v) for k, v in over.items()})
 
 
-def window_days(events, n: int, where: str) -> list:
-    """The last n days of the data, or the n consecutive days with the most events."""
+def window_days(events, n: int, where: str, end=None) -> list:
+    """The n days ending on `end`, else the last n days of the data, or the n consecutive days
+    with the most events."""
     import pandas as pd
 
     day = events["event_ts"].dt.floor("D")
-    if where == "last":
+    if end is not None:
+        end = pd.Timestamp(end, tz="UTC")
+    elif where == "last":
         end = day.max()
     else:
         counts = day.value_counts().sort_index().asfreq("D", fill_value=0)
@@ -179,6 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_data_args(ap, "ml-100k")
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--window", choices=["last", "densest"], default="last")
+    ap.add_argument("--end", type=dt.date.fromisoformat, help="the window's last day (YYYY-MM-DD) instead of --window")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...")
     ap.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE")
@@ -200,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"unknown strategies {unknown}: use {list(STRATEGIES)} or define them with --variant")
     events, catalogue, name = load_data(args)
     features = features_for(args, catalogue, name) if params["train"].get("text_init", True) else {}
-    days = window_days(events, args.days, args.window)
+    days = window_days(events, args.days, args.window, args.end)
     device = device_name()
     head = {
         "command": "python bench/replay.py " + " ".join(argv if argv is not None else sys.argv[1:]),

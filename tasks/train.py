@@ -5,7 +5,7 @@ initialised from MiniLM text features. Incremental: warm start from the champion
 item vocabulary grown for new items (their rows mapped from text into the trained
 embedding space), trained on the users active on D plus a replay of older users (a
 sample, or all of them: `replay_users`), each with its whole history or only its latest
-window (`chunks`), the day's newest windows repeated (`day_repeats`), under a fresh
+window (`chunks`), the day's newest windows repeated (`day_repeats`, `day_chunks`), under a fresh
 AdamW with warm-up and cosine decay, optionally moving
 only some parameters (`all`, `top`, `lora`). The default recipe (one epoch over every
 user's history, ~3 % of a full retrain's compute) is the one bench/replay.py measured
@@ -48,6 +48,7 @@ TRAIN_FILE = "train.json"
 MODES = ("full", "incremental", "skip")
 TRAINABLE = ("all", "top", "lora")
 CHUNKS = ("last", "all")
+DAY_CHUNKS = ("last", "day")
 SCHEDULES = ("constant", "warmup_cosine")
 
 
@@ -239,14 +240,19 @@ def fit(
 
 
 def incremental_examples(
-    seqs: dict[str, np.ndarray], day_users: set[str], cfg: dict, max_len: int, seed: str
+    seqs: dict[str, np.ndarray], day_users: dict[str, int], cfg: dict, max_len: int, seed: str
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The day's users plus a replay sample of older users (`replay_users`: a count or `all`),
-    each contributing its most recent window (`chunks: last`) or its whole history (`all`); then
-    each day user's newest window `day_repeats - 1` more times (the newest data weighs more)."""
+    """The day's users (user -> events on the day) plus a replay sample of older users
+    (`replay_users`: a count or `all`), each contributing its most recent window (`chunks: last`)
+    or its whole history (`all`); then `day_repeats - 1` more copies of each day user's newest
+    window (`day_chunks: last`) or of every window that holds one of its day's events (`day`),
+    so that the newest data weighs more."""
     chunks = cfg.get("chunks", "last")
     if chunks not in CHUNKS:
         raise FreshrecError(f"train.incremental.chunks={chunks!r}: use one of {CHUNKS}")
+    day_chunks = cfg.get("day_chunks", "last")
+    if day_chunks not in DAY_CHUNKS:
+        raise FreshrecError(f"train.incremental.day_chunks={day_chunks!r}: use one of {DAY_CHUNKS}")
     others = sorted(u for u in seqs if u not in day_users)
     n_replay = cfg["replay_users"]
     if n_replay == "all":
@@ -256,13 +262,15 @@ def incremental_examples(
     else:
         raise FreshrecError(f"train.incremental.replay_users={n_replay!r}: use a count >= 0 or 'all'")
     examples: list[tuple[np.ndarray, np.ndarray]] = []
+    empty = np.zeros(0, np.int64)
     for user in sorted(day_users) + replay:
-        examples += windows(seqs.get(user, np.zeros(0, np.int64)), max_len, all_chunks=chunks == "all")
+        examples += windows(seqs.get(user, empty), max_len, all_chunks=chunks == "all")
     repeats = cfg.get("day_repeats", 1)
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise FreshrecError(f"train.incremental.day_repeats={repeats!r}: use a count >= 1")
-    for user in sorted(day_users):  # the newest window of each of the day's users, once more per extra repeat
-        examples += windows(seqs.get(user, np.zeros(0, np.int64)), max_len, all_chunks=False) * (repeats - 1)
+    for user in sorted(day_users):  # newest windows first: the day's events are the latest targets
+        n_win = 1 if day_chunks == "last" else max(1, math.ceil(day_users[user] / max_len))
+        examples += windows(seqs.get(user, empty), max_len, all_chunks=n_win > 1)[:n_win] * (repeats - 1)
     return examples
 
 
@@ -327,7 +335,7 @@ def train(
         model.grow_items(len(new_ids), init)
         item_ids = old_ids + new_ids
         new_items = len(new_ids)
-        users = set(train_events.loc[day_mask(train_events, day), "user_id"])
+        users = train_events.loc[day_mask(train_events, day), "user_id"].value_counts().to_dict()
     index = {item: i + 1 for i, item in enumerate(item_ids)}
     seqs = sequences(train_events, index)
     examples: list[tuple[np.ndarray, np.ndarray]] = []

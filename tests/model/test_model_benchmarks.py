@@ -131,7 +131,7 @@ def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
 
 def test_incremental_examples_selection():
     seqs = {f"u{i}": np.arange(1, 2 + 30 * i) for i in range(1, 6)}  # u1 31 items ... u5 151 items
-    day = {"u5"}
+    day = {"u5": 120}  # the day's user and its events on the day
     last = incremental_examples(seqs, day, {"replay_users": 2, "chunks": "last"}, 50, "s")
     assert len(last) == 3  # the day's user + 2 replayed, one window each
     every = incremental_examples(seqs, day, {"replay_users": "all", "chunks": "all"}, 50, "s")
@@ -141,8 +141,14 @@ def test_incremental_examples_selection():
     assert all((a[0] == b[0]).all() for a, b in zip(last, same, strict=True))  # deterministic per seed
     repeated = incremental_examples(seqs, day, {"replay_users": 0, "chunks": "all", "day_repeats": 4}, 50, "s")
     assert len(repeated) == 3 + 3 and all((r[0] == repeated[0][0]).all() for r in repeated[3:])  # newest window x4
+    day_cfg = {"replay_users": 0, "chunks": "all", "day_repeats": 3, "day_chunks": "day"}
+    by_day = incremental_examples(seqs, day, day_cfg, 50, "s")
+    assert len(by_day) == 3 + 2 * 3  # 120 day events need all 3 windows (ending at 151, 101, 51), twice more each
+    assert all((a[1] == b[1]).all() for a, b in zip(by_day[3:6], by_day[:3], strict=True))
+    small_day = incremental_examples(seqs, {"u5": 30}, day_cfg, 50, "s")
+    assert len(small_day) == 3 + 2 and (small_day[-1][1] == by_day[0][1]).all()  # 30 events: the newest window only
     bad_cfgs = ({"replay_users": -1}, {"replay_users": "some"}, {"replay_users": 1, "chunks": "first"},
-                {"replay_users": 1, "day_repeats": 0})  # fmt: skip
+                {"replay_users": 1, "day_repeats": 0}, {"replay_users": 1, "day_chunks": "week"})  # fmt: skip
     for bad in bad_cfgs:
         with pytest.raises(FreshrecError, match=r"train\.incremental"):
             incremental_examples(seqs, day, bad, 50, "s")
