@@ -88,14 +88,14 @@ def test_replay_that_dies_keeps_the_days_it_finished(slice_files, bench_params, 
     with pytest.raises(RuntimeError, match="injected"):
         replay.main(
             ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
-             "--features", str(tmp_path / "features"), "--days", "3",
+             "--features", str(tmp_path / "features"), "--days", "3", "--end", "1997-10-02",
              "--strategies", "stale,incremental_all_replay,full", "--set", "train.incremental.epochs=1",
              "--out", str(out)]
         )  # fmt: skip
     partial = json.loads(out.read_text())
     assert partial["complete"] is False
-    assert partial["days"] == ["1997-10-01", "1997-10-02", "1997-10-03"]
-    assert partial["days_done"] == ["1997-10-01"]
+    assert partial["days"] == ["1997-09-30", "1997-10-01", "1997-10-02"]  # the window --end chose
+    assert partial["days_done"] == ["1997-09-30"]
     assert {r["strategy"] for r in partial["rows"]} == {"stale", "incremental_all_replay", "full"}
     assert partial["summary"]["full"]["train_passes_per_day"] > 0
     assert not list(tmp_path.glob(".replay.json.*"))  # no half-written file beside it
@@ -109,6 +109,8 @@ def test_replay_refuses_unknown_strategies_and_params(slice_files, bench_params,
         replay.main([*data, "--strategies", "stale,nope", "--out", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit, match=r"train\.incremental\.lrr is not a params\.yaml key"):
         replay.main([*data, "--set", "train.incremental.lrr=1", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match=r"--end 1997-10-09: the window must end after 1997-09-20 and by 1997-10-03"):
+        replay.main([*data, "--end", "1997-10-09", "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
 
 
