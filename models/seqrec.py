@@ -43,6 +43,7 @@ class SeqRecConfig:
             n_layer=self.num_layers,
             n_head=self.num_heads,
             n_inner=4 * self.hidden_size,
+            activation_function="gelu_pytorch_tanh",  # GPT-2's tanh GELU as one fused kernel, not five ops
             resid_pdrop=self.dropout,
             embd_pdrop=self.dropout,
             attn_pdrop=self.dropout,
@@ -83,6 +84,14 @@ class SeqRecModel(nn.Module):
         logits = states @ self.item_emb.weight.T
         logits[..., PAD] = float("-inf")
         return logits
+
+    def item_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """states (..., H) -> logits over the real items (..., N - 1); column i is item i + 1.
+
+        Training's cross-entropy uses these: the padding column is left out instead of set to
+        -inf in place, which would cost a copy and a fill of the whole (M, N) gradient per step.
+        """
+        return states @ self.item_emb.weight[1:].T
 
     @torch.inference_mode()
     def last_scores(self, item_ids: torch.Tensor) -> torch.Tensor:

@@ -213,8 +213,8 @@ def fit(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 states = model(x)  # (B, T, H)
                 keep = y != 0
-                logits = model.scores(states[keep]).float()  # (M, N) only real target positions
-                loss = torch.nn.functional.cross_entropy(logits, y[keep])
+                logits = model.item_logits(states[keep]).float()  # (M, N - 1) only real target positions
+                loss = torch.nn.functional.cross_entropy(logits, y[keep] - 1)  # item i is column i - 1
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -42,6 +42,22 @@ def test_padding_is_masked_and_never_recommended(model):
     assert not torch.allclose(model.last_scores(other)[0], scores[0])
 
 
+def test_training_logits_skip_padding_with_the_same_loss_and_gradients(model):
+    """Training's cross-entropy over `item_logits` (no padding column) equals the one over `scores`
+    (padding at -inf): same loss, same item-embedding gradient, padding row untouched."""
+    x = torch.randint(1, 60, (4, 12))
+    y = torch.randint(1, 60, (4, 12))
+    states = model(x)
+    masked = torch.nn.functional.cross_entropy(model.scores(states).flatten(0, 1), y.flatten())
+    (g_masked,) = torch.autograd.grad(masked, model.item_emb.weight)
+    states = model(x)
+    sliced = torch.nn.functional.cross_entropy(model.item_logits(states).flatten(0, 1), y.flatten() - 1)
+    (g_sliced,) = torch.autograd.grad(sliced, model.item_emb.weight)
+    torch.testing.assert_close(sliced, masked)
+    torch.testing.assert_close(g_sliced, g_masked)
+    assert model.item_logits(states).shape == (4, 12, 59)
+
+
 def test_empty_history_matches_between_torch_and_onnx(model, tmp_path):
     """A user with no known items (all padding) gets the same recommendations from ONNX as from torch."""
     from tasks.export import FP32_FILE, export_onnx, parity
