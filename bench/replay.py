@@ -19,7 +19,9 @@ The JSON report is rewritten (atomically) after every day with the days done so 
 
 `--set train.incremental.lr=1e-4` overrides any params.yaml value for the whole run;
 `--variant NAME:lr=1e-4,epochs=1` adds an incremental strategy with its own recipe (to compare
-recipes in one run).
+recipes in one run); `--end YYYY-MM-DD` picks the window by its last day. `--combine A.json B.json
+--out C.json` pools runs that share a warm-up (a window split across sessions, recipes run later):
+rows both runs measured must agree, or nothing is pooled.
 """
 
 from __future__ import annotations
@@ -189,7 +191,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--plot", type=Path)
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="REPORT",
+                    help="pool the rows of earlier runs' reports into --out instead of running")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.combine:
+        from tasks.common import write_json
+
+        report = combine(args.combine)
+        print_table(report)
+        write_json(args.out, report)
+        if args.plot:
+            plot(report["rows"], list(report["summary"]), args.plot, report["dataset"])
+        return report
     import torch
 
     from tasks.common import git_commit, load_params, write_json
@@ -234,24 +247,31 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def _mean(rs: list[dict], key: str, weight: str | None = None) -> float | None:
+    """Mean (or `weight`-weighted mean) of `key` over rows; None if a row lacks it (a recovered run)."""
+    if not rs or any(key not in r or (weight and weight not in r) for r in rs):
+        return None
+    if weight is None:
+        return round(statistics.mean(r[key] for r in rs), 5)
+    return round(sum(r[key] * r[weight] for r in rs) / max(1, sum(r[weight] for r in rs)), 5)
+
+
 def summarize(rows: list[dict], names: list[str], warmup: dict) -> dict:
     """Per-strategy means over the days ranked so far, each vs full, and the stale decline."""
     days_done = list(dict.fromkeys(r["day"] for r in rows))
     summary = {}
     for strategy in names:
         rs = [r for r in rows if r["strategy"] == strategy]
-        new = [r for r in rs if r["new_items_n"]]
-        n_new = sum(r["new_items_n"] for r in new)
+        new = [r for r in rs if r.get("new_items_n")]
+        has_new = all("new_items_n" in r for r in rs)  # recovered rows lack the new-item slice
         trained = [r for r in rs if r["train_passes"]] or rs  # the last day trains nothing (nothing is ranked after it)
         summary[strategy] = {
-            "mean_ndcg@10": round(statistics.mean(r["ndcg@10"] for r in rs), 5),
-            "mean_hr@10": round(statistics.mean(r["hr@10"] for r in rs), 5),
-            "event_weighted_ndcg@10": round(
-                sum(r["ndcg@10"] * r["events"] for r in rs) / sum(r["events"] for r in rs), 5
-            ),
-            "new_items_events": n_new,
-            "new_items_ndcg@10": round(sum(r["new_items_ndcg@10"] * r["new_items_n"] for r in new) / max(1, n_new), 5),
-            "new_items_hr@10": round(sum(r["new_items_hr@10"] * r["new_items_n"] for r in new) / max(1, n_new), 5),
+            "mean_ndcg@10": _mean(rs, "ndcg@10"),
+            "mean_hr@10": _mean(rs, "hr@10"),
+            "event_weighted_ndcg@10": _mean(rs, "ndcg@10", "events"),
+            "new_items_events": sum(r["new_items_n"] for r in new) if has_new else None,
+            "new_items_ndcg@10": (_mean(new, "new_items_ndcg@10", "new_items_n") if new else 0.0) if has_new else None,
+            "new_items_hr@10": (_mean(new, "new_items_hr@10", "new_items_n") if new else 0.0) if has_new else None,
             "train_seconds_per_day": round(statistics.mean(r["train_seconds"] for r in trained), 3),
             "train_passes_per_day": round(statistics.mean(r["train_passes"] for r in trained), 1),
         }
@@ -266,6 +286,54 @@ def summarize(rows: list[dict], names: list[str], warmup: dict) -> dict:
     return {"days_done": days_done, "warmup": warmup, "summary": summary, "stale_decline": decline, "rows": rows}
 
 
+def _decimals(x: float) -> int:
+    text = repr(x)
+    return len(text.partition(".")[2]) if "e" not in text else 17
+
+
+def combine(paths: list[Path]) -> dict:
+    """One report from several runs over the same data and model recipe (one window split across
+    sessions, or extra strategies run later): rows are pooled by (day, strategy), and a row that
+    two runs both measured must agree (to the coarser one's precision) — the proof that they share
+    the warm-up and the code — else the runs are refused, not mixed."""
+    from tasks.common import read_json
+
+    reports = [read_json(p) for p in paths]
+    datasets = {r["dataset"] for r in reports}
+    if len(datasets) != 1:
+        raise SystemExit(f"--combine: the runs replay different datasets {sorted(datasets)}")
+    rows: dict[tuple[str, str], dict] = {}
+    for path, report in zip(paths, reports, strict=True):
+        for row in report["rows"]:
+            key = (row["day"], row["strategy"])
+            if key in rows:
+                a, b = rows[key]["ndcg@10"], row["ndcg@10"]
+                digits = min(_decimals(a), _decimals(b))
+                if round(a, digits) != round(b, digits):
+                    raise SystemExit(
+                        f"--combine: {path} measured {key[1]} on {key[0]} at NDCG@10 {b}, an earlier run {a}: "
+                        "the runs do not share the warm-up and code, so their rows cannot be pooled"
+                    )
+                if len(row) > len(rows[key]):  # keep the row with more fields (HR, new items)
+                    rows[key] = row
+            else:
+                rows[key] = row
+    pooled = sorted(rows.values(), key=lambda r: r["day"])
+    names = list(dict.fromkeys(name for r in reports for name in r["summary"]))
+    first = min(reports, key=lambda r: r["days"][0])
+    head = {
+        "command": "python bench/replay.py --combine " + " ".join(str(p) for p in paths),
+        "dataset": datasets.pop(),
+        "days": sorted({d for r in reports for d in r["days"]}),
+        "sources": [
+            {k: r.get(k) for k in ("command", "git_commit", "machine", "days", "days_done", "complete")}
+            for r in reports
+        ],
+    }
+    summary = summarize(pooled, names, first["warmup"])
+    return {**head, **summary, "complete": all(r.get("complete") for r in reports)}
+
+
 def print_table(report: dict) -> None:
     summary, decline = report["summary"], report["stale_decline"]
     full = "full" in summary
@@ -275,8 +343,9 @@ def print_table(report: dict) -> None:
         lo, hi = s.get("ndcg_vs_full_ci90") or (0, 0)
         vs = f"{s['ndcg_vs_full']:+.1%} [{lo:+.1%}, {hi:+.1%}]" if full else "—"
         comp = f"{s['compute_vs_full']:.1%}" if full else "—"
-        print(f"{strategy:<27} {s['mean_ndcg@10']:>8.4f} {s['mean_hr@10']:>7.4f} {vs:>23} "
-              f"{s['new_items_hr@10']:>11.4f} {s['train_seconds_per_day']:>7.2f} "
+        hr, new_hr = (f"{v:.4f}" if v is not None else "—" for v in (s["mean_hr@10"], s["new_items_hr@10"]))
+        print(f"{strategy:<27} {s['mean_ndcg@10']:>8.4f} {hr:>7} {vs:>23} "
+              f"{new_hr:>11} {s['train_seconds_per_day']:>7.2f} "
               f"{s['train_passes_per_day']:>10.0f} {comp:>8}")  # fmt: skip
     if decline:
         print(f"stale - full NDCG@10: first third {decline['gap_first_third']:+.4f}, last third "

@@ -114,6 +114,48 @@ def test_replay_refuses_unknown_strategies_and_params(slice_files, bench_params,
     assert not (tmp_path / "x.json").exists()
 
 
+def _report(tmp_path, name: str, rows: list[tuple[str, str, float, int]], extra: bool = True) -> str:
+    """A replay report as bench/replay.py writes it, with the given (day, strategy, NDCG@10, passes) rows."""
+    more = {"events": 10, "new_items_n": 1}
+    full = [
+        {"day": d, "strategy": st, "ndcg@10": n, "train_seconds": p / 100, "train_passes": p}
+        | ({**more, "hr@10": 2 * n, "new_items_ndcg@10": n, "new_items_hr@10": n} if extra else {})
+        for d, st, n, p in rows
+    ]
+    days = sorted({r["day"] for r in full})
+    report = {"dataset": "ml-1m", "days": days, "days_done": days, "command": name, "git_commit": "x",
+              "complete": extra, "warmup": {"through": "2000-11-18"}, "rows": full,
+              "summary": dict.fromkeys(dict.fromkeys(r["strategy"] for r in full))}  # fmt: skip
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(report))
+    return str(path)
+
+
+def test_replay_combine_pools_runs_that_agree_and_refuses_runs_that_do_not(tmp_path):
+    """Runs split across sessions pool into one report only when the rows they share are identical
+    (to the coarser precision); rows recovered without HR@10 leave HR as unknown, not zero."""
+    import replay
+
+    recovered = _report(tmp_path, "recovered", [("d1", "stale", 0.16, 0), ("d1", "full", 0.16, 1000),
+                                                ("d2", "stale", 0.15, 0), ("d2", "full", 0.18, 1000)],
+                        extra=False)  # fmt: skip
+    recipes = _report(tmp_path, "recipes", [("d1", "stale", 0.16004, 0), ("d1", "inc", 0.16004, 40),
+                                            ("d2", "stale", 0.14996, 0), ("d2", "inc", 0.17, 40)])  # fmt: skip
+    out = tmp_path / "combined.json"
+    report = replay.main(["--combine", recovered, recipes, "--out", str(out)])
+    assert json.loads(out.read_text()) == report
+    summary = report["summary"]
+    assert set(summary) == {"stale", "full", "inc"} and len(report["rows"]) == 6
+    assert summary["inc"]["compute_vs_full"] == 0.04 and summary["inc"]["ndcg_vs_full"] == round(0.33004 / 0.34 - 1, 4)
+    assert summary["stale"]["mean_hr@10"] is not None  # the richer of two identical rows is kept
+    assert summary["full"]["mean_hr@10"] is None and summary["full"]["new_items_hr@10"] is None
+    assert report["complete"] is False and [s["command"] for s in report["sources"]] == ["recovered", "recipes"]
+    other = _report(tmp_path, "other_seed", [("d2", "stale", 0.1412, 0), ("d2", "inc", 0.17, 40)])
+    with pytest.raises(SystemExit, match=r"measured stale on d2 at NDCG@10 0\.1412, an earlier run 0\.15:"):
+        replay.main(["--combine", recovered, other, "--out", str(tmp_path / "refused.json")])
+    assert not (tmp_path / "refused.json").exists()
+
+
 def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
     import quality
 
