@@ -193,11 +193,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--combine", type=Path, nargs="+", metavar="REPORT",
                     help="pool the rows of earlier runs' reports into --out instead of running")  # fmt: skip
+    ap.add_argument("--tolerance", type=float, default=0.0,
+                    help="with --combine: how far a row two runs both measured may differ (NDCG@10)")  # fmt: skip
     args = ap.parse_args(argv)
     if args.combine:
         from tasks.common import write_json
 
-        report = combine(args.combine)
+        report = combine(args.combine, args.tolerance)
         print_table(report)
         write_json(args.out, report)
         if args.plot:
@@ -256,6 +258,12 @@ def _mean(rs: list[dict], key: str, weight: str | None = None) -> float | None:
     return round(sum(r[key] * r[weight] for r in rs) / max(1, sum(r[weight] for r in rs)), 5)
 
 
+def _ratio(pairs: list[tuple[dict, dict]], key: str) -> float | None:
+    """sum of a strategy's `key` / full's, over (strategy row, full row) pairs of the same days."""
+    den = sum(f[key] for _, f in pairs)
+    return round(sum(r[key] for r, _ in pairs) / den, 4) if den else None
+
+
 def summarize(rows: list[dict], names: list[str], warmup: dict) -> dict:
     """Per-strategy means over the days ranked so far, each vs full, and the stale decline."""
     days_done = list(dict.fromkeys(r["day"] for r in rows))
@@ -275,13 +283,17 @@ def summarize(rows: list[dict], names: list[str], warmup: dict) -> dict:
             "train_seconds_per_day": round(statistics.mean(r["train_seconds"] for r in trained), 3),
             "train_passes_per_day": round(statistics.mean(r["train_passes"] for r in trained), 1),
         }
-    full = summary.get("full")
+    full = {r["day"]: r for r in rows if r["strategy"] == "full"}
     for strategy, s in summary.items():
-        if full:
-            s["ndcg_vs_full"] = round(s["mean_ndcg@10"] / full["mean_ndcg@10"] - 1, 4)
+        s["days"] = sum(r["strategy"] == strategy for r in rows)
+        if full:  # on the days both were measured (pooled runs may cover different days)
+            rs = [r for r in rows if r["strategy"] == strategy and r["day"] in full]
+            fs = [full[r["day"]] for r in rs]
+            trained = [(r, f) for r, f in zip(rs, fs, strict=True) if f["train_passes"]]
+            s["ndcg_vs_full"] = round(sum(r["ndcg@10"] for r in rs) / sum(f["ndcg@10"] for f in fs) - 1, 4)
             s["ndcg_vs_full_ci90"] = vs_full_ci(rows, strategy)
-            s["compute_vs_full"] = round(s["train_passes_per_day"] / full["train_passes_per_day"], 4)
-            s["seconds_vs_full"] = round(s["train_seconds_per_day"] / full["train_seconds_per_day"], 4)
+            s["compute_vs_full"] = _ratio(trained, "train_passes")
+            s["seconds_vs_full"] = _ratio(trained, "train_seconds")
     decline = stale_decline(rows, days_done) if {"stale", "full"} <= set(names) else None
     return {"days_done": days_done, "warmup": warmup, "summary": summary, "stale_decline": decline, "rows": rows}
 
@@ -291,11 +303,13 @@ def _decimals(x: float) -> int:
     return len(text.partition(".")[2]) if "e" not in text else 17
 
 
-def combine(paths: list[Path]) -> dict:
+def combine(paths: list[Path], tolerance: float = 0.0) -> dict:
     """One report from several runs over the same data and model recipe (one window split across
     sessions, or extra strategies run later): rows are pooled by (day, strategy), and a row that
-    two runs both measured must agree (to the coarser one's precision) — the proof that they share
-    the warm-up and the code — else the runs are refused, not mixed."""
+    two runs both measured must agree to the coarser one's precision (plus `tolerance`, for runs
+    on different CPUs, whose kernels round differently) — the proof that they share the warm-up
+    and the code — else the runs are refused, not mixed. Of two agreeing rows the first listed
+    is kept, unless a later one has more fields (HR@10, the new-item slice)."""
     from tasks.common import read_json
 
     reports = [read_json(p) for p in paths]
@@ -303,16 +317,19 @@ def combine(paths: list[Path]) -> dict:
     if len(datasets) != 1:
         raise SystemExit(f"--combine: the runs replay different datasets {sorted(datasets)}")
     rows: dict[tuple[str, str], dict] = {}
+    max_diff = 0.0
     for path, report in zip(paths, reports, strict=True):
         for row in report["rows"]:
             key = (row["day"], row["strategy"])
             if key in rows:
                 a, b = rows[key]["ndcg@10"], row["ndcg@10"]
-                digits = min(_decimals(a), _decimals(b))
-                if round(a, digits) != round(b, digits):
+                slack = 0.5 * 10 ** -min(_decimals(a), _decimals(b))  # the coarser row was rounded
+                max_diff = max(max_diff, abs(a - b))
+                if abs(a - b) > slack + tolerance + 1e-12:
                     raise SystemExit(
                         f"--combine: {path} measured {key[1]} on {key[0]} at NDCG@10 {b}, an earlier run {a}: "
-                        "the runs do not share the warm-up and code, so their rows cannot be pooled"
+                        f"the runs do not share the warm-up and code (tolerance {tolerance}), so their rows "
+                        "cannot be pooled"
                     )
                 if len(row) > len(rows[key]):  # keep the row with more fields (HR, new items)
                     rows[key] = row
@@ -325,6 +342,8 @@ def combine(paths: list[Path]) -> dict:
         "command": "python bench/replay.py --combine " + " ".join(str(p) for p in paths),
         "dataset": datasets.pop(),
         "days": sorted({d for r in reports for d in r["days"]}),
+        "tolerance": tolerance,
+        "max_shared_row_diff": round(max_diff, 6),
         "sources": [
             {k: r.get(k) for k in ("command", "git_commit", "machine", "days", "days_done", "complete")}
             for r in reports
@@ -337,14 +356,14 @@ def combine(paths: list[Path]) -> dict:
 def print_table(report: dict) -> None:
     summary, decline = report["summary"], report["stale_decline"]
     full = "full" in summary
-    print(f"{'strategy':<27} {'NDCG@10':>8} {'HR@10':>7} {'vs full [90% CI]':>23} {'new-item HR':>11} "
+    print(f"{'strategy':<27} {'days':>4} {'NDCG@10':>8} {'HR@10':>7} {'vs full [90% CI]':>23} {'new-item HR':>11} "
           f"{'s/day':>7} {'passes/day':>10} {'compute':>8}")  # fmt: skip
     for strategy, s in summary.items():
         lo, hi = s.get("ndcg_vs_full_ci90") or (0, 0)
         vs = f"{s['ndcg_vs_full']:+.1%} [{lo:+.1%}, {hi:+.1%}]" if full else "—"
-        comp = f"{s['compute_vs_full']:.1%}" if full else "—"
+        comp = f"{s['compute_vs_full']:.1%}" if full and s["compute_vs_full"] is not None else "—"
         hr, new_hr = (f"{v:.4f}" if v is not None else "—" for v in (s["mean_hr@10"], s["new_items_hr@10"]))
-        print(f"{strategy:<27} {s['mean_ndcg@10']:>8.4f} {hr:>7} {vs:>23} "
+        print(f"{strategy:<27} {s['days']:>4} {s['mean_ndcg@10']:>8.4f} {hr:>7} {vs:>23} "
               f"{new_hr:>11} {s['train_seconds_per_day']:>7.2f} "
               f"{s['train_passes_per_day']:>10.0f} {comp:>8}")  # fmt: skip
     if decline:

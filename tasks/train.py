@@ -5,11 +5,11 @@ initialised from MiniLM text features. Incremental: warm start from the champion
 item vocabulary grown for new items (their rows mapped from text into the trained
 embedding space), trained on the users active on D plus a replay of older users (a
 sample, or all of them: `replay_users`), each with its whole history or only its latest
-window (`chunks`), the day's newest windows repeated (`day_repeats`, `day_chunks`), under a fresh
-AdamW with warm-up and cosine decay, optionally moving
-only some parameters (`all`, `top`, `lora`). The default recipe (one epoch over every
-user's history, ~3 % of a full retrain's compute) is the one bench/replay.py measured
-closest to a daily full retrain; docs/BENCHMARKS.md has the comparison.
+window (`chunks`), the windows that hold the day's events repeated (`day_repeats`,
+`day_chunks`), under a fresh AdamW with warm-up and cosine decay, optionally moving only
+some parameters (`all`, `top`, `lora`). The default recipe (one epoch over every user's
+history plus the day's events 5x, 3.5-4.7 % of a full retrain's compute) is the one
+bench/replay.py measured at or above a daily full retrain; docs/BENCHMARKS.md has the comparison.
 Loss: full softmax cross-entropy over the whole catalogue (SASRec+, Klenitskiy &
 Vasilev 2023), the objective that tops the full-ranking tables in ANCHORS.md.
 """

@@ -150,10 +150,15 @@ def test_replay_combine_pools_runs_that_agree_and_refuses_runs_that_do_not(tmp_p
     assert summary["stale"]["mean_hr@10"] is not None  # the richer of two identical rows is kept
     assert summary["full"]["mean_hr@10"] is None and summary["full"]["new_items_hr@10"] is None
     assert report["complete"] is False and [s["command"] for s in report["sources"]] == ["recovered", "recipes"]
-    other = _report(tmp_path, "other_seed", [("d2", "stale", 0.1412, 0), ("d2", "inc", 0.17, 40)])
+    other = _report(tmp_path, "other_cpu", [("d2", "stale", 0.1412, 0), ("d2", "top", 0.17, 40)])
     with pytest.raises(SystemExit, match=r"measured stale on d2 at NDCG@10 0\.1412, an earlier run 0\.15:"):
         replay.main(["--combine", recovered, other, "--out", str(tmp_path / "refused.json")])
     assert not (tmp_path / "refused.json").exists()
+    # another CPU's kernels round differently: an explicit tolerance pools it, and says how far apart they were
+    pooled = replay.main(["--combine", recovered, other, "--tolerance", "0.01", "--out", str(tmp_path / "tol.json")])
+    assert pooled["tolerance"] == 0.01 and pooled["max_shared_row_diff"] == 0.0088
+    top = pooled["summary"]["top"]  # measured on d2 only: compared with full on d2 only
+    assert top["days"] == 1 and top["ndcg_vs_full"] == round(0.17 / 0.18 - 1, 4)
 
 
 def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
