@@ -97,7 +97,8 @@ def window_days(events, n: int, where: str, end=None) -> list:
 def stale_decline(rows: list[dict], days: list[str]) -> dict:
     """How far the never-updated model falls behind a daily full retrain, over the window."""
     by = {(r["day"], r["strategy"]): r for r in rows}
-    gaps = [by[d, "stale"]["ndcg@10"] - by[d, "full"]["ndcg@10"] for d in days if (d, "stale") in by]
+    both = [d for d in days if (d, "stale") in by and (d, "full") in by]
+    gaps = [by[d, "stale"]["ndcg@10"] - by[d, "full"]["ndcg@10"] for d in both]
     third = max(1, len(gaps) // 3)
     xs = list(range(len(gaps)))
     slope = statistics.linear_regression(xs, gaps).slope if len(gaps) > 1 else float("nan")
@@ -336,7 +337,8 @@ def combine(paths: list[Path], tolerance: float = 0.0) -> dict:
             else:
                 rows[key] = row
     pooled = sorted(rows.values(), key=lambda r: r["day"])
-    names = list(dict.fromkeys(name for r in reports for name in r["summary"]))
+    seen = list(dict.fromkeys(name for r in reports for name in r["summary"]))  # reports sort their keys
+    names = [n for n in STRATEGIES if n in seen] + [n for n in seen if n not in STRATEGIES]
     first = min(reports, key=lambda r: r["days"][0])
     head = {
         "command": "python bench/replay.py --combine " + " ".join(str(p) for p in paths),
