@@ -274,19 +274,23 @@ def summarize(rows: list[dict], names: list[str], warmup: dict) -> dict:
         new = [r for r in rs if r.get("new_items_n")]
         has_new = all("new_items_n" in r for r in rs)  # recovered rows lack the new-item slice
         trained = [r for r in rs if r["train_passes"]] or rs  # the last day trains nothing (nothing is ranked after it)
+
+        def new_slice(key: str, new=new, has_new=has_new) -> float | None:
+            return (_mean(new, key, "new_items_n") if new else 0.0) if has_new else None
+
         summary[strategy] = {
+            "days": len(rs),
             "mean_ndcg@10": _mean(rs, "ndcg@10"),
             "mean_hr@10": _mean(rs, "hr@10"),
             "event_weighted_ndcg@10": _mean(rs, "ndcg@10", "events"),
             "new_items_events": sum(r["new_items_n"] for r in new) if has_new else None,
-            "new_items_ndcg@10": (_mean(new, "new_items_ndcg@10", "new_items_n") if new else 0.0) if has_new else None,
-            "new_items_hr@10": (_mean(new, "new_items_hr@10", "new_items_n") if new else 0.0) if has_new else None,
+            "new_items_ndcg@10": new_slice("new_items_ndcg@10"),
+            "new_items_hr@10": new_slice("new_items_hr@10"),
             "train_seconds_per_day": round(statistics.mean(r["train_seconds"] for r in trained), 3),
             "train_passes_per_day": round(statistics.mean(r["train_passes"] for r in trained), 1),
         }
     full = {r["day"]: r for r in rows if r["strategy"] == "full"}
     for strategy, s in summary.items():
-        s["days"] = sum(r["strategy"] == strategy for r in rows)
         if full:  # on the days both were measured (pooled runs may cover different days)
             rs = [r for r in rows if r["strategy"] == strategy and r["day"] in full]
             fs = [full[r["day"]] for r in rs]
