@@ -28,7 +28,7 @@ import os
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, task
 
 TRAIN_QUEUE = os.environ.get("FRESHREC_TRAIN_QUEUE", "default")  # `gpu` where a GPU worker listens
 # The window runs may exist for. Defaults: the embedded ML-100K replay (days 1997-09-20 .. 1998-04-22),
@@ -40,6 +40,18 @@ END_DATE = pendulum.parse(_END, tz="UTC") if _END else None
 APPROVAL_TIMEOUT = dt.timedelta(hours=24)
 
 APPROVAL_BODY = "{{ ti.xcom_pull(task_ids='prepare_approval') }}"
+# pull_champion waits for day D-1's run to end (its approval may take up to APPROVAL_TIMEOUT)
+BASE_POKE_SECONDS = float(os.environ.get("FRESHREC_BASE_POKE_SECONDS", "60"))
+BASE_WAIT_SECONDS = 2 * APPROVAL_TIMEOUT.total_seconds() + 6 * 3600
+
+
+def _status(row: dict, states: dict) -> str:
+    """How a day that did not fail ended, in one word for its outcome record."""
+    if row["decision"] == "skip":
+        return "skipped"
+    if states.get("approve_promotion") == "success" and states.get("promote_champion") == "skipped":
+        return "rejected"
+    return "ended"
 
 
 def _day(context) -> str:
@@ -75,6 +87,15 @@ def _ctx():
     return parse_day(_day(context)), load_params(), Layout.default(), context
 
 
+def _run(step: str, fn, *args, **kwargs):
+    """Run step `step` of the day on this worker: its inputs pulled from the object store into the
+    local cache, its outputs pushed back (tasks/day.py says which); a refusal fails for good."""
+    from tasks.day import run_step
+
+    day, params, layout, _ = _ctx()
+    return _step(run_step, step, day, params, layout, fn, *args, **kwargs)
+
+
 @dag(
     dag_id="freshrec_daily",
     # a run covers one UTC day [D, D+1): logical date D, it starts once D is over (classic interval
@@ -95,6 +116,12 @@ def _ctx():
             description="Override the drift decision (e.g. `full` to retrain from scratch).",
         ),
         "day": Param(None, type=["null", "string"], description="YYYY-MM-DD to process instead of the logical date."),
+        "base": Param(
+            None,
+            type=["null", "string"],
+            description="Build on this champion instead of the one day D-1's run left: `live` (the pointer now) "
+            "or a version id. Only to break the chain knowingly, e.g. after a rollback.",
+        ),
         "accept_checks": Param(
             [],
             type="array",
@@ -119,7 +146,7 @@ def freshrec_daily():
         from tasks import ingest
 
         day, params, layout, _ = _ctx()
-        return asdict(ingest.run(day, params, layout))
+        return asdict(_run("ingest_events", ingest.run, day, params, layout))
 
     @task(retries=0)
     def validate_events() -> dict:
@@ -128,15 +155,28 @@ def freshrec_daily():
         from tasks import validate
 
         day, params, layout, context = _ctx()
-        return asdict(_step(validate.run, day, params, layout, tuple(context["params"]["accept_checks"])))
+        accept = tuple(context["params"]["accept_checks"])
+        return asdict(_run("validate_events", validate.run, day, params, layout, accept))
 
-    @task
-    def pull_champion() -> str | None:
-        from tasks.promote import pull_champion as pull
+    @task.sensor(poke_interval=BASE_POKE_SECONDS, timeout=BASE_WAIT_SECONDS, mode="reschedule")
+    def pull_champion() -> PokeReturnValue:
+        """Wait until day D-1's run has ended, then pull the champion it left (day D's base)."""
+        import logging
+
+        from tasks.day import NotReady
+        from tasks.day import pull_champion as pull
         from tasks.promote import registry_from_env
+        from tasks.store import Store
 
-        day, params, layout, _ = _ctx()
-        return pull(registry_from_env(params), layout.run(day) / "champion", day)
+        day, params, layout, context = _ctx()
+        try:
+            version = pull(
+                day, params, layout, Store.from_env(params), registry_from_env(params), context["params"]["base"]
+            )
+        except NotReady as exc:
+            logging.getLogger("freshrec").info("waiting: %s", exc)
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=version)
 
     @task
     def detect_drift() -> dict:
@@ -144,7 +184,7 @@ def freshrec_daily():
 
         day, params, layout, context = _ctx()
         force = context["params"]["force_mode"]
-        report = drift.run(day, params, layout, None if force == "auto" else force)
+        report = _run("detect_drift", drift.run, day, params, layout, None if force == "auto" else force)
         return {"decision": report["decision"], "reasons": report["reasons"]}
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
@@ -159,21 +199,21 @@ def freshrec_daily():
         from tasks import train
 
         day, params, layout, _ = _ctx()
-        return asdict(train.run(day, params, layout, progress=False))
+        return asdict(_run("train_challenger", train.run, day, params, layout, progress=False))
 
     @task(retries=0)
     def evaluate_challenger() -> dict:
         from tasks import evaluate
 
         day, params, layout, _ = _ctx()
-        return _step(evaluate.run, day, params, layout)["gate"]
+        return _run("evaluate_challenger", evaluate.run, day, params, layout)["gate"]
 
     @task
     def export_onnx() -> dict:
         from tasks import export
 
         day, params, layout, _ = _ctx()
-        report = _step(export.run, day, params, layout)
+        report = _run("export_onnx", export.run, day, params, layout)
         return {"fp32": report["fp32"], "int8": report["int8"]}
 
     @task(retries=0)
@@ -181,7 +221,7 @@ def freshrec_daily():
         from tasks import benchmark
 
         day, params, layout, _ = _ctx()
-        return _step(benchmark.run, day, params, layout)["gate"]
+        return _run("benchmark_latency", benchmark.run, day, params, layout)["gate"]
 
     @task
     def prepare_approval() -> str:
@@ -189,7 +229,7 @@ def freshrec_daily():
         from tasks.approval import evidence_markdown
 
         day, _, layout, _ = _ctx()
-        return evidence_markdown(day, layout)
+        return _run("prepare_approval", evidence_markdown, day, layout)
 
     @task.branch
     def choose_approval() -> str:
@@ -218,7 +258,7 @@ def freshrec_daily():
             approver, reason = "auto", "auto_approve param"
         else:
             raise RuntimeError("promote_champion ran without an approval answer or auto_approve")
-        return promote_run(day, params, layout, approver, reason)
+        return _run("promote_champion", promote_run, day, params, layout, approver, reason)
 
     @task(trigger_rule="one_failed", retries=0)
     def fail_run_if_any_failed() -> None:
@@ -229,10 +269,23 @@ def freshrec_daily():
 
     @task(trigger_rule="all_done")
     def summarize_run() -> dict:
+        """The day's row, and its outcome: the champion standing after it, which day D+1 builds on."""
+        from tasks.day import record_outcome
+        from tasks.promote import registry_from_env
         from tasks.summary import summarize
 
-        day, _, layout, _ = _ctx()
-        return summarize(day, layout)
+        day, params, layout, context = _ctx()
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
+
+        def both():
+            row = summarize(day, layout)
+            status = "failed: " + ", ".join(failed) if failed else _status(row, states)
+            row["outcome"] = record_outcome(day, layout, registry_from_env(params), status)
+            return row
+
+        return _run("summarize_run", both)
 
     steps = [
         wait_for_landing(),

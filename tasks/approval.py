@@ -23,12 +23,15 @@ def evidence_markdown(day: dt.date, layout: Layout) -> str:
     validation = read_json(layout.reports("validation", day) / "report.json")
     export = read_json(run / "onnx" / "export.json")
     train = read_json(run / "challenger" / "train.json")
+    timing = read_json(run / "challenger" / "timing.json")
+    base = read_json(run / "base.json")
     version = f"{day}-{sha256_file(run / 'challenger' / 'weights.safetensors')[:8]}"
     k = ev["k"]
     lines = [
         f"**Candidate version** `{version}` — trained `{train['mode']}` ({train['trainable']}) on "
-        f"{train['examples']} sequences in {train['seconds']:.1f} s on {train['device']}; "
-        f"{train['new_items']} new items.",
+        f"{train['examples']} sequences in {timing['seconds']:.1f} s on {train['device']}; "
+        f"{train['new_items']} new items. Built on and compared with the champion `{base['base']}` "
+        f"({base['why']}); it is promoted only if that is still the live champion.",
         "",
         f"**Data** {validation['rows']} events on {day}; validation passed"
         + (f" with warnings: {', '.join(w['check'] for w in validation['warnings'])}" if validation["warnings"] else "")

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import logging
 
-from tasks.common import Layout, load_params, parse_day, setup_logging
+from tasks.common import Layout, load_params, parse_day, setup_logging, write_json
 
 LOG = logging.getLogger(__name__)
 
@@ -27,24 +27,62 @@ def land_history(params: dict, layout: Layout, through: dt.date) -> int:
 
 
 def bootstrap(params: dict, layout: Layout, progress: bool = True) -> dict:
+    """Train and promote the first champion; publish the warm-up history and the day's state to the
+    object store, ending with the warm-up day's outcome (the first daily day builds on it).
+
+    Safe to re-run after a kill at any point: landing and ingest are idempotent, training is
+    deterministic on CPU (the same version is re-published byte for byte), and a champion that
+    already exists only gets its missing outcome record."""
     from tasks import benchmark, drift, evaluate, export, promote, train, validate
+    from tasks.day import OUTCOME, STEPS, pull_champion, push, record_outcome
+    from tasks.store import Store
 
     registry = promote.registry_from_env(params)
+    store = Store.from_env(params)
+    day = parse_day(params["source"]["warmup_end"])
     pointer, _ = registry.pointer()
     if pointer is not None:
         LOG.info("champion %s already exists: nothing to bootstrap", pointer["version"])
+        if not store.exists(str(OUTCOME.path(layout, day).relative_to(layout.root))):
+            # killed after promoting, before recording the day: record it now (from the registry)
+            if not store.exists(str(layout.raw(day).relative_to(layout.root))):
+                _publish_history(params, layout, store, day)
+            write_json(
+                OUTCOME.path(layout, day),
+                {"day": str(day), "status": "bootstrap", "champion_after": pointer["version"]},
+            )
+            push(store, layout, day, (OUTCOME,))
         return {"status": "exists", "version": pointer["version"]}
-    day = parse_day(params["source"]["warmup_end"])
-    days = land_history(params, layout, day)
-    LOG.info("landed %d warm-up days through %s", days, day)
+    days = _publish_history(params, layout, store, day)
+    LOG.info("landed and published %d warm-up days through %s", days, day)
     validate.run(day, params, layout)
+    pull_champion(day, params, layout, store, registry)  # none yet: the marker and base.json (base null)
     drift.run(day, params, layout)
     trained = train.run(day, params, layout, mode="full", progress=progress)
     evaluate.run(day, params, layout)
     export.run(day, params, layout)
     benchmark.run(day, params, layout)
+    for step in (
+        "validate_events",
+        "detect_drift",
+        "train_challenger",
+        "evaluate_challenger",
+        "export_onnx",
+        "benchmark_latency",
+    ):
+        push(store, layout, day, STEPS[step].writes)
     record = promote.run(day, params, layout, "bootstrap", f"warm-up window through {day} ({days} days)")
+    push(store, layout, day, STEPS["promote_champion"].writes)
+    record_outcome(day, layout, registry, "bootstrap")
+    push(store, layout, day, (OUTCOME,))
     return {**record, "train_seconds": trained.seconds}
+
+
+def _publish_history(params: dict, layout: Layout, store, day: dt.date) -> int:
+    days = land_history(params, layout, day)
+    for parent in ("raw/events", "raw/items"):
+        store.push_children(layout.root, parent)
+    return days
 
 
 def main(argv: list[str] | None = None) -> None:

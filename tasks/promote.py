@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import yaml
@@ -51,31 +50,6 @@ def version_day(version: str) -> str:
     return version[:10]
 
 
-def champion_as_of(registry: Registry, day: dt.date) -> str | None:
-    """The champion a run for `day` starts from: the pointer's version if trained before `day`;
-    when re-running or backfilling an older day, the latest earlier champion in the history.
-    So re-running a day starts from the same model and gives the same result."""
-    pointer, _ = registry.pointer()
-    if pointer is None:
-        return None
-    if version_day(pointer["version"]) < str(day):
-        return pointer["version"]
-    earlier = [r["version"] for r in registry.history() if version_day(r["version"]) < str(day)]
-    return earlier[-1] if earlier else None
-
-
-def pull_champion(registry: Registry, dest: Path, day: dt.date) -> str | None:
-    """Download and verify day D's starting champion into `dest`; None if there is none yet."""
-    version = champion_as_of(registry, day)
-    if version is None:  # an empty marker dir: DVC sees the stage's output, the steps see no champion
-        shutil.rmtree(dest, ignore_errors=True)  # a leftover from an earlier run must not pose as champion
-        write_json(dest / "no_champion.json", {"day": str(day), "champion": None})
-        return None
-    files = ["config.json", "weights.safetensors", "items.json", "train.json", METRICS_FILE]
-    registry.download(version, dest, files)
-    return version
-
-
 def dvc_lock_stages(lock: Path, day: dt.date) -> dict:
     """Stage -> {deps, outs} md5s from dvc.lock, when the lock describes this day's run (`dvc repro`)."""
     if not lock.exists():
@@ -98,10 +72,25 @@ def lineage(layout: Layout, day: dt.date, params: dict) -> dict:
     }
 
 
+# keys of a step report that are run timings, not results: they stay out of the immutable version
+_TIMINGS = ("seconds",)
+
+
+def _untimed(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in _TIMINGS}
+
+
 def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, approver: str, reason: str) -> dict:
-    """Publish data/runs/date=D as a version and point the champion at it. Idempotent per day."""
+    """Publish runs/date=D as a version and move the pointer from base(D) to it. Idempotent per day.
+
+    The pointer moves only if it still names base(D), the champion this challenger was built on and
+    evaluated against; otherwise nothing is promoted blind: a newer live champion is a refusal (going
+    back is `rollback`), and so is one that changed since the day started (re-run the day)."""
+    from tasks.day import base_of
+
     run = layout.run(day)
     challenger, onnx = run / "challenger", run / "onnx"
+    base = base_of(layout, day)
     evaluation = read_json(run / "evaluation.json")
     bench = read_json(run / "benchmark.json")
     drift = read_json(layout.reports("drift", day) / "drift.json")
@@ -109,31 +98,51 @@ def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, appr
         if not report["gate"]["passed"]:
             raise FreshrecError(f"{gate_name} gate failed for {day}: {report['gate']['reason']}; refusing to promote")
     weights_sha = sha256_file(challenger / "weights.safetensors")
+    version = f"{day}-{weights_sha[:8]}"
     pointer, etag = registry.pointer()
-    if pointer is not None:
-        current = registry.manifest(pointer["version"])
-        if current["files"]["weights.safetensors"]["sha256"] == weights_sha:
-            LOG.info("challenger is the champion (%s) byte for byte: nothing to promote", pointer["version"])
-            return {**pointer, "status": "unchanged"}
-    metrics = {
-        **evaluation,
-        "export": read_json(onnx / "export.json"),
-        "benchmark": bench,
-        "train": read_json(challenger / "train.json"),
-    }
-    (run / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    live = pointer["version"] if pointer else None
+    if live == version:  # a re-run after the pointer moved (its reply or the task may have been lost)
+        registry.record_history(json.dumps(pointer, indent=2, sort_keys=True).encode())
+        LOG.info("%s is already the champion: nothing to do", version)
+        return {**pointer, "status": "unchanged"}
+    done = [r for r in registry.history() if r["version"] == version and r.get("action") == "promote"]
+    if done:
+        LOG.info(
+            "%s was promoted at %s and has since been superseded by %s: nothing to do", version, done[-1]["at"], live
+        )
+        return {**done[-1], "status": "already promoted", "champion": live}
+    if live != base:
+        if live is not None and version_day(live) >= str(day):
+            raise FreshrecError(
+                f"the live champion {live} is from day {version_day(live)}, not older than {day}: promoting {version} "
+                f"would move the pointer back, which only an explicit rollback does: `python -m tasks.promote "
+                f"rollback --to <version> --reason ...`"
+            )
+        raise FreshrecError(
+            f"the live champion is {live}, but {version} was built on and evaluated against {base}: the pointer "
+            f"moved since day {day} started (a rollback or another promotion), so this evidence no longer holds. "
+            f"Re-run day {day} (with the `base` Param set to `live` to build on {live}), or roll back to {base}"
+        )
+    if base is not None and registry.manifest(base)["files"]["weights.safetensors"]["sha256"] == weights_sha:
+        LOG.info("challenger is its base %s byte for byte: nothing to promote", base)
+        return {**pointer, "status": "unchanged"}
+    train = read_json(challenger / "train.json")
+    metrics = {**evaluation, "export": _untimed(read_json(onnx / "export.json")), "train": train}
+    # the version's files are a function of the day's data, params and base alone: no run timings
+    # (they are in the manifest, written once), so a re-run after a kill re-publishes the same bytes
+    write_json(run / METRICS_FILE, metrics)
     files = {name: challenger / name for name in ("config.json", "weights.safetensors", "items.json", "train.json")}
     files |= {
         "model.onnx": onnx / "model.onnx",
         "model.int8.onnx": onnx / "model.int8.onnx",
         METRICS_FILE: run / METRICS_FILE,
     }
-    version = f"{day}-{weights_sha[:8]}"
     manifest = registry.publish(
         version,
         files,
         {
             "model": registry.name,
+            "base": base,
             "serve_file": bench["serve_file"],
             "created_at": dt.datetime.now(dt.UTC).isoformat(),
             "approver": approver,
@@ -141,11 +150,19 @@ def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, appr
             "drift": {"decision": drift["decision"], "reasons": drift["reasons"]},
             "metrics": {"champion": evaluation["champion"], "challenger": evaluation["challenger"]},
             "benchmark": {"serve_variant": bench["serve_variant"], "rows": bench["rows"]},
+            "timings": {
+                "train": read_json(challenger / "timing.json"),
+                "export_seconds": read_json(onnx / "export.json").get("seconds"),
+            },
             "lineage": lineage(layout, day, params),
         },
     )
     record = registry.set_champion(
-        version, approver, reason, expected_etag=etag, extra={"day": str(day), "serve_file": manifest["serve_file"]}
+        version,
+        approver,
+        reason,
+        expected_etag=etag,
+        extra={"day": str(day), "base": base, "serve_file": manifest["serve_file"]},
     )
     return {**record, "status": "promoted"}
 
@@ -160,11 +177,21 @@ def run(day: dt.date, params: dict, layout: Layout, approver: str, reason: str) 
 
 
 def main(argv: list[str] | None = None) -> None:
+    from tasks.day import OUTCOME, STEPS, pull, push, record_outcome, run_step
+    from tasks.day import pull_champion as pull_base
+    from tasks.store import Store
+
     setup_logging()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["promote", "rollback", "pull", "status"])
+    ap.add_argument("command", choices=["promote", "reject", "rollback", "pull", "status"])
     ap.add_argument("--date")
     ap.add_argument("--to", help="version to roll back to")
+    ap.add_argument("--base", help="pull: build on `live` or this version instead of the champion after the day before")
+    ap.add_argument(
+        "--workspace",
+        action="store_true",
+        help="promote/reject: this checkout's data/ (after `dvc repro`) instead of the day's state in the object store",
+    )
     ap.add_argument("--approver", default=os.environ.get("USER", "cli"))
     ap.add_argument("--reason", default="")
     ap.add_argument("--params", default=None)
@@ -183,11 +210,26 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(record, indent=2))
         return
     day = parse_day(args.date or params["run"]["date"])
+    store = Store.from_env(params)
     if args.command == "pull":
-        version = pull_champion(reg, layout.run(day) / "champion", day)
+        version = pull_base(day, params, layout, store, reg, args.base)
         print(f"champion {version} -> {layout.run(day) / 'champion'}" if version else "no champion yet")
         return
-    print(json.dumps(run(day, params, layout, args.approver, args.reason or "approved on the command line"), indent=2))
+    if args.command == "reject":
+        if not args.workspace:
+            pull(store, layout, day, STEPS["summarize_run"].reads)
+        outcome = record_outcome(day, layout, reg, "rejected")
+        push(store, layout, day, (OUTCOME,))
+        print(json.dumps(outcome, indent=2))
+        return
+    reason = args.reason or "approved on the command line"
+    if args.workspace:
+        record = run(day, params, layout, args.approver, reason)
+    else:
+        record = run_step("promote_champion", day, params, layout, run, day, params, layout, args.approver, reason)
+    record_outcome(day, layout, reg, record["status"])
+    push(store, layout, day, (OUTCOME,))
+    print(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

@@ -166,6 +166,18 @@ class Registry:
             return stored
         return manifest
 
+    def _history_key(self, record: dict) -> str:
+        stamp = dt.datetime.strptime(record["at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        return f"{self.prefix}/promotions/{stamp:%Y%m%dT%H%M%S%fZ}-{record['version']}.json"
+
+    def record_history(self, body: bytes) -> None:
+        """Append a pointer body to the history (idempotent: the key is derived from the body)."""
+        self._put_new(self._history_key(json.loads(body)), body)
+
+    def _pointer_raw(self) -> tuple[bytes | None, str | None]:
+        got = self._get(f"{self.prefix}/{POINTER}")
+        return (None, None) if got is None else got
+
     def set_champion(
         self,
         version: str,
@@ -175,15 +187,23 @@ class Registry:
         expected_etag: str | None = None,
         extra: dict | None = None,
     ) -> dict:
-        """Verify `version`, then move the pointer to it in one conditional write."""
-        from botocore.exceptions import ClientError
+        """Verify `version`, then move the pointer to it in one conditional write.
+
+        Before the pointer moves, the move that put the current champion there is made sure to be
+        in the history (a process killed between its pointer write and its history write left it
+        out), so the history never misses a pointer move. A write whose outcome is unclear (lost
+        reply: botocore retries and gets 412; a timeout) is settled by reading the pointer back.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
 
         manifest = self.verify(version)
-        current, etag = self.pointer()
+        current_body, etag = self._pointer_raw()
+        current = json.loads(current_body) if current_body else None
         if expected_etag is not None and etag != expected_etag:
             raise ConcurrentPromotion(f"champion pointer changed since it was read (now {current}); re-run the day")
+        if current_body:
+            self.record_history(current_body)
         stamp = dt.datetime.now(dt.UTC)
-        now = stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         record = {
             "version": version,
             "manifest": self.version_key(version, MANIFEST),
@@ -193,20 +213,27 @@ class Registry:
             "action": action,
             "approver": approver,
             "reason": reason,
-            "at": now,
+            "at": stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             **(extra or {}),
         }
         body = json.dumps(record, indent=2, sort_keys=True).encode()
         cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{POINTER}", Body=body, **cond)
-        except ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+        except (ClientError, BotoCoreError) as exc:
+            stored, _ = self._pointer_raw()
+            if stored == body:  # our write committed; only its reply was lost
+                LOG.warning("the pointer write's reply was lost (%s); read back: it committed", exc)
+            elif stored != current_body:
                 raise ConcurrentPromotion(
                     "another promotion moved the champion pointer first; nothing changed "
                     "— re-run to promote on top of it"
                 ) from exc
-            raise
-        self._put_new(f"{self.prefix}/promotions/{stamp:%Y%m%dT%H%M%S%fZ}-{version}.json", body)
+            else:
+                raise FreshrecError(
+                    f"the champion pointer write failed ({exc}); read back, the pointer is unchanged "
+                    f"({current['version'] if current else 'none'}): nothing changed, re-run when the store answers"
+                ) from exc
+        self.record_history(body)
         LOG.info("champion of %s is now %s (%s by %s)", self.name, version, action, approver)
         return record

@@ -45,6 +45,7 @@ from tasks.history import day_mask, holdout_mask, load_events, load_items, seque
 LOG = logging.getLogger(__name__)
 ITEMS_FILE = "items.json"
 TRAIN_FILE = "train.json"
+TIMING_FILE = "timing.json"
 MODES = ("full", "incremental", "skip")
 TRAINABLE = ("all", "top", "lora")
 CHUNKS = ("last", "all")
@@ -274,6 +275,14 @@ def incremental_examples(
     return examples
 
 
+def _write_report(out: Path, res: TrainResult) -> None:
+    """train.json (published with the model) holds results only, so retraining the same day gives the
+    same bytes; the wall time goes to timing.json, which stays with the run."""
+    report = asdict(res)
+    write_json(out / TIMING_FILE, {"seconds": report.pop("seconds"), "device": res.device})
+    write_json(out / TRAIN_FILE, report)
+
+
 def train(
     events: pd.DataFrame,
     catalogue: pd.DataFrame,
@@ -300,7 +309,7 @@ def train(
             res = TrainResult(
                 "skip", "none", str(device), 0, 0, 0, 0.0, float("nan"), len(read_items(champion_dir)) + 1, 0, str(day)
             )
-            write_json(tmp / TRAIN_FILE, asdict(res))
+            _write_report(tmp, res)
         return res
 
     train_events = events[~holdout_mask(events, day, holdout_fraction)]
@@ -377,7 +386,7 @@ def train(
     with atomic_dir(out_dir) as tmp:
         model.save(tmp)
         (tmp / ITEMS_FILE).write_text(json.dumps(item_ids))
-        write_json(tmp / TRAIN_FILE, asdict(res))
+        _write_report(tmp, res)
     LOG.info("trained %s (%s) on %d sequences in %.1fs, loss %.3f", mode, trainable, len(examples), res.seconds, loss)
     return res
 

@@ -9,7 +9,6 @@ import json
 import pytest
 
 from tasks.common import FreshrecError
-from tasks.promote import champion_as_of
 from tasks.registry import ConcurrentPromotion, IntegrityError
 
 
@@ -81,14 +80,3 @@ def test_tampered_artifact_is_rejected_everywhere(registry, files, tmp_path):
 def test_missing_version_is_a_clear_error(registry):
     with pytest.raises(FreshrecError, match="does not exist"):
         registry.set_champion("2099-01-01-ffff", "x", "y")
-
-
-def test_rerun_of_an_older_day_starts_from_the_champion_before_it(registry, files):
-    import datetime as dt
-
-    for v in ("2024-01-01-aaaa", "2024-01-02-bbbb", "2024-01-03-cccc"):
-        registry.publish(v, files(v[-4:]), {})
-        registry.set_champion(v, "a", "daily")
-    assert champion_as_of(registry, dt.date(2024, 1, 4)) == "2024-01-03-cccc"
-    assert champion_as_of(registry, dt.date(2024, 1, 3)) == "2024-01-02-bbbb"
-    assert champion_as_of(registry, dt.date(2024, 1, 1)) is None

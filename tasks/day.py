@@ -1,0 +1,262 @@
+"""One day's state machine: what each step of day D reads and writes, which champion it builds on,
+and when the champion pointer may move. The DAG, the bootstrap and the operator commands all go
+through here; the step modules stay pure functions over a local `Layout`.
+
+Data plane. Before a step runs, its inputs are pulled from the object store (tasks/store.py) into
+the worker's local cache; after it finishes, or refuses (a quarantine, a failed gate: the report is
+the record), its outputs are pushed back. No task reads another task's disk, so any task may run on
+any worker, and a missing input is a `MissingInput` error naming the task that writes it.
+
+    step                 reads                                          writes
+    ingest_events        landing zone, raw/{events,items}/D             raw/events/D, raw/items/D
+    validate_events      raw/events/<=D, raw/items/D, quarantine/*      reports/validation/D, quarantine/*,
+                                                                        raw/{events,items}/D (gone if quarantined)
+    pull_champion        outcome of D-1 (waits for it), the registry    runs/D/champion, runs/D/base.json
+    detect_drift         raw/<=D, validation D, champion, drift <D      reports/drift/D
+    train_challenger     raw/<=D, champion, drift D, features           runs/D/challenger, features
+    evaluate_challenger  raw/<=D, champion, challenger                  runs/D/evaluation.json
+    export_onnx          raw/<=D, challenger                            runs/D/onnx
+    benchmark_latency    raw/<=D, challenger, onnx                      runs/D/benchmark.json
+    prepare_approval     the day's reports and run files                -
+    promote_champion     the same, raw/<=D (lineage), the registry      version + pointer, runs/D/promotion.json
+    summarize_run        whatever the day left, the registry            runs/D/summary.json, runs/D/outcome.json
+
+Days in order. Day D builds on base(D), the champion that stood when day D-1's run ended:
+outcome(D-1).champion_after, where outcome(D).champion_after is the version D promoted, else base(D)
+(a day that never resolved its base, e.g. quarantined, inherits D-1's). `pull_champion` waits until
+D-1 has an outcome, however the runs were launched (schedule, a backfill with any max-active-runs,
+manual triggers, clear and re-run), so re-running D always starts from the same champion and gives
+the same version. Promotion moves the pointer only from base(D) to D's version (compare-and-swap);
+a pointer that moved meanwhile (a rollback, a later day) is a refusal that says what to do, never
+a silent overwrite, and an older day never moves the pointer back: going back is `rollback`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.common import FreshrecError, GateFailed, Layout, ValidationFailed, day_str, read_json, write_json
+from tasks.store import Store
+
+LOG = logging.getLogger(__name__)
+BASE_FILE = "base.json"
+OUTCOME_FILE = "outcome.json"
+CHAMPION_DIR = "champion"
+MAX_INHERIT_DAYS = 366  # how far back an outcome chain of base-less days is followed
+CHAMPION_FILES = ["config.json", "weights.safetensors", "items.json", "train.json", "metrics.json"]
+
+
+class NotReady(FreshrecError):
+    """Day D-1 has not ended yet, so day D's starting champion is not known."""
+
+
+# ---- what a step reads and writes --------------------------------------------------------------
+@dataclass(frozen=True)
+class Unit:
+    """One file or folder of the day, by its Layout path; `writer` names the task that makes it."""
+
+    path: Callable[[Layout, dt.date], Path]
+    writer: str = ""  # set: a required input (MissingInput if absent); empty: optional
+
+
+@dataclass(frozen=True)
+class Units:
+    """Every unit under a folder (e.g. each day's partition), those of days <= D (or < D)."""
+
+    parent: Callable[[Layout], Path]
+    before: bool = False  # only days strictly before D
+    all_days: bool = False  # every unit, whatever its day
+
+
+def _day_keep(spec: Units, day: dt.date):
+    bound = f"date={day_str(day)}"
+    if spec.all_days:
+        return lambda name: True
+    return (lambda name: name[: len(bound)] < bound) if spec.before else (lambda name: name[: len(bound)] <= bound)
+
+
+def _run_file(name: str) -> Callable[[Layout, dt.date], Path]:
+    return lambda layout, day: layout.run(day) / name
+
+
+RAW = Unit(lambda layout, day: layout.raw(day), writer="ingest_events")
+ITEMS = Unit(lambda layout, day: layout.items(day))
+VALIDATION = Unit(lambda layout, day: layout.reports("validation", day), writer="validate_events")
+DRIFT = Unit(lambda layout, day: layout.reports("drift", day), writer="detect_drift")
+CHAMPION = Unit(_run_file(CHAMPION_DIR), writer="pull_champion")
+BASE = Unit(_run_file(BASE_FILE), writer="pull_champion")
+CHALLENGER = Unit(_run_file("challenger"), writer="train_challenger")
+ONNX = Unit(_run_file("onnx"), writer="export_onnx")
+EVALUATION = Unit(_run_file("evaluation.json"), writer="evaluate_challenger")
+BENCHMARK = Unit(_run_file("benchmark.json"), writer="benchmark_latency")
+PROMOTION = Unit(_run_file("promotion.json"))
+SUMMARY = Unit(_run_file("summary.json"))
+OUTCOME = Unit(_run_file(OUTCOME_FILE))
+FEATURES = Unit(lambda layout, day: layout.features())
+RAW_HISTORY = Units(lambda layout: layout.raw_events_root())
+ITEMS_HISTORY = Units(lambda layout: layout.root / "raw" / "items")
+QUARANTINE_ALL = Units(lambda layout: layout.root / "quarantine", all_days=True)
+DRIFT_BEFORE = Units(lambda layout: layout.root / "reports" / "drift", before=True)
+
+
+@dataclass(frozen=True)
+class Step:
+    reads: tuple = ()
+    writes: tuple = ()
+
+
+EVIDENCE = (VALIDATION, DRIFT, BASE, CHALLENGER, ONNX, EVALUATION, BENCHMARK)
+STEPS: dict[str, Step] = {
+    "ingest_events": Step(reads=(Unit(RAW.path), ITEMS), writes=(Unit(RAW.path), ITEMS)),
+    "validate_events": Step(
+        reads=(RAW_HISTORY, RAW, ITEMS, QUARANTINE_ALL),
+        writes=(Unit(RAW.path), ITEMS, QUARANTINE_ALL, VALIDATION),
+    ),
+    "pull_champion": Step(writes=(CHAMPION, BASE)),
+    "detect_drift": Step(reads=(RAW_HISTORY, ITEMS_HISTORY, VALIDATION, CHAMPION, DRIFT_BEFORE), writes=(DRIFT,)),
+    "train_challenger": Step(
+        reads=(RAW_HISTORY, ITEMS_HISTORY, CHAMPION, DRIFT, FEATURES), writes=(CHALLENGER, FEATURES)
+    ),
+    "evaluate_challenger": Step(reads=(RAW_HISTORY, CHAMPION, CHALLENGER), writes=(EVALUATION,)),
+    "export_onnx": Step(reads=(RAW_HISTORY, CHALLENGER), writes=(ONNX,)),
+    "benchmark_latency": Step(reads=(RAW_HISTORY, CHALLENGER, ONNX), writes=(BENCHMARK,)),
+    "prepare_approval": Step(reads=EVIDENCE),
+    "promote_champion": Step(reads=(RAW_HISTORY, *EVIDENCE), writes=(PROMOTION,)),
+    "summarize_run": Step(
+        reads=tuple(Unit(u.path) for u in (VALIDATION, DRIFT, BASE, EVALUATION, BENCHMARK, PROMOTION, CHALLENGER)),
+        writes=(SUMMARY, OUTCOME),
+    ),
+}
+
+
+def _rel(layout: Layout, path: Path) -> str:
+    return str(path.relative_to(layout.root))
+
+
+def pull(store: Store, layout: Layout, day: dt.date, specs) -> None:
+    for spec in specs:
+        if isinstance(spec, Units):
+            store.pull_children(layout.root, _rel(layout, spec.parent(layout)), _day_keep(spec, day))
+        else:
+            store.pull(
+                layout.root, _rel(layout, spec.path(layout, day)), required=bool(spec.writer), writer=spec.writer
+            )
+
+
+def push(store: Store, layout: Layout, day: dt.date, specs) -> None:
+    for spec in specs:
+        if isinstance(spec, Units):
+            parent = spec.parent(layout)
+            keep = _day_keep(spec, day)
+            names = sorted(p.name for p in parent.iterdir() if not p.name.startswith(".")) if parent.is_dir() else []
+            for name in filter(keep, names):
+                store.push(layout.root, f"{_rel(layout, parent)}/{name}")
+        else:
+            store.push(layout.root, _rel(layout, spec.path(layout, day)))
+
+
+def run_step(name: str, day: dt.date, params: dict, layout: Layout, fn, *args, store: Store | None = None, **kwargs):
+    """Pull step `name`'s inputs for day D, run `fn(*args, **kwargs)`, push its outputs.
+
+    Outputs are pushed on success and on a refusal (ValidationFailed, GateFailed: the quarantine
+    and the failed gate's report are the day's record); a crash pushes nothing, so the store keeps
+    the last complete state and a retry starts from it."""
+    store = store or Store.from_env(params)
+    step = STEPS[name]
+    pull(store, layout, day, step.reads)
+    try:
+        result = fn(*args, **kwargs)
+    except (ValidationFailed, GateFailed):
+        push(store, layout, day, step.writes)
+        raise
+    push(store, layout, day, step.writes)
+    return result
+
+
+# ---- which champion a day builds on --------------------------------------------------------------
+def _outcome(store: Store, layout: Layout, day: dt.date) -> dict | None:
+    path = OUTCOME.path(layout, day)
+    return read_json(path) if store.pull(layout.root, _rel(layout, path), required=False) else None
+
+
+def resolve_base(day: dt.date, store: Store, layout: Layout, registry, override: str | None = None):
+    """(version or None, why): the champion day D builds on. `override`: `live` (the pointer now)
+    or a version id, for an operator who knowingly breaks the chain (e.g. after a rollback)."""
+    if override == "live":
+        pointer, _ = registry.pointer()
+        return (pointer["version"] if pointer else None), "operator override: the live champion"
+    if override:
+        registry.manifest(override)  # a clear error if it does not exist
+        return override, "operator override: base version given"
+    d = day - dt.timedelta(days=1)
+    for _ in range(MAX_INHERIT_DAYS):
+        outcome = _outcome(store, layout, d)
+        if outcome is None:
+            break
+        if not outcome.get("inherit"):
+            return outcome["champion_after"], f"the champion after {d}'s run ({outcome['status']})"
+        d -= dt.timedelta(days=1)  # that day never resolved a base (e.g. quarantined): look further back
+    pointer, _ = registry.pointer()
+    if pointer is None and not registry.history():
+        return None, "no champion yet: the first model (full training)"
+    raise NotReady(
+        f"day {d} has no recorded outcome in the object store ({store.uri(_rel(layout, OUTCOME.path(layout, d)))}), "
+        f"so the champion day {day} must build on is not known yet. Run day {d} first (a backfill runs the days in "
+        f"order by itself), or set the `base` Param (`live`, or a version) to build on another champion knowingly."
+    )
+
+
+def pull_champion(
+    day: dt.date, params: dict, layout: Layout, store: Store, registry, override: str | None = None
+) -> str | None:
+    """Resolve base(D), download it sha256-verified into runs/D/champion, record runs/D/base.json, push both.
+    Raises NotReady while day D-1 is still running."""
+    version, why = resolve_base(day, store, layout, registry, override)
+    dest = CHAMPION.path(layout, day)
+    if version is None:  # an explicit marker: the steps see "no champion", never a missing input
+        from tasks.common import atomic_dir
+
+        with atomic_dir(dest) as tmp:
+            write_json(tmp / "no_champion.json", {"day": day_str(day), "champion": None})
+    else:
+        registry.download(version, dest, CHAMPION_FILES)
+    write_json(BASE.path(layout, day), {"day": day_str(day), "base": version, "why": why})
+    LOG.info("day %s builds on %s (%s)", day, version or "nothing", why)
+    push(store, layout, day, STEPS["pull_champion"].writes)
+    return version
+
+
+def base_of(layout: Layout, day: dt.date) -> str | None:
+    """base(D) as recorded by pull_champion (MissingInput-style error if it never ran)."""
+    path = BASE.path(layout, day)
+    if not path.exists():
+        raise FreshrecError(f"{path} is missing: run pull_champion for {day} first")
+    return read_json(path)["base"]
+
+
+def record_outcome(day: dt.date, layout: Layout, registry, status: str) -> dict:
+    """Write runs/D/outcome.json: how day D ended and the champion standing after it.
+
+    The registry, not a local file, says whether D's version was promoted: a promotion whose
+    task died after the pointer moved still counts."""
+    from tasks.common import sha256_file
+
+    weights = CHALLENGER.path(layout, day) / "weights.safetensors"
+    version = f"{day_str(day)}-{sha256_file(weights)[:8]}" if weights.exists() else None
+    promoted = version is not None and any(
+        r["version"] == version and r.get("action", "promote") == "promote" for r in registry.history()
+    )
+    base_path = BASE.path(layout, day)
+    outcome = {"day": day_str(day), "status": "promoted" if promoted else status, "challenger": version}
+    if promoted:
+        outcome["champion_after"] = version
+    elif base_path.exists():
+        outcome["champion_after"] = read_json(base_path)["base"]
+    else:
+        outcome["inherit"] = True  # never resolved a base: the day after looks at the day before
+    write_json(OUTCOME.path(layout, day), outcome)
+    return outcome

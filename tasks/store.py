@@ -1,0 +1,215 @@
+"""The data plane: every file a step hands to the next lives in the object store; a worker's disk
+is only a cache of it.
+
+    s3://<bucket>/state/blobs/<sha[:2]>/<sha256>          content-addressed bytes (immutable)
+    s3://<bucket>/state/units/<path>/UNIT.json           what <path> holds now: {file: sha256, size}
+
+A *unit* is a file or a folder under the data root (`raw/events/date=D`, `runs/date=D/challenger`,
+`runs/date=D/evaluation.json`, ...), named by its path relative to that root, so the store mirrors
+`Layout`. Publishing a unit uploads the blobs it lacks, then rewrites its UNIT.json in one PUT:
+a reader sees the old snapshot or the new one, never a mix, and a push killed midway leaves the
+old snapshot standing. Pulling a unit verifies every blob's sha256 and swaps the local copy in
+atomically; a unit that is absent from the store is absent locally too (a cache never keeps what
+the store dropped, e.g. a day quarantined on another worker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.common import FreshrecError, atomic_dir, sha256_file
+
+LOG = logging.getLogger(__name__)
+UNIT_FILE = "UNIT.json"
+
+
+class MissingInput(FreshrecError):
+    """A step's input is not in the object store: the step that writes it has not run (or failed)."""
+
+
+def _local_files(path: Path) -> dict[str, Path]:
+    """Relative name -> path of a unit's files ("" for a file unit); dot-files are scratch, never data."""
+    if path.is_file():
+        return {"": path}
+    if not path.is_dir():
+        return {}
+    return {
+        str(p.relative_to(path)): p
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    }
+
+
+@dataclass
+class Store:
+    s3: object
+    bucket: str
+    prefix: str = "state"
+
+    @classmethod
+    def from_env(cls, params: dict, s3=None) -> Store:
+        from tasks.s3 import client, ensure_bucket
+
+        s3 = s3 or client()
+        bucket = os.environ.get("FRESHREC_BUCKET", params["promote"]["bucket"])
+        ensure_bucket(s3, bucket)
+        return cls(s3, bucket)
+
+    def _unit_key(self, rel: str) -> str:
+        return f"{self.prefix}/units/{rel.strip('/')}/{UNIT_FILE}"
+
+    def _blob_key(self, sha: str) -> str:
+        return f"{self.prefix}/blobs/{sha[:2]}/{sha}"
+
+    def uri(self, rel: str) -> str:
+        return f"s3://{self.bucket}/{self._unit_key(rel)}"
+
+    def _get(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+    # ---- units ---------------------------------------------------------------------------
+    def unit(self, rel: str) -> dict | None:
+        """The stored snapshot of `rel` ({"kind", "files": {name: {sha256, size}}}), or None."""
+        body = self._get(self._unit_key(rel))
+        return None if body is None else json.loads(body)
+
+    def exists(self, rel: str) -> bool:
+        return self.unit(rel) is not None
+
+    def children(self, parent: str) -> list[str]:
+        """Names of the units directly under `parent` (e.g. `date=1998-03-01` under raw/events)."""
+        base = f"{self.prefix}/units/{parent.strip('/')}/"
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
+        keys = [o["Key"][len(base) :] for page in pages for o in page.get("Contents", [])]
+        return sorted(k[: -len(UNIT_FILE) - 1] for k in keys if k.count("/") == 1 and k.endswith(f"/{UNIT_FILE}"))
+
+    def push(self, root: Path, rel: str) -> dict | None:
+        """Publish the local `root/rel` as the unit's new snapshot; a missing local unit is
+        removed from the store (the step's outcome is "no such output", e.g. a quarantined day)."""
+        files = _local_files(root / rel)
+        if not files:
+            self.remove(rel)
+            return None
+        entries = {}
+        for name, path in files.items():
+            sha = sha256_file(path)
+            self._put_blob(path, sha)
+            entries[name] = {"sha256": sha, "size": path.stat().st_size}
+        snapshot = {"kind": "file" if "" in entries else "dir", "files": entries}
+        body = json.dumps(snapshot, indent=1, sort_keys=True).encode()
+        self.s3.put_object(Bucket=self.bucket, Key=self._unit_key(rel), Body=body)
+        return snapshot
+
+    def _put_blob(self, path: Path, sha: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:  # content-addressed: an existing blob already holds these bytes (pull verifies them)
+            self.s3.head_object(Bucket=self.bucket, Key=self._blob_key(sha))
+            return
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=self._blob_key(sha), Body=path.read_bytes(), IfNoneMatch="*")
+        except ClientError as exc:  # a concurrent writer stored the same bytes first
+            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+
+    def remove(self, rel: str, root: Path | None = None) -> None:
+        """Drop a unit from the store (its blobs stay: other snapshots may share them)."""
+        self.s3.delete_object(Bucket=self.bucket, Key=self._unit_key(rel))
+        if root is not None:
+            _remove_local(root / rel)
+
+    def pull(self, root: Path, rel: str, required: bool = True, writer: str = "") -> bool:
+        """Make the local `root/rel` equal to the stored unit, verifying every byte.
+
+        Absent from the store: removed locally, and MissingInput if `required` (the message names
+        the task that writes it). Returns whether the unit exists."""
+        snapshot = self.unit(rel)
+        target = root / rel
+        if snapshot is None:
+            _remove_local(target)
+            if required:
+                raise MissingInput(
+                    f"{rel} is not in the object store ({self.uri(rel)})"
+                    + (f": the `{writer}` task writes it — run that task for this day first" if writer else "")
+                    + "; a worker never falls back to what its own disk may hold"
+                )
+            return False
+        local = _local_files(target)
+        wanted = snapshot["files"]
+        if set(local) == set(wanted) and all(
+            local[n].stat().st_size == m["size"] and sha256_file(local[n]) == m["sha256"] for n, m in wanted.items()
+        ):
+            return True  # the cache is current
+        if snapshot["kind"] == "file":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.pull")
+            self._fetch(wanted[""], tmp, rel)
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+            return True
+        with atomic_dir(target) as tmp:
+            for name, meta in wanted.items():
+                dest = tmp / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                src = local.get(name)
+                if src is not None and src.stat().st_size == meta["size"] and sha256_file(src) == meta["sha256"]:
+                    shutil.copy2(src, dest)
+                else:
+                    self._fetch(meta, dest, f"{rel}/{name}")
+        return True
+
+    def _fetch(self, meta: dict, dest: Path, what: str) -> None:
+        from tasks.registry import IntegrityError
+
+        data = self._get(self._blob_key(meta["sha256"]))
+        if data is None or hashlib.sha256(data).hexdigest() != meta["sha256"] or len(data) != meta["size"]:
+            raise IntegrityError(
+                f"{what}: its stored bytes (blob {meta['sha256'][:12]}…) are missing or altered in "
+                f"s3://{self.bucket}/{self.prefix}/blobs; re-run the task that wrote it"
+            )
+        dest.write_bytes(data)
+
+    def pull_children(self, root: Path, parent: str, keep=lambda name: True) -> list[str]:
+        """Mirror every stored unit under `parent` that `keep(name)` selects; local ones the store
+        does not hold (and `keep` selects) are dropped. Returns the names pulled."""
+        stored = [n for n in self.children(parent) if keep(n)]
+        local_dir = root / parent
+        if local_dir.is_dir():
+            for p in local_dir.iterdir():
+                if not p.name.startswith(".") and keep(p.name) and p.name not in stored:
+                    _remove_local(p)
+        for name in stored:
+            self.pull(root, f"{parent}/{name}")
+        return stored
+
+    def push_children(self, root: Path, parent: str) -> list[str]:
+        """Publish every local unit under `parent` (used once, by the bootstrap)."""
+        local_dir = root / parent
+        names = sorted(p.name for p in local_dir.iterdir() if not p.name.startswith(".")) if local_dir.is_dir() else []
+        for name in names:
+            self.push(root, f"{parent}/{name}")
+        return names
+
+
+def _remove_local(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
