@@ -80,3 +80,48 @@ def test_tampered_artifact_is_rejected_everywhere(registry, files, tmp_path):
 def test_missing_version_is_a_clear_error(registry):
     with pytest.raises(FreshrecError, match="does not exist"):
         registry.set_champion("2099-01-01-ffff", "x", "y")
+
+
+def test_lost_pointer_reply_is_settled_by_reading_back(registry, files):
+    """The pointer write commits but its reply is lost: botocore retries and gets 412. Reading the
+    pointer back shows our write: the promotion succeeded and is in the history."""
+    from botocore.exceptions import ReadTimeoutError
+    from botocore.httpsession import URLLib3Session
+
+    registry.publish("2024-01-01-aaaa", files("a"), {})
+    registry.publish("2024-01-02-bbbb", files("b"), {})
+    registry.set_champion("2024-01-01-aaaa", "alice", "first")
+    lost = []
+
+    def lose_reply(request, **_):  # a fault a real server cannot produce on demand
+        if request.method == "PUT" and request.url.split("?")[0].endswith("/champion.json") and not lost:
+            URLLib3Session().send(request)  # the write reaches the server and commits ...
+            lost.append(request.url)
+            raise ReadTimeoutError(endpoint_url=request.url)  # ... but the reply never arrives
+
+    registry.s3.meta.events.register("before-send.s3.PutObject", lose_reply)
+    record = registry.set_champion("2024-01-02-bbbb", "bob", "better")
+    assert lost, "the fault was not injected"
+    assert registry.pointer()[0] == record and record["version"] == "2024-01-02-bbbb"
+    assert [h["approver"] for h in registry.history()] == ["alice", "bob"]
+
+
+def test_history_never_misses_a_pointer_move(registry, files, monkeypatch):
+    """Killed between the pointer write and the history write: the next move records it first."""
+    for v in ("2024-01-01-aaaa", "2024-01-02-bbbb", "2024-01-03-cccc"):
+        registry.publish(v, files(v[-4:]), {})
+    registry.set_champion("2024-01-01-aaaa", "alice", "first")
+    real = registry._put_new
+
+    def killed_at_history(key, body, sha=None):
+        if "/promotions/" in key and b"2024-01-02-bbbb" in body:
+            raise SystemExit("killed")
+        return real(key, body, sha)
+
+    monkeypatch.setattr(registry, "_put_new", killed_at_history)
+    with pytest.raises(SystemExit):
+        registry.set_champion("2024-01-02-bbbb", "bob", "daily")
+    monkeypatch.setattr(registry, "_put_new", real)
+    assert registry.pointer()[0]["version"] == "2024-01-02-bbbb"
+    registry.set_champion("2024-01-03-cccc", "carol", "daily")
+    assert [h["version"] for h in registry.history()] == ["2024-01-01-aaaa", "2024-01-02-bbbb", "2024-01-03-cccc"]
