@@ -133,11 +133,10 @@ def _run(step: str, fn, *args, **kwargs):
 def freshrec_daily():
     @task.sensor(poke_interval=300, timeout=6 * 3600, mode="reschedule")
     def wait_for_landing() -> bool:
-        from tasks.common import project_path
-        from tasks.replay import EVENTS_FILE, landing_path
+        from tasks.landing import LandingZone
 
         day, params, _, _ = _ctx()
-        return (landing_path(project_path(params["source"]["landing_dir"]), day) / EVENTS_FILE).exists()
+        return LandingZone.from_params(params).has(day)
 
     @task
     def ingest_events() -> dict:

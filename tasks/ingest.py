@@ -17,12 +17,10 @@ from tasks.common import (
     FreshrecError,
     Layout,
     atomic_dir,
-    parse_day,
-    project_path,
     sha256_file,
     step_cli,
 )
-from tasks.replay import EVENTS_FILE, ITEMS_FILE, landing_path
+from tasks.landing import EVENTS_FILE, ITEMS_FILE, LandingZone
 
 LOG = logging.getLogger(__name__)
 
@@ -36,15 +34,21 @@ class IngestResult:
     bytes: int
 
 
-def ingest_day(day: dt.date, landing_dir: Path, layout: Layout) -> IngestResult:
-    src = landing_path(landing_dir, day) / EVENTS_FILE
+def ingest_day(day: dt.date, landing: LandingZone | Path | str, layout: Layout) -> IngestResult:
+    landing = landing if isinstance(landing, LandingZone) else LandingZone(str(landing))
+    with landing.open(day) as landed:
+        return _ingest(day, landed, landing.uri(day), layout)
+
+
+def _ingest(day: dt.date, landed: Path, where: str, layout: Layout) -> IngestResult:
+    src = landed / EVENTS_FILE
     if not src.exists():
         raise FreshrecError(
-            f"nothing landed for {day}: {src} does not exist. Check the upstream export for that day "
+            f"nothing landed for {day}: {where} does not exist. Check the upstream export for that day "
             "or land it with `python -m tasks.replay --date <day>`"
         )
     digest = sha256_file(src)
-    items_src = landing_path(landing_dir, day) / ITEMS_FILE
+    items_src = landed / ITEMS_FILE
     dest_dir, items_dir = layout.raw(day), layout.items(day)
     dest, items_dest = dest_dir / EVENTS_FILE, items_dir / ITEMS_FILE
     same_events = dest.exists() and sha256_file(dest) == digest
@@ -63,14 +67,13 @@ def ingest_day(day: dt.date, landing_dir: Path, layout: Layout) -> IngestResult:
 
 
 def run(day: dt.date, params: dict, layout: Layout) -> IngestResult:
-    return ingest_day(day, project_path(params["source"]["landing_dir"]), layout)
+    return ingest_day(day, LandingZone.from_params(params), layout)
 
 
 def ingest_history(day: dt.date, params: dict, layout: Layout) -> list[IngestResult]:
     """Ingest every landed day up to and including D (idempotent: unchanged days are no-ops)."""
-    landing = project_path(params["source"]["landing_dir"])
-    days = sorted(parse_day(p.name[5:]) for p in landing.glob("date=*") if (p / EVENTS_FILE).exists())
-    return [ingest_day(d, landing, layout) for d in days if d <= day]
+    landing = LandingZone.from_params(params)
+    return [ingest_day(d, landing, layout) for d in landing.days() if d <= day]
 
 
 def main(argv: list[str] | None = None) -> None:

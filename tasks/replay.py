@@ -19,26 +19,18 @@ import pandas as pd
 from tasks.common import (
     FreshrecError,
     day_bounds,
-    day_str,
     epoch_seconds,
-    project_path,
     step_cli,
 )
+from tasks.landing import EVENTS_FILE, ITEMS_FILE, LandingZone, landing_path  # noqa: F401 (re-exported)
 from tasks.sources import Dataset, load_dataset
-
-EVENTS_FILE = "events.parquet"
-ITEMS_FILE = "items.parquet"
 
 
 @dataclass(frozen=True)
 class Landed:
     day: dt.date
-    path: Path
+    path: str
     rows: int
-
-
-def landing_path(landing_dir: Path, day: dt.date) -> Path:
-    return Path(landing_dir) / f"date={day_str(day)}"
 
 
 def day_slice(events: pd.DataFrame, day: dt.date) -> pd.DataFrame:
@@ -59,16 +51,18 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
         raise
 
 
-def land_day(data: Dataset, day: dt.date, landing_dir: Path) -> Landed:
+def land_day(data: Dataset, day: dt.date, landing: LandingZone | Path | str) -> Landed:
     """Write day D's events and catalogue snapshot into the landing zone."""
+    landing = landing if isinstance(landing, LandingZone) else LandingZone(str(landing))
     events = day_slice(data.events, day).reset_index(drop=True)
     _, end = day_bounds(day)
     seen = data.events.loc[epoch_seconds(data.events["event_ts"]) < end, "item_id"].unique()
     items = data.items[data.items["item_id"].isin(seen)].reset_index(drop=True)
-    out = landing_path(landing_dir, day)
-    write_parquet_atomic(items, out / ITEMS_FILE)
-    write_parquet_atomic(events, out / EVENTS_FILE)  # events last: its presence means "day landed"
-    return Landed(day=day, path=out / EVENTS_FILE, rows=len(events))
+    with tempfile.TemporaryDirectory(prefix="freshrec-replay-") as tmp:
+        write_parquet_atomic(items, Path(tmp) / ITEMS_FILE)
+        write_parquet_atomic(events, Path(tmp) / EVENTS_FILE)
+        landing.put(day, {ITEMS_FILE: Path(tmp) / ITEMS_FILE, EVENTS_FILE: Path(tmp) / EVENTS_FILE})
+    return Landed(day=day, path=landing.uri(day), rows=len(events))
 
 
 def run(day: dt.date, params: dict, history: bool = False) -> list[Landed]:
@@ -79,7 +73,8 @@ def run(day: dt.date, params: dict, history: bool = False) -> list[Landed]:
     if day > last or day < first:
         raise FreshrecError(f"{data.name} has events from {first} to {last}: pick a day inside that range")
     days = [first + dt.timedelta(days=i) for i in range((day - first).days + 1)] if history else [day]
-    return [land_day(data, d, project_path(src["landing_dir"])) for d in days]
+    landing = LandingZone.from_params(params)
+    return [land_day(data, d, landing) for d in days]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,7 +68,7 @@ def test_dvc_repro_runs_the_day_and_promotes_with_lineage(clone, s3_env, registr
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
     assert f"data/runs/date={DAY1}/challenger" in [o["path"] for o in lock["stages"]["train"]["outs"]]
 
-    _sh([sys.executable, "-m", "tasks.promote", "promote", "--approver", "laptop-user"], clone, env)
+    _sh([sys.executable, "-m", "tasks.promote", "promote", "--workspace", "--approver", "laptop-user"], clone, env)
     pointer, _ = registry.pointer()
     assert pointer["version"].startswith(DAY1)
     assert pointer["approver"] == "laptop-user"

@@ -47,3 +47,22 @@ def test_ingest_is_idempotent_and_takes_redeliveries(ml100k, tmp_path, layout):
 def test_ingest_without_landing_names_the_missing_file(tmp_path, layout):
     with pytest.raises(FreshrecError, match="nothing landed for 1997-09-25"):
         ingest_day(DAY, tmp_path / "landing", layout)
+
+
+def test_landing_zone_on_the_object_store(ml100k, s3_env, params, layout):
+    """`source.landing_dir: s3://...`: the replayer lands there, the sensor sees it, ingest reads it,
+    on any worker, byte for byte."""
+    from tasks.ingest import run as ingest_run
+    from tasks.landing import LandingZone
+    from tasks.replay import run as replay_run
+
+    params["source"]["landing_dir"] = f"s3://{s3_env}/landing"
+    zone = LandingZone.from_params(params)
+    assert not zone.has(DAY) and zone.days() == []
+    replay_run(DAY, params)
+    assert zone.has(DAY) and zone.days() == [DAY]
+    first, again = ingest_run(DAY, params, layout), ingest_run(DAY, params, layout)
+    assert (first.status, again.status) == ("new", "unchanged")
+    assert len(pd.read_parquet(layout.raw(DAY) / EVENTS_FILE)) == 210
+    with pytest.raises(FreshrecError, match=f"s3://{s3_env}/landing/date=1997-09-26/events.parquet"):
+        ingest_run(DAY + dt.timedelta(days=1), params, layout)
