@@ -5,11 +5,12 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast airflow stop lint clean help
+.PHONY: venv run test test-fast test-distributed airflow stop lint clean help
 
 help:
 	@echo "make run      bootstrap + 3 replayed days through the daily DAG on local S3 (~5 min)"
 	@echo "make test     the whole test suite (what CI runs)"
+	@echo "make test-distributed  bootstrap + a 2-day backfill on CeleryExecutor, PostgreSQL, Redis, 2 workers"
 	@echo "make airflow  Airflow UI on http://127.0.0.1:8080 with the DAGs and local S3"
 	@echo "make stop     stop what 'make airflow' started"
 	@echo "make lint     ruff"
@@ -33,6 +34,9 @@ run: venv
 
 test: venv
 	bash scripts/test.sh
+
+test-distributed: venv
+	bash scripts/test-distributed.sh
 
 test-fast: venv
 	bash scripts/test.sh -m "not slow"

@@ -34,6 +34,9 @@ os.environ.update(
     }
 )
 
+# tests/distributed starts a whole Celery cluster: `make test-distributed` runs it (and CI, via .ci/run)
+collect_ignore = [] if os.environ.get("FRESHREC_TEST_DISTRIBUTED") else ["distributed"]
+
 # Tiny model, short warm-up: the real code paths on a real ML-100K slice, in seconds.
 WARMUP_END = "1997-09-29"
 DAY1, DAY2 = "1997-09-30", "1997-10-01"

@@ -1,0 +1,305 @@
+"""A real distributed Airflow on 127.0.0.1: PostgreSQL (metadata), Redis (Celery broker), the API
+server, scheduler, DAG processor and two Celery workers (`default` and `gpu` queues), each component
+with its own empty working directory and AIRFLOW_HOME, as if on separate machines; all state between
+tasks is in SeaweedFS. Every server is started here and stopped by PID at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = {"worker-cpu": "default", "worker-gpu": "gpu"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(check, what: str, timeout: float = 120, proc_logs: dict | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # not up yet
+            if check():
+                return
+        time.sleep(1)
+    tails = "".join(f"\n--- {n}\n{p.read_text()[-2000:]}" for n, p in (proc_logs or {}).items() if p.exists())
+    raise TimeoutError(f"{what} did not come up within {timeout}s{tails}")
+
+
+class Cluster:
+    def __init__(self, base: Path, env: dict, pg_dsn: str):
+        self.base, self.env, self.pg_dsn = base, env, pg_dsn
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+
+    def component_env(self, name: str) -> dict:
+        home = self.base / name
+        (home / "airflow").mkdir(parents=True, exist_ok=True)
+        return {
+            **self.env,
+            "AIRFLOW_HOME": str(home / "airflow"),
+            "FRESHREC_DATA": str(home / "data"),
+            "FRESHREC_WORKER": name,
+        }
+
+    def start(self, name: str, cmd: list[str]) -> None:
+        env = self.component_env(name)
+        self.logs[name] = self.base / f"{name}.log"
+        self.procs[name] = subprocess.Popen(
+            cmd,
+            cwd=self.base / name,
+            env=env,
+            stdout=self.logs[name].open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def airflow(self, *args: str, timeout: float = 180) -> str:
+        res = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            check=False,
+            env=self.component_env("cli"),
+            cwd=self.base / "cli",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        return res.stdout
+
+    def sql(self, query: str, *args) -> list[tuple]:
+        import psycopg2
+
+        with psycopg2.connect(self.pg_dsn) as conn, conn.cursor() as cur:
+            cur.execute(query, args)
+            return cur.fetchall()
+
+    def tails(self, n: int = 3000) -> str:
+        return "".join(f"\n--- {name}\n{path.read_text()[-n:]}" for name, path in self.logs.items() if path.exists())
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _postgres(base: Path, password: str):
+    """initdb + postgres on 127.0.0.1 as the `postgres` user (it refuses root); password auth."""
+    if not shutil.which("initdb") or not shutil.which("pg_ctl"):
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are missing: `make test-distributed` installs them")
+    pgdir = base / "pg"
+    pgdir.mkdir()
+    pwfile = pgdir / "pw"
+    pwfile.write_text(password)
+    pwfile.chmod(0o600)
+    shutil.chown(pgdir, "postgres")
+    shutil.chown(pwfile, "postgres")
+    port = _free_port()
+    run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*run_as, "initdb", "-D", str(pgdir / "data"), "-U", "airflow", f"--pwfile={pwfile}", "--auth=scram-sha-256"],
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.Popen(
+        [*run_as, "postgres", "-D", str(pgdir / "data"), "-h", "127.0.0.1", "-p", str(port), "-k", str(pgdir)],
+        stdout=(base / "postgres.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    dsn = f"postgresql://airflow:{password}@127.0.0.1:{port}/postgres"
+
+    def up():
+        import psycopg2
+
+        psycopg2.connect(dsn).close()
+        return True
+
+    _wait(up, "PostgreSQL", 60, {"postgres": base / "postgres.log"})
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    conn.cursor().execute("CREATE DATABASE airflow")
+    conn.close()
+    return proc, port
+
+
+def _redis(base: Path, password: str):
+    exe = shutil.which("redis-server")
+    if not exe:
+        pytest.fail("redis-server is missing: `make test-distributed` installs it (Debian package redis-server)")
+    port = _free_port()
+    conf = base / "redis.conf"
+    conf.write_text(
+        f'port {port}\nbind 127.0.0.1\nprotected-mode yes\nsave ""\nappendonly no\ndir {base}\nrequirepass {password}\n'
+    )
+    conf.chmod(0o600)
+    proc = subprocess.Popen(
+        [exe, str(conf)], stdout=(base / "redis.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+    def up():
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    _wait(up, "Redis", 30, {"redis": base / "redis.log"})
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server):
+    from tests.conftest import tiny_params
+
+    base = Path(tempfile.mkdtemp(prefix="freshrec-cluster-", dir="/tmp"))
+    base.chmod(0o755)  # the postgres user must reach its data dir
+    pg_pw, redis_pw = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    pg, pg_port = _postgres(base, pg_pw)
+    redis, redis_port = _redis(base, redis_pw)
+    api_port = _free_port()
+    bucket = f"cluster-{os.getpid()}"
+    params = tiny_params(base)
+    params["evaluate"]["max_ndcg_drop"] = 1.0  # tiny models: promotion is what is under test
+    params["source"]["landing_dir"] = f"s3://{bucket}/landing"
+    (base / "params.yaml").write_text(yaml.safe_dump(params))
+    import datetime as dt
+
+    # the DAG's window ends two days after the tiny slice's first daily day, so unpausing schedules only
+    # that third day, which never lands: its run waits in its sensor and stays out of the way
+    end = dt.date.fromisoformat(params["run"]["date"]) + dt.timedelta(days=3)
+    db = f"airflow:{pg_pw}@127.0.0.1:{pg_port}/airflow"
+    env = {
+        **os.environ,
+        **s3_server.env(),
+        "PYTHONPATH": str(ROOT),
+        "FRESHREC_BUCKET": bucket,
+        "FRESHREC_PARAMS": str(base / "params.yaml"),
+        "FRESHREC_LANDING_DIR": f"s3://{bucket}/landing",
+        "FRESHREC_TRAIN_QUEUE": "gpu",
+        "FRESHREC_BASE_POKE_SECONDS": "5",
+        "FRESHREC_END_DATE": str(end),
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{db}",
+        "AIRFLOW__CELERY__BROKER_URL": f"redis://:{redis_pw}@127.0.0.1:{redis_port}/0",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{db}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.distributed.hostname.worker_name",
+        "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+    c = Cluster(base, env, f"postgresql://{db}")
+    try:
+        (base / "cli").mkdir()
+        c.airflow("db", "migrate", timeout=300)
+        c.start(
+            "api-server",
+            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(api_port)],
+        )
+        c.start("scheduler", [sys.executable, "-m", "airflow", "scheduler", "--skip-serve-logs"])
+        c.start("dag-processor", [sys.executable, "-m", "airflow", "dag-processor"])
+        for name, queue in WORKERS.items():
+            c.start(
+                name,
+                [
+                    sys.executable,
+                    "-m",
+                    "airflow",
+                    "celery",
+                    "worker",
+                    "--queues",
+                    queue,
+                    "--concurrency",
+                    "2",
+                    "--skip-serve-logs",
+                    "--celery-hostname",
+                    f"{name}@%h",
+                ],
+            )
+        import urllib.request
+
+        _wait(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api/v2/version", timeout=2),
+            "the Airflow API server",
+            180,
+            c.logs,
+        )
+        _wait(
+            lambda: (
+                {"freshrec_daily", "freshrec_bootstrap"}
+                <= {r[0] for r in c.sql("select dag_id from dag where is_stale is not true")}
+            ),
+            "the DAG processor (DAGs in the metadata DB)",
+            180,
+            c.logs,
+        )
+        yield c
+    finally:
+        c.stop()
+        _stop(redis)
+        _stop(pg)
+        if not os.environ.get("FRESHREC_KEEP_CLUSTER"):  # set it to read the components' logs afterwards
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def run_states(c: Cluster, dag_id: str) -> dict[str, str]:
+    return {str(r[0].date()): r[1] for r in c.sql("select logical_date, state from dag_run where dag_id=%s", dag_id)}
+
+
+def wait_runs(c: Cluster, dag_id: str, days: list[str], timeout: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = run_states(c, dag_id)
+        if all(states.get(d) in ("success", "failed") for d in days):
+            return states
+        time.sleep(3)
+    raise TimeoutError(f"{dag_id} runs {days} did not finish in {timeout}s: {run_states(c, dag_id)}")
+
+
+def task_hosts(c: Cluster, dag_id: str) -> list[tuple]:
+    return c.sql(
+        "select r.logical_date, t.task_id, t.state, t.hostname from task_instance t join dag_run r "
+        "on t.dag_id = r.dag_id and t.run_id = r.run_id where t.dag_id=%s",
+        dag_id,
+    )
+
+
+__all__ = ["Cluster", "json", "run_states", "task_hosts", "wait_runs"]
