@@ -198,7 +198,7 @@ def freshrec_daily():
         from tasks import train
 
         day, params, layout, _ = _ctx()
-        return asdict(_run("train_challenger", train.run, day, params, layout, progress=False))
+        return asdict(_run("train_challenger", train.train_and_version, day, params, layout))
 
     @task(retries=0)
     def evaluate_challenger() -> dict:

@@ -36,6 +36,7 @@ def bootstrap(params: dict, layout: Layout, progress: bool = True) -> dict:
     from tasks import benchmark, drift, evaluate, export, promote, train, validate
     from tasks.day import OUTCOME, STEPS, pull_champion, push, record_outcome
     from tasks.store import Store
+    from tasks.versioning import version_training
 
     registry = promote.registry_from_env(params)
     store = Store.from_env(params)
@@ -59,6 +60,7 @@ def bootstrap(params: dict, layout: Layout, progress: bool = True) -> dict:
     pull_champion(day, params, layout, store, registry)  # none yet: the marker and base.json (base null)
     drift.run(day, params, layout)
     trained = train.run(day, params, layout, mode="full", progress=progress)
+    version_training(day, params, layout)
     evaluate.run(day, params, layout)
     export.run(day, params, layout)
     benchmark.run(day, params, layout)

@@ -13,7 +13,8 @@ any worker, and a missing input is a `MissingInput` error naming the task that w
                                                                         raw/{events,items}/D (gone if quarantined)
     pull_champion        outcome of D-1 (waits for it), the registry    runs/D/champion, runs/D/base.json
     detect_drift         raw/<=D, validation D, champion, drift <D      reports/drift/D
-    train_challenger     raw/<=D, champion, drift D, features           runs/D/challenger, features
+    train_challenger     raw/<=D, champion, drift D, features           runs/D/challenger, features, runs/D/dvc
+                                                                        (+ inputs and challenger to the DVC remote)
     evaluate_challenger  raw/<=D, champion, challenger                  runs/D/evaluation.json
     export_onnx          raw/<=D, challenger                            runs/D/onnx
     benchmark_latency    raw/<=D, challenger, onnx                      runs/D/benchmark.json
@@ -90,6 +91,7 @@ DRIFT = Unit(lambda layout, day: layout.reports("drift", day), writer="detect_dr
 CHAMPION = Unit(_run_file(CHAMPION_DIR), writer="pull_champion")
 BASE = Unit(_run_file(BASE_FILE), writer="pull_champion")
 CHALLENGER = Unit(_run_file("challenger"), writer="train_challenger")
+DVC_STAGE = Unit(_run_file("dvc"))  # the training run's DVC stage files (tasks/versioning.py)
 ONNX = Unit(_run_file("onnx"), writer="export_onnx")
 EVALUATION = Unit(_run_file("evaluation.json"), writer="evaluate_challenger")
 BENCHMARK = Unit(_run_file("benchmark.json"), writer="benchmark_latency")
@@ -119,13 +121,13 @@ STEPS: dict[str, Step] = {
     "pull_champion": Step(writes=(CHAMPION, BASE)),
     "detect_drift": Step(reads=(RAW_HISTORY, ITEMS_HISTORY, VALIDATION, CHAMPION, DRIFT_BEFORE), writes=(DRIFT,)),
     "train_challenger": Step(
-        reads=(RAW_HISTORY, ITEMS_HISTORY, CHAMPION, DRIFT, FEATURES), writes=(CHALLENGER, FEATURES)
+        reads=(RAW_HISTORY, ITEMS_HISTORY, CHAMPION, DRIFT, FEATURES), writes=(CHALLENGER, FEATURES, DVC_STAGE)
     ),
     "evaluate_challenger": Step(reads=(RAW_HISTORY, CHAMPION, CHALLENGER), writes=(EVALUATION,)),
     "export_onnx": Step(reads=(RAW_HISTORY, CHALLENGER), writes=(ONNX,)),
     "benchmark_latency": Step(reads=(RAW_HISTORY, CHALLENGER, ONNX), writes=(BENCHMARK,)),
     "prepare_approval": Step(reads=EVIDENCE),
-    "promote_champion": Step(reads=(RAW_HISTORY, *EVIDENCE), writes=(PROMOTION,)),
+    "promote_champion": Step(reads=(RAW_HISTORY, *EVIDENCE, DVC_STAGE), writes=(PROMOTION,)),
     "summarize_run": Step(
         reads=tuple(Unit(u.path) for u in (VALIDATION, DRIFT, BASE, EVALUATION, BENCHMARK, PROMOTION, CHALLENGER)),
         writes=(SUMMARY, OUTCOME),

@@ -1,10 +1,10 @@
 """The landing zone: where the upstream export drops each UTC day, `date=YYYY-MM-DD/events.parquet`
 (its presence means "the day has landed") and optionally `items.parquet` (the catalogue that day).
 
-Two kinds, chosen by `source.landing_dir` (or `FRESHREC_LANDING_DIR` in a deployment): a local folder (the laptop default; relative paths are
-relative to the project root) or an object-store prefix `s3://bucket/prefix`, which every worker
-of a cluster reads the same way. Ingest reads a day through `LandingZone.open`, a local folder
-either way (for S3, a scratch copy of the day's objects).
+Two kinds, chosen by `source.landing_dir` (or `FRESHREC_LANDING_DIR` in a deployment): a local
+folder (the laptop default; relative paths are relative to the project root) or an object-store
+prefix `s3://bucket/prefix`, which every worker of a cluster reads the same way. Ingest reads a day
+through `LandingZone.open`, a local folder either way (for S3, a scratch copy of the day's objects).
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ class LandingZone:
         if not self.is_s3:
             root = Path(self.location)
             return sorted(parse_day(p.name[5:]) for p in root.glob("date=*") if (p / EVENTS_FILE).exists())
-        from tasks.s3 import client
-
         from botocore.exceptions import ClientError
+
+        from tasks.s3 import client
 
         bucket, prefix = self._bucket_prefix()
         pages = client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "")

@@ -8,10 +8,12 @@ import datetime as dt
 import json
 
 import pytest
+import yaml
 
 from tasks.common import FreshrecError, Layout
 from tasks.day import pull_champion, run_step
 from tasks.store import MissingInput, Store
+from tests.conftest import WARMUP_END
 
 pytestmark = [pytest.mark.slow]
 
@@ -128,3 +130,22 @@ def test_pointer_only_moves_forward_from_the_days_base(bootstrapped, registry, t
     with pytest.raises(FreshrecError, match="no recorded outcome"):
         pull_champion(day3, params, Layout(tmp_path / "w5"), store, registry)
     assert registry.pointer()[0]["version"] == v3
+
+
+def test_a_promoted_version_is_reproduced_through_dvc(bootstrapped, registry, capsys):
+    """The bootstrap trained through the same train step as the DAG: DVC recorded its inputs and the
+    challenger and pushed them; `python -m tasks.versioning reproduce` restores the inputs in a fresh
+    workspace, retrains, and matches the version's weights byte for byte (CPU is deterministic)."""
+    from tasks.versioning import main as versioning_cli
+
+    manifest = registry.manifest(bootstrapped["champion"])
+    dvc = manifest["lineage"]["dvc"]
+    assert {"dvc.yaml", "dvc.lock", "params.yaml", "data/raw/events.dvc"} <= set(dvc)
+    lock = yaml.safe_load(dvc["dvc.lock"])["stages"]["train"]
+    assert [o["path"] for o in lock["outs"]] == [f"data/runs/date={WARMUP_END}/challenger"]
+    assert registry.s3.list_objects_v2(Bucket=registry.bucket, Prefix="dvc/")["KeyCount"] > 0
+    with pytest.raises(SystemExit) as exit_:
+        versioning_cli(["reproduce", "--version", "champion"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0, out
+    assert "weights sha256 match" in out and "final_loss" in out

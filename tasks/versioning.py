@@ -1,0 +1,221 @@
+"""DVC-versioned training: every challenger the pipeline trains is recorded by real DVC, and any
+promoted version can be retrained from what DVC kept.
+
+`version_training` runs after `train` (in the DAG's train task and the bootstrap). In a scratch DVC
+workspace it lays out exactly what training read (the event partitions and catalogues through D, the
+item-text features, the base champion, the drift decision, params.yaml) and what it wrote (the
+challenger), `dvc add`s the inputs, records the `train` stage (`dvc commit`: dvc.lock holds every
+md5) and `dvc push`es all of it to the DVC remote on the same S3 (`s3://<bucket>/dvc`). The stage
+files (dvc.yaml, dvc.lock, *.dvc, params.yaml) are kept beside the run (runs/date=D/dvc) and go into
+the promoted version's manifest (`lineage.dvc`).
+
+`python -m tasks.versioning reproduce --version V` (`make reproduce VERSION=V`) takes those files
+from the manifest, `dvc pull`s the inputs in a fresh workspace, retrains with the same code path,
+and prints `weights sha256 match` (or `mismatch`) with the metrics side by side. CPU training is
+deterministic, so a version trained on CPU must match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from tasks.common import FreshrecError, Layout, day_str, load_params, parse_day, setup_logging, sha256_file
+
+LOG = logging.getLogger(__name__)
+DVC_DIR = "dvc"  # runs/date=D/dvc: the training run's DVC stage files
+STAGE_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
+
+
+def _inputs(day: dt.date) -> list[str]:
+    """What `train` reads for day D, as paths under a Layout root (see tasks/day.py)."""
+    return [
+        "raw/events",
+        "raw/items",
+        "features",
+        f"runs/date={day_str(day)}/champion",
+        f"reports/drift/date={day_str(day)}/drift.json",
+    ]
+
+
+def _dvc(args: list[str], cwd: Path, env: dict | None = None) -> str:
+    res = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, check=False, env=env
+    )
+    if res.returncode != 0:
+        raise FreshrecError(f"dvc {' '.join(args)} failed in {cwd}: {(res.stderr or res.stdout)[-1500:]}")
+    return res.stdout
+
+
+def _init(work: Path, bucket: str) -> None:
+    _dvc(["init", "--no-scm", "-q"], work)
+    _dvc(["config", "core.analytics", "false"], work)
+    _dvc(["config", "core.check_update", "false"], work)
+    _dvc(["remote", "add", "-d", "store", f"s3://{bucket}/dvc"], work)
+    endpoint = os.environ.get("FRESHREC_S3_ENDPOINT")
+    if endpoint:  # credentials stay in the environment (AWS_*), never in a file
+        _dvc(["remote", "modify", "--local", "store", "endpointurl", endpoint], work)
+
+
+def _copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dest, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(src, dest)
+
+
+def _link_or_copy(src, dest) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def _bucket(params: dict) -> str:
+    return os.environ.get("FRESHREC_BUCKET", params["promote"]["bucket"])
+
+
+def version_training(day: dt.date, params: dict, layout: Layout) -> dict:
+    """Record day D's training with DVC and push it; returns the stage files (also written to runs/D/dvc)."""
+    work = Path(tempfile.mkdtemp(prefix="freshrec-dvc-"))
+    try:
+        data = work / "data"
+        for rel in _inputs(day):
+            src = layout.root / rel
+            if rel.startswith("raw/"):  # only the partitions through D: that is what training read
+                for part in sorted(src.glob("date=*")):
+                    if part.name[5:] <= day_str(day):
+                        _copy(part, data / rel / part.name)
+            elif src.exists():
+                _copy(src, data / rel)
+        challenger = f"runs/date={day_str(day)}/challenger"
+        _copy(layout.root / challenger, data / challenger)
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        tracked = [f"data/{rel}" for rel in _inputs(day) if (data / rel).exists()]
+        stage = {
+            "cmd": f"python -m tasks.train --date {day_str(day)}",
+            "deps": tracked,
+            "params": ["train", "features", "evaluate.holdout_fraction"],
+            "outs": [f"data/{challenger}"],
+        }
+        (work / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}, sort_keys=False))
+        _init(work, _bucket(params))
+        _dvc(["add", "-q", *tracked], work)
+        _dvc(["commit", "-f", "-q", "train"], work)  # the stage ran (in the train task): record it
+        _dvc(["push", "-q"], work)
+        files = {name: (work / name).read_text() for name in STAGE_FILES}
+        files |= {str(p.relative_to(work)): p.read_text() for p in sorted(data.rglob("*.dvc"))}
+        out = layout.run(day) / DVC_DIR
+        shutil.rmtree(out, ignore_errors=True)
+        for name, text in files.items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_text(text)
+        LOG.info(
+            "training of %s versioned with DVC: %d inputs, pushed to s3://%s/dvc", day, len(tracked), _bucket(params)
+        )
+        return files
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def stage_files(layout: Layout, day: dt.date) -> dict[str, str]:
+    """The DVC stage files of day D's training run (empty if it was not versioned)."""
+    root = layout.run(day) / DVC_DIR
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def reproduce(version: str, params: dict, registry, keep: Path | None = None) -> dict:
+    """Restore version V's training inputs through DVC, retrain, and compare with the version."""
+    from tasks import train
+
+    manifest = registry.manifest(version)
+    files = (manifest.get("lineage") or {}).get("dvc")
+    if not files:
+        raise FreshrecError(f"version {version} carries no DVC lineage (it predates DVC-versioned training)")
+    day = parse_day(manifest["lineage"]["day"])
+    work = keep or Path(tempfile.mkdtemp(prefix="freshrec-reproduce-"))
+    try:
+        for name, text in files.items():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).write_text(text)
+        _init(work, _bucket(params))
+        _dvc(["pull", "-q", *sorted(n for n in files if n.endswith(".dvc"))], work)
+        run_params = yaml.safe_load((work / "params.yaml").read_text())
+        layout = Layout(work / "data")
+        shutil.rmtree(layout.run(day) / "challenger", ignore_errors=True)
+        result = train.run(day, run_params, layout, progress=False)
+        weights = layout.run(day) / "challenger" / "weights.safetensors"
+        recorded = json.loads(_version_file(registry, version, "train.json"))
+        new = json.loads((layout.run(day) / "challenger" / "train.json").read_text())
+        report = {
+            "version": version,
+            "day": day_str(day),
+            "weights_sha256": {
+                "recorded": manifest["files"]["weights.safetensors"]["sha256"],
+                "reproduced": sha256_file(weights),
+            },
+            "metrics": {k: {"recorded": recorded.get(k), "reproduced": new.get(k)} for k in sorted(new)},
+            "seconds": result.seconds,
+        }
+        report["match"] = report["weights_sha256"]["recorded"] == report["weights_sha256"]["reproduced"]
+        return report
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _version_file(registry, version: str, name: str) -> str:
+    scratch = Path(tempfile.mkdtemp(prefix="freshrec-v-"))
+    try:
+        registry.download(version, scratch / "v", [name])
+        return (scratch / "v" / name).read_text()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def format_report(r: dict) -> str:
+    lines = [f"{'':<16} {'recorded':<24} reproduced"]
+    sha = r["weights_sha256"]
+    lines.append(f"{'weights sha256':<16} {sha['recorded'][:20] + '…':<24} {sha['reproduced'][:20]}…")
+    lines += [f"{k:<16} {v['recorded']!s:<24} {v['reproduced']}" for k, v in r["metrics"].items()]
+    lines.append(
+        f"weights sha256 {'match' if r['match'] else 'mismatch'} ({r['version']}, retrained in {r['seconds']:.1f} s)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tasks.promote import registry_from_env
+
+    setup_logging(logging.WARNING)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["reproduce"])
+    ap.add_argument("--version", required=True, help="a version id, or `champion` for the live one")
+    ap.add_argument("--params", default=None)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    registry = registry_from_env(params)
+    version = args.version
+    if version == "champion":
+        pointer, _ = registry.pointer()
+        if pointer is None:
+            raise FreshrecError("there is no champion yet")
+        version = pointer["version"]
+    report = reproduce(version, params, registry)
+    print(format_report(report))
+    sys.exit(0 if report["match"] else 1)
+
+
+if __name__ == "__main__":
+    main()
