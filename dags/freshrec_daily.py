@@ -25,12 +25,14 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+from pathlib import Path
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, task
 
 TRAIN_QUEUE = os.environ.get("FRESHREC_TRAIN_QUEUE", "default")  # `gpu` where a GPU worker listens
+TRAIN_POD = Path(__file__).resolve().parent.parent / "docker" / "k8s" / "train-challenger-pod.yaml"
 # The window runs may exist for. Defaults: the embedded ML-100K replay (days 1997-09-20 .. 1998-04-22),
 # so any replay day can be backfilled and unpausing schedules nothing outside the data. With your
 # own data set FRESHREC_START_DATE to its first day and FRESHREC_END_DATE to "" (open-ended).
@@ -43,6 +45,16 @@ APPROVAL_BODY = "{{ ti.xcom_pull(task_ids='prepare_approval') }}"
 # pull_champion waits for day D-1's run to end (its approval may take up to APPROVAL_TIMEOUT)
 BASE_POKE_SECONDS = float(os.environ.get("FRESHREC_BASE_POKE_SECONDS", "60"))
 BASE_WAIT_SECONDS = 2 * APPROVAL_TIMEOUT.total_seconds() + 6 * 3600
+
+
+def _train_executor_config() -> dict:
+    """With the KubernetesExecutor (FRESHREC_TRAIN_POD=gpu): train_challenger's pod_override, a GPU pod."""
+    if os.environ.get("FRESHREC_TRAIN_POD") != "gpu":
+        return {}
+    import yaml
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+
+    return {"pod_override": PodGenerator.deserialize_model_dict(yaml.safe_load(TRAIN_POD.read_text()))}
 
 
 def _status(row: dict, states: dict) -> str:
@@ -191,7 +203,7 @@ def freshrec_daily():
         """`skip` ends the run here: the champion stays, nothing to approve."""
         return drift_report["decision"] != "skip"
 
-    @task(queue=TRAIN_QUEUE)
+    @task(queue=TRAIN_QUEUE, executor_config=_train_executor_config())
     def train_challenger() -> dict:
         from dataclasses import asdict
 

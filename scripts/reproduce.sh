@@ -8,6 +8,7 @@ cd "$ROOT"
 if [ -z "${AWS_ACCESS_KEY_ID:-}" ] && [ -f "$ROOT/.run/demo/s3/credentials.json" ]; then
   port="${FRESHREC_DEMO_S3_PORT:-8333}"
   python -m tasks.s3 start --state-dir "$ROOT/.run/demo/s3" --port "$port" >/dev/null
+  trap 'python -m tasks.s3 stop --state-dir "$ROOT/.run/demo/s3" --port "$port"' EXIT
   eval "$(python -m tasks.s3 env --state-dir "$ROOT/.run/demo/s3" --port "$port")"
   export FRESHREC_PARAMS="${FRESHREC_PARAMS:-$ROOT/.run/demo/params.yaml}"
 fi

@@ -68,3 +68,28 @@ def test_compose_publishes_on_loopback_only_and_holds_no_secret(compose):
     for line in text.splitlines():
         if re.search(r"(PASSWORD|SECRET|_KEY)\w*:", line) and "${" not in line:
             pytest.fail(f"literal secret in compose.yaml: {line.strip()}")
+
+
+def test_compose_workers_share_no_data_volume(compose):
+    """Workers are stateless: no volume is mounted into two services' data dirs, and the landing zone is
+    an object-store prefix every worker reads the same way."""
+    seen: dict[str, str] = {}
+    for name, svc in compose["services"].items():
+        for vol in svc.get("volumes", []):
+            source, _, target = str(vol).partition(":")
+            if "data" in target and not target.startswith("/var/lib/postgresql") and target != "/data":
+                assert source not in seen, f"{name} and {seen[source]} share {source} at {target}"
+                seen[source] = name
+    env = compose["x-airflow"]["environment"]
+    assert env["FRESHREC_LANDING_DIR"].startswith("s3://")
+
+
+def test_kubernetes_pod_override_for_training_asks_for_a_gpu_node():
+    pod = yaml.safe_load((DOCKER / "k8s" / "train-challenger-pod.yaml").read_text())
+    (base,) = pod["spec"]["containers"]
+    assert base["name"] == "base"  # Airflow merges the override into the container named `base`
+    assert base["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["spec"]["nodeSelector"] and pod["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert not pod["spec"].get("volumes"), "training needs no volume: its state is in the object store"
+    dag = (DOCKER.parent / "dags" / "freshrec_daily.py").read_text()
+    assert "executor_config=_train_executor_config()" in dag and "train-challenger-pod.yaml" in dag
