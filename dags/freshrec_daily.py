@@ -6,7 +6,8 @@ Keeps the sequential recommender fresh, one UTC day per run (the run's logical d
 1. **wait_for_landing** — the upstream export of day D is in the landing zone
 2. **ingest_events** — copy it into `data/raw/events/date=D/` (idempotent)
 3. **validate_events** — Great Expectations checkpoint; a bad day is quarantined and the run stops here
-4. **pull_champion** — current champion from S3, sha256-verified (none yet: bootstrap with a full run)
+4. **pull_champion** — waits until day D-1's run has ended, then pulls the champion it left (the day's
+   base), sha256-verified; the pointer later moves only from that base
 5. **detect_drift** — PSI / Jensen-Shannon / new items / champion NDCG@10 → `skip`, `incremental` or `full`
 6. **train_challenger** — on the `gpu` queue when a worker serves it; fine-tunes or retrains
 7. **evaluate_challenger** — champion vs challenger on the same holdout, full ranking; quality gate
@@ -15,9 +16,14 @@ Keeps the sequential recommender fresh, one UTC day per run (the run's logical d
 10. **approve_promotion** — a person approves in *Required Actions* (evidence in the request); 24 h timeout = reject
 11. **promote_champion** — immutable version in S3, manifest with lineage, champion pointer moved last
 
+Every task reads its inputs from the object store and writes its outputs back (`tasks/day.py`),
+so any task may run on any worker. `summarize_run` records the day's outcome, which day D+1 waits for.
+
 Params: `auto_approve` (approver recorded as `auto`, for demos and backfills), `force_mode`
-(override the drift decision), `day` (run a day other than the logical date).
-Backfill: `airflow backfill create --dag-id freshrec_daily --from-date ... --to-date ...`.
+(override the drift decision), `day` (run a day other than the logical date), `base` (`live` or a
+version: build on another champion than the one day D-1 left).
+Backfill (any max-active-runs; days still train in order):
+`airflow backfill create --dag-id freshrec_daily --from-date ... --to-date ... --max-active-runs 10`.
 """
 
 from __future__ import annotations
