@@ -105,7 +105,7 @@ def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, appr
     pointer, etag = registry.pointer()
     live = pointer["version"] if pointer else None
     if live == version:  # a re-run after the pointer moved (its reply or the task may have been lost)
-        registry.record_history(json.dumps(pointer, indent=2, sort_keys=True).encode())
+        registry.ensure_history()
         LOG.info("%s is already the champion: nothing to do", version)
         return {**pointer, "status": "unchanged"}
     done = [r for r in registry.history() if r["version"] == version and r.get("action") == "promote"]

@@ -174,6 +174,12 @@ class Registry:
         """Append a pointer body to the history (idempotent: the key is derived from the body)."""
         self._put_new(self._history_key(json.loads(body)), body)
 
+    def ensure_history(self) -> None:
+        """Make sure the move that set the current pointer is in the history (idempotent)."""
+        body, _ = self._pointer_raw()
+        if body:
+            self.record_history(body)
+
     def _pointer_raw(self) -> tuple[bytes | None, str | None]:
         got = self._get(f"{self.prefix}/{POINTER}")
         return (None, None) if got is None else got
