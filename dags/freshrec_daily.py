@@ -78,7 +78,12 @@ def _day(context) -> str:
 
     override = context["params"].get("day")
     if override:
-        return day_str(parse_day(override))
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return day_str(parse_day(override))
+        except FreshrecError as exc:  # e.g. 1998-02-30: retrying cannot fix it
+            raise AirflowFailException(str(exc)) from exc
     if context.get("logical_date") is None:
         raise FreshrecError("this run has no logical date: trigger it with one, or set the `day` Param")
     return day_str(context["logical_date"].date())
@@ -133,7 +138,12 @@ def _run(step: str, fn, *args, **kwargs):
             enum=["auto", "skip", "incremental", "full"],
             description="Override the drift decision (e.g. `full` to retrain from scratch).",
         ),
-        "day": Param(None, type=["null", "string"], description="YYYY-MM-DD to process instead of the logical date."),
+        "day": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$",
+            description="YYYY-MM-DD to process instead of the logical date.",
+        ),
         "base": Param(
             None,
             type=["null", "string"],

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -46,16 +47,25 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def parse_day(value: str | dt.date) -> dt.date:
-    """Parse a partition day (YYYY-MM-DD); a logical date is a day, never `now()`."""
+    """Parse a partition day, strictly `YYYY-MM-DD` (a logical date is a day, never `now()`).
+
+    Strict everywhere (CLI, Params, partition names): `1998-01-15/../../x`, `1998-1-5`, `1998-13-40`
+    and a timestamp are refused, never cut down to something that looks like a day."""
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
         return value
+    text = str(value)
+    if not _DAY.fullmatch(text):
+        raise FreshrecError(f"bad date {value!r}: expected exactly YYYY-MM-DD, e.g. 1998-03-01")
     try:
-        return dt.datetime.strptime(str(value)[:10], DATE_FORMAT).date()
+        return dt.date.fromisoformat(text)
     except ValueError as exc:
-        raise FreshrecError(f"bad date {value!r}: expected YYYY-MM-DD") from exc
+        raise FreshrecError(f"bad date {value!r}: {exc}; expected a calendar day as YYYY-MM-DD") from exc
 
 
 def day_str(day: dt.date) -> str:

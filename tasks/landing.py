@@ -10,22 +10,78 @@ through `LandingZone.open`, a local folder either way (for S3, a scratch copy of
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.common import day_str, parse_day, project_path
+from tasks.common import FreshrecError, ValidationFailed, day_str, parse_day, project_path
 
 EVENTS_FILE = "events.parquet"
 ITEMS_FILE = "items.parquet"
+LANDED_FILES = (EVENTS_FILE, ITEMS_FILE)
+LOG = logging.getLogger(__name__)
 
 
 def landing_path(landing_dir: Path, day: dt.date) -> Path:
     return Path(landing_dir) / f"date={day_str(day)}"
+
+
+class UntrustedLanding(ValidationFailed):
+    """A landed partition that is not plain files we expect: refused before anything is read."""
+
+
+def _days(names) -> list[dt.date]:
+    """Days of `date=YYYY-MM-DD` partition names; a malformed name is reported and skipped, never cut to a day."""
+    days = []
+    for name in names:
+        try:
+            days.append(parse_day(name[len("date=") :]))
+        except FreshrecError as exc:
+            LOG.warning("landing zone: ignoring partition %r: %s", name, exc)
+    return sorted(days)
+
+
+def _refuse_unexpected(names: list[str], where: str) -> None:
+    unexpected = [n for n in names if n not in LANDED_FILES and not n.startswith(".")]
+    if unexpected:
+        raise UntrustedLanding(
+            f"the partition {where} holds {unexpected} besides {list(LANDED_FILES)}: every landed file must be "
+            "read or the day refused, so it is refused. Deliver the day as one events.parquet (and optionally "
+            "one items.parquet), then re-run it"
+        )
+
+
+def _checked_local(day_dir: Path) -> Path:
+    """The day's folder, after checking that it and its entries are what they claim to be."""
+    if day_dir.is_symlink():
+        raise UntrustedLanding(f"{day_dir} is a symbolic link: landed partitions must be real folders; refused")
+    if not day_dir.exists():
+        return day_dir  # nothing landed: ingest says so
+    if not day_dir.is_dir():
+        raise UntrustedLanding(f"{day_dir} is not a folder: a landed day is a folder date=YYYY-MM-DD/; refused")
+    entries = sorted(p.name for p in day_dir.iterdir())
+    _refuse_unexpected(entries, str(day_dir))
+    for name in entries:
+        if name.startswith("."):
+            continue
+        mode = os.lstat(day_dir / name).st_mode
+        if stat.S_ISLNK(mode):
+            raise UntrustedLanding(
+                f"{day_dir / name} is a symbolic link: landed files must be regular files (a link could point "
+                "anywhere on this machine); refused, nothing was read"
+            )
+        if not stat.S_ISREG(mode):
+            raise UntrustedLanding(
+                f"{day_dir / name} is a {'folder' if stat.S_ISDIR(mode) else 'special file'}, not a regular file: "
+                "deliver the day as one Parquet file; refused"
+            )
+    return day_dir
 
 
 @dataclass(frozen=True)
@@ -78,7 +134,7 @@ class LandingZone:
         """Every day that has landed, oldest first."""
         if not self.is_s3:
             root = Path(self.location)
-            return sorted(parse_day(p.name[5:]) for p in root.glob("date=*") if (p / EVENTS_FILE).exists())
+            return _days(p.name for p in root.glob("date=*") if (p / EVENTS_FILE).exists())
         from botocore.exceptions import ClientError
 
         from tasks.s3 import client
@@ -91,27 +147,36 @@ class LandingZone:
             if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
                 raise
             keys = []
-        return sorted(parse_day(k.split("/")[-2][5:]) for k in keys if k.endswith(f"/{EVENTS_FILE}"))
+        return _days(k.split("/")[-2] for k in keys if k.endswith(f"/{EVENTS_FILE}"))
 
     @contextmanager
     def open(self, day: dt.date) -> Iterator[Path]:
-        """A local folder holding day D's landed files (for S3 a scratch copy, removed afterwards)."""
+        """A local folder holding day D's landed files (for S3 a scratch copy, removed afterwards).
+
+        The zone is untrusted: only regular files named events.parquet / items.parquet are taken.
+        A link, a folder posing as a file, or any other entry in the partition is refused
+        (`UntrustedLanding`) before a byte is read, so nothing is followed and nothing is skipped."""
         if not self.is_s3:
-            yield landing_path(Path(self.location), day)
+            yield _checked_local(landing_path(Path(self.location), day))
             return
         from botocore.exceptions import ClientError
 
         from tasks.s3 import client
 
         s3, (bucket, _) = client(), self._bucket_prefix()
+        prefix = self._key(day, "") + "/"
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        try:
+            names = sorted(o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", []))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
+                raise
+            names = []
+        _refuse_unexpected(names, self.uri(day, ""))
         scratch = Path(tempfile.mkdtemp(prefix="freshrec-landing-"))
         try:
-            for name in (ITEMS_FILE, EVENTS_FILE):
-                try:
-                    s3.download_file(bucket, self._key(day, name), str(scratch / name))
-                except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                        raise
+            for name in names:
+                s3.download_file(bucket, prefix + name, str(scratch / name))
             yield scratch
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

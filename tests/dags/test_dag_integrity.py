@@ -65,3 +65,14 @@ def test_parsing_imports_no_heavy_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("bad", ["1998-13-40", "1998-01-15/../../x", "98-01-15", "1998-1-5"])
+def test_day_param_refuses_a_malformed_day_at_trigger_time(dagbag, bad):
+    """The trigger form and the REST API refuse it at once, instead of a run that fails after retries."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    param = dagbag.dags["freshrec_daily"].params.get_param("day")
+    assert param.resolve("1998-03-01") == "1998-03-01" and param.resolve(None) is None
+    with pytest.raises(ParamValidationError):
+        param.resolve(bad)

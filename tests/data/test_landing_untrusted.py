@@ -1,0 +1,89 @@
+"""The landing zone is untrusted: links, folders posing as files, extra files in a partition and
+malformed dates are refused with a message that says what and why, before a byte is read."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+
+from tasks.common import FreshrecError, parse_day
+from tasks.ingest import ingest_day
+from tasks.landing import EVENTS_FILE, ITEMS_FILE, UntrustedLanding, landing_path
+from tasks.replay import land_day
+from tasks.sources import load_dataset
+
+DAY = dt.date(1997, 9, 25)
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    return load_dataset("ml-100k")
+
+
+@pytest.fixture
+def landed(ml100k, tmp_path):
+    land_day(ml100k, DAY, tmp_path / "landing")
+    return landing_path(tmp_path / "landing", DAY)
+
+
+def _refused(tmp_path, layout, match: str):
+    with pytest.raises(UntrustedLanding, match=match):
+        ingest_day(DAY, tmp_path / "landing", layout)
+    assert not layout.raw(DAY).exists() and not layout.quarantine(DAY).exists()
+
+
+def test_a_symlinked_events_file_is_refused_not_followed(landed, tmp_path, layout):
+    secret = tmp_path / "elsewhere.parquet"
+    os.replace(landed / EVENTS_FILE, secret)
+    (landed / EVENTS_FILE).symlink_to(secret)
+    _refused(tmp_path, layout, "symbolic link")
+
+
+def test_a_symlinked_partition_folder_is_refused(ml100k, tmp_path, layout):
+    land_day(ml100k, DAY, tmp_path / "real")
+    (tmp_path / "landing").mkdir()
+    landing_path(tmp_path / "landing", DAY).symlink_to(landing_path(tmp_path / "real", DAY))
+    _refused(tmp_path, layout, "symbolic link")
+
+
+def test_a_folder_posing_as_the_events_file_is_refused(landed, tmp_path, layout):
+    (landed / EVENTS_FILE).unlink()
+    (landed / EVENTS_FILE).mkdir()
+    (landed / EVENTS_FILE / "part-0.parquet").write_bytes(b"x")
+    _refused(tmp_path, layout, "is a folder, not a regular file")
+
+
+def test_a_partition_split_over_several_files_is_refused_not_half_read(landed, tmp_path, layout):
+    (landed / "events-part2.parquet").write_bytes((landed / EVENTS_FILE).read_bytes())
+    _refused(tmp_path, layout, r"events-part2\.parquet")
+
+
+def test_items_alone_is_still_nothing_landed(landed, tmp_path, layout):
+    (landed / EVENTS_FILE).unlink()
+    assert (landed / ITEMS_FILE).exists()
+    with pytest.raises(FreshrecError, match="nothing landed"):
+        ingest_day(DAY, tmp_path / "landing", layout)
+
+
+@pytest.mark.parametrize("text", ["1998-01-15/../../x", "1998-1-5", "1998-13-40", "1998-02-30", "1998-03-01T00:00"])
+def test_dates_are_parsed_strictly(text):
+    with pytest.raises(FreshrecError, match="bad date"):
+        parse_day(text)
+
+
+def test_cli_refuses_a_path_posing_as_a_date(tmp_path):
+    from tasks.ingest import main
+
+    with pytest.raises(FreshrecError, match="expected exactly YYYY-MM-DD"):
+        main(["--date", "1998-01-15/../../x"])
+
+
+def test_a_malformed_partition_name_is_skipped_with_a_warning(landed, tmp_path, caplog):
+    from tasks.landing import LandingZone
+
+    (tmp_path / "landing" / "date=1997-09-25x").mkdir()
+    (tmp_path / "landing" / "date=1997-09-25x" / EVENTS_FILE).write_bytes(b"x")
+    assert LandingZone(str(tmp_path / "landing")).days() == [DAY]
+    assert "ignoring partition 'date=1997-09-25x'" in caplog.text
