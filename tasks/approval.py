@@ -9,6 +9,7 @@ import datetime as dt
 import math
 
 from tasks.common import Layout, read_json, sha256_file
+from tasks.validate import describe
 
 
 def _num(v, spec=".4f") -> str:
@@ -34,9 +35,10 @@ def evidence_markdown(day: dt.date, layout: Layout) -> str:
         f"({base['why']}); it is promoted only if that is still the live champion.",
         "",
         f"**Data** {validation['rows']} events on {day}; validation passed"
-        + (f" with warnings: {', '.join(w['check'] for w in validation['warnings'])}" if validation["warnings"] else "")
+        + (" with warnings (see below)" if validation["warnings"] else "")
         + (f" ([Data Docs]({validation['docs']}))" if validation.get("docs") else "")
         + ".",
+        *[f"- **warning** {describe(w, validation.get('volume'))}" for w in validation["warnings"]],
         "",
         f"**Drift** decision `{drift['decision']}`: "
         + "; ".join(drift["reasons"])

@@ -48,22 +48,50 @@ class ValidationResult:
     docs: str = ""
     quarantined: str | None = None
     accepted: list[str] = field(default_factory=list)  # checks an operator accepted for this run
+    volume: dict = field(default_factory=dict)  # the day's count, its trailing band and the verdict in words
 
 
-def volume_bounds(layout: Layout, day: dt.date, params: dict) -> tuple[int, int | None]:
-    """Row-count bounds from the median of the trailing ingested days (none yet: no upper bound)."""
+def trailing_counts(layout: Layout, day: dt.date, window_days: int) -> list[int]:
+    """Event counts of the ingested days in the `window_days` before D (quarantined days are not in raw/)."""
+    import pyarrow.parquet as pq
+
     counts = []
-    for back in range(1, params["volume_window_days"] + 1):
+    for back in range(1, window_days + 1):
         part = layout.raw(day - dt.timedelta(days=back)) / EVENTS_FILE
         if part.exists():
-            import pyarrow.parquet as pq
-
             counts.append(pq.ParquetFile(part).metadata.num_rows)
+    return counts
+
+
+def volume_bounds(counts: list[int], params: dict) -> dict:
+    """The day's volume band: `volume_min_ratio`..`volume_max_ratio` x the trailing median (none
+    without history). Outside it a day is *suspicious* (`row_count`, warn by default: real surges
+    happen); below `volume_min_rows` it is *broken* (`min_rows`, blocks)."""
     if not counts:
-        return params["volume_min_rows"], None
+        return {"median": None, "days": 0, "low": None, "high": None, "min_rows": params["volume_min_rows"]}
     median = float(pd.Series(counts).median())
-    low = max(params["volume_min_rows"], int(median * params["volume_min_ratio"]))
-    return low, int(median * params["volume_max_ratio"]) + 1
+    return {
+        "median": median,
+        "days": len(counts),
+        "low": int(median * params["volume_min_ratio"]),
+        "high": int(median * params["volume_max_ratio"]) + 1,
+        "min_rows": params["volume_min_rows"],
+    }
+
+
+def volume_verdict(rows: int, band: dict) -> str | None:
+    """None when the volume is in its band, else why not, with the figures (for reports and evidence)."""
+    if rows < band["min_rows"]:
+        return f"{rows} events, below the minimum of {band['min_rows']} (`validate.volume_min_rows`)"
+    if band["median"] is None or band["low"] <= rows <= band["high"]:
+        return None
+    ratio = rows / band["median"] if band["median"] else float("inf")
+    side = "above" if rows > band["high"] else "below"
+    return (
+        f"{rows:,} events is {ratio:.2f}x the median of the trailing {band['days']} ingested days "
+        f"({band['median']:,.0f}), {side} the allowed {band['low']:,}-{band['high']:,} "
+        "(`validate.volume_min_ratio` / `volume_max_ratio`)"
+    )
 
 
 USER_EVENTS = "_user_events_today"  # derived: each row's user's event count on the day (bot-like users)
@@ -77,14 +105,14 @@ def with_derived(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, volume: tuple[int, int | None]):
+def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, volume: dict):
     """The day's events suite: list of (check name, expectation). Bounds come from params and context."""
     import great_expectations.expectations as gxe
 
     start, end = (pd.Timestamp(t, unit="s", tz="UTC") for t in day_bounds(day))
     checks = [
         ("columns", gxe.ExpectTableColumnsToMatchSet(column_set=[*EVENT_COLUMNS, USER_EVENTS], exact_match=True)),
-        ("row_count", gxe.ExpectTableRowCountToBeBetween(min_value=volume[0], max_value=volume[1])),
+        ("min_rows", gxe.ExpectTableRowCountToBeBetween(min_value=volume["min_rows"])),
         ("no_duplicates", gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id", "event_ts"])),
         ("type_event_ts", gxe.ExpectColumnValuesToBeOfType(column="event_ts", type_="Timestamp")),
         ("type_rating", gxe.ExpectColumnValuesToBeInTypeList(column="rating", type_list=["float32", "float64"])),
@@ -104,6 +132,10 @@ def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, vo
             gxe.ExpectColumnValuesToBeBetween(column=USER_EVENTS, max_value=params["max_events_per_user_day"]),
         ),
     ]
+    if volume["median"] is not None:
+        checks.append(
+            ("row_count", gxe.ExpectTableRowCountToBeBetween(min_value=volume["low"], max_value=volume["high"]))
+        )
     for c in ("user_id", "item_id"):
         checks += [
             (f"type_{c}", gxe.ExpectColumnValuesToBeOfType(column=c, type_="str")),
@@ -265,7 +297,9 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     if df is not None:
         res.rows = len(df)
         catalogue = items["item_id"].astype(str).tolist() if items is not None and "item_id" in items else None
-        checks = events_suite(day, params, catalogue, volume_bounds(layout, day, params))
+        band = volume_bounds(trailing_counts(layout, day, params["volume_window_days"]), params)
+        res.volume = {**band, "rows": res.rows, "verdict": volume_verdict(res.rows, band)}
+        checks = events_suite(day, params, catalogue, band)
         got, page = run_checkpoint("events", with_derived(df), checks, docs_dir, day)
         results += got
         res.docs = str(page)
@@ -285,23 +319,28 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     return res
 
 
+def describe(check: dict, volume: dict | None = None) -> str:
+    """One failed or warned check in words: what was expected, what was observed, sample rows."""
+    if check["check"] in ("row_count", "min_rows") and (volume or {}).get("verdict"):
+        detail = volume["verdict"]
+    elif check.get("exception"):
+        detail = check["exception"]
+    elif "unexpected_count" in check:
+        detail = f"{check['unexpected_count']} rows"
+    else:
+        detail = f"observed {check.get('observed_value')}"
+    sample, rows = check.get("sample_values"), check.get("sample_rows")
+    return (
+        f"{check['check']} ({check['expectation']}, column {check.get('column')}): {detail}"
+        + (f", e.g. values {sample[:5]}" if sample else "")
+        + (f" at rows {rows[:5]}" if rows else "")
+        + (f" — {check['mismatched']}" if check.get("mismatched") else "")
+    )
+
+
 def describe_failures(res: ValidationResult) -> str:
     lines = [f"day {res.day} failed validation and was quarantined at {res.quarantined}:"]
-    for f in res.failures:
-        if f.get("exception"):
-            detail = f["exception"]
-        elif "unexpected_count" in f:
-            detail = f"{f['unexpected_count']} rows"
-        else:
-            detail = f"observed {f.get('observed_value')}"
-        sample = f.get("sample_values")
-        rows = f.get("sample_rows")
-        lines.append(
-            f"  - {f['check']} ({f['expectation']}, column {f.get('column')}): {detail}"
-            + (f", e.g. values {sample[:5]}" if sample else "")
-            + (f" at rows {rows[:5]}" if rows else "")
-            + (f" — {f['mismatched']}" if f.get("mismatched") else "")
-        )
+    lines += [f"  - {describe(f, res.volume)}" for f in res.failures]
     lines.append("Fix the upstream export, re-deliver the day to the landing zone and re-run the day.")
     return "\n".join(lines)
 

@@ -102,9 +102,7 @@ def _every(k, col, value):
 
 # case -> (how the bad delivery is made, the check that must name it, the column it must name)
 BAD_EVENTS = {
-    "zero_rows": (lambda df: df.iloc[:0], "row_count", None),
-    "volume_spike_10x": (_spike, "row_count", None),
-    "volume_drop_90pct": (lambda df: df.iloc[: int(0.05 * TRAILING_MEDIAN)], "row_count", None),
+    "zero_rows": (lambda df: df.iloc[:0], "min_rows", None),
     "missing_column": (lambda df: df.drop(columns=["rating"]), "columns", None),
     "extra_column": (lambda df: df.assign(country="NL"), "columns", None),
     "renamed_column": (lambda df: df.rename(columns={"rating": "score"}), "columns", None),
@@ -216,8 +214,27 @@ def test_same_day_delivered_twice_is_idempotent(landed, layout, params):
     assert run(DAY, params, layout).passed
 
 
+@pytest.mark.parametrize(
+    "make", [_spike, lambda df: df.iloc[: int(0.05 * TRAILING_MEDIAN)]], ids=["spike_10x", "drop_95pct"]
+)
+def test_a_volume_anomaly_in_valid_data_trains_and_says_so_with_figures(make, landed, layout, params):
+    """Suspicious, not broken: the day passes with a `row_count` warning that gives the count, the
+    trailing median, the ratio and the band; with `row_count: block` the same day is quarantined."""
+    from tasks.validate import describe
+
+    _redeliver(landed, layout, make(_events(landed)))
+    res = run(DAY, params, layout)
+    assert res.passed and [w["check"] for w in res.warnings] == ["row_count"]
+    text = describe(res.warnings[0], res.volume)
+    assert f"{res.rows:,} events is" in text and "median of the trailing" in text and "allowed" in text
+    params["validate"]["policy"]["row_count"] = "block"
+    with pytest.raises(ValidationFailed, match="median of the trailing"):
+        run(DAY, params, layout)
+
+
 def test_an_accepted_check_passes_for_that_run_and_is_recorded(landed, layout, params):
-    """An operator who reviewed a real traffic spike accepts `row_count` for one run."""
+    """An operator who reviewed a real traffic spike under a strict policy accepts `row_count` for one run."""
+    params["validate"]["policy"]["row_count"] = "block"
     _redeliver(landed, layout, _spike(_events(landed)))
     res = run(DAY, params, layout, accept=("row_count",))
     assert res.passed
