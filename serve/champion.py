@@ -1,9 +1,10 @@
 """Serving side of the registry: follow the champion pointer, hot-reload, recommend with ONNX Runtime.
 
 `ChampionFollower.refresh()` reads `champion.json`; when it names a new version, the
-version's files are downloaded and verified against its manifest (sha256, size)
-before a new ONNX Runtime session replaces the old one in a single assignment, so
-requests never see a half-loaded model. A failed download keeps the current model.
+version's files are downloaded and verified end to end (the manifest against the digest the
+pointer recorded, each file against the manifest's sha256 and size) before a new ONNX Runtime
+session replaces the old one in a single assignment, so requests never see a half-loaded model.
+A failed download keeps the current model.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class ChampionFollower:
         with self._lock:
             version, serve_file = pointer["version"], pointer.get("serve_file", "model.onnx")
             dest = self.cache_dir / version
-            self.registry.download(version, dest, [serve_file, "items.json", "config.json"])
+            self.registry.download(
+                version, dest, [serve_file, "items.json", "config.json"], manifest_sha256=pointer.get("manifest_sha256")
+            )
             from tasks.export import session
 
             items = json.loads((dest / "items.json").read_text())

@@ -225,7 +225,7 @@ def pull_champion(
         with atomic_dir(dest) as tmp:
             write_json(tmp / "no_champion.json", {"day": day_str(day), "champion": None})
     else:
-        registry.download(version, dest, CHAMPION_FILES)
+        registry.download(version, dest, CHAMPION_FILES, manifest_sha256=registry.recorded_manifest_sha(version))
     write_json(BASE.path(layout, day), {"day": day_str(day), "base": version, "why": why})
     LOG.info("day %s builds on %s (%s)", day, version or "nothing", why)
     push(store, layout, day, STEPS["pull_champion"].writes)

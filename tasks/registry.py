@@ -72,13 +72,36 @@ class Registry:
             return None, None
         return json.loads(got[0]), got[1]
 
-    def manifest(self, version: str) -> dict:
+    def _manifest_raw(self, version: str) -> bytes:
         got = self._get(self.version_key(version, MANIFEST))
         if got is None:
             raise FreshrecError(
                 f"version {version!r} of {self.name} does not exist in s3://{self.bucket}/{self.prefix}"
             )
-        return json.loads(got[0])
+        return got[0]
+
+    def manifest(self, version: str, expected_sha256: str | None = None) -> dict:
+        """A version's manifest; with `expected_sha256` (the digest the pointer or the history recorded
+        when it was promoted), checked end to end: a file rewritten together with its manifest entry
+        passes the per-file check, not this one."""
+        body = self._manifest_raw(version)
+        if expected_sha256 is not None and hashlib.sha256(body).hexdigest() != expected_sha256:
+            raise IntegrityError(
+                f"the manifest of version {version} is not the one recorded when it was promoted (sha256 "
+                f"{hashlib.sha256(body).hexdigest()[:12]}…, recorded {expected_sha256[:12]}…): the version was "
+                "rewritten in the store; do not serve it — restore it from a backup or roll back to another version"
+            )
+        return json.loads(body)
+
+    def recorded_manifest_sha(self, version: str) -> str | None:
+        """The manifest digest recorded when `version` became champion (pointer, else history); None if never."""
+        pointer, _ = self.pointer()
+        if pointer is not None and pointer["version"] == version:
+            return pointer.get("manifest_sha256")
+        for record in reversed(self.history()):
+            if record["version"] == version and record.get("manifest_sha256"):
+                return record["manifest_sha256"]
+        return None
 
     def versions(self) -> list[str]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(
@@ -95,9 +118,12 @@ class Registry:
         keys = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
         return [json.loads(self._get(k)[0]) for k in keys]
 
-    def download(self, version: str, dest: Path, files: list[str] | None = None) -> dict:
-        """Fetch a version into `dest`, verifying sha256 and size of each file; all or nothing."""
-        manifest = self.manifest(version)
+    def download(
+        self, version: str, dest: Path, files: list[str] | None = None, manifest_sha256: str | None = None
+    ) -> dict:
+        """Fetch a version into `dest`, verifying sha256 and size of each file (and the manifest against
+        `manifest_sha256` when given); all or nothing."""
+        manifest = self.manifest(version, manifest_sha256)
         wanted = files or list(manifest["files"])
         with atomic_dir(dest) as tmp:
             for name in wanted:
@@ -119,11 +145,11 @@ class Registry:
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         return manifest
 
-    def verify(self, version: str) -> dict:
+    def verify(self, version: str, manifest_sha256: str | None = None) -> dict:
         """Download every file of a version to a scratch dir and check it against the manifest."""
         scratch = Path(tempfile.mkdtemp(prefix="freshrec-verify-"))
         try:
-            return self.download(version, scratch / "v")
+            return self.download(version, scratch / "v", manifest_sha256=manifest_sha256)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -202,7 +228,8 @@ class Registry:
         """
         from botocore.exceptions import BotoCoreError, ClientError
 
-        manifest = self.verify(version)
+        # a version promoted before (a rollback target) must still be the version that was approved
+        manifest = self.verify(version, self.recorded_manifest_sha(version))
         current_body, etag = self._pointer_raw()
         current = json.loads(current_body) if current_body else None
         if expected_etag is not None and etag != expected_etag:
@@ -213,7 +240,7 @@ class Registry:
         record = {
             "version": version,
             "manifest": self.version_key(version, MANIFEST),
-            "manifest_sha256": hashlib.sha256(json.dumps(manifest, indent=2, sort_keys=True).encode()).hexdigest(),
+            "manifest_sha256": hashlib.sha256(self._manifest_raw(version)).hexdigest(),
             "serve_file": manifest.get("serve_file", "model.onnx"),
             "previous": current["version"] if current else None,
             "action": action,

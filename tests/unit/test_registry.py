@@ -125,3 +125,36 @@ def test_history_never_misses_a_pointer_move(registry, files, monkeypatch):
     assert registry.pointer()[0]["version"] == "2024-01-02-bbbb"
     registry.set_champion("2024-01-03-cccc", "carol", "daily")
     assert [h["version"] for h in registry.history()] == ["2024-01-01-aaaa", "2024-01-02-bbbb", "2024-01-03-cccc"]
+
+
+def _rewrite_consistently(registry, version: str, name: str, data: bytes) -> None:
+    """An attacker with store access rewrites a file and its manifest entry together."""
+    key = registry.version_key(version, name)
+    registry.s3.put_object(Bucket=registry.bucket, Key=key, Body=data)
+    manifest = registry.manifest(version)
+    manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    registry.s3.put_object(Bucket=registry.bucket, Key=registry.version_key(version, "manifest.json"), Body=body)
+
+
+def test_a_version_rewritten_with_its_manifest_is_refused_end_to_end(registry, files, tmp_path):
+    """Per-file checks pass (file and manifest entry agree) but the manifest is not the one the pointer
+    recorded: serving, rollback and pulling the champion all refuse it."""
+    from serve.champion import ChampionFollower
+
+    registry.publish("2024-01-01-aaaa", files("a"), {})
+    registry.publish("2024-01-02-bbbb", files("b"), {})
+    registry.set_champion("2024-01-01-aaaa", "alice", "first")
+    registry.set_champion("2024-01-02-bbbb", "bob", "daily")
+    for version in ("2024-01-01-aaaa", "2024-01-02-bbbb"):
+        _rewrite_consistently(registry, version, "items.json", b'["evil"]')
+    registry.download("2024-01-02-bbbb", tmp_path / "naive")  # what a per-file check alone lets through
+    with pytest.raises(IntegrityError, match="not the one recorded"):
+        ChampionFollower(registry, tmp_path / "serve").refresh()
+    with pytest.raises(IntegrityError, match="not the one recorded"):
+        registry.set_champion("2024-01-01-aaaa", "carol", "roll back", action="rollback")
+    with pytest.raises(IntegrityError, match="not the one recorded"):
+        registry.download(
+            "2024-01-02-bbbb", tmp_path / "pull", manifest_sha256=registry.recorded_manifest_sha("2024-01-02-bbbb")
+        )
+    assert registry.pointer()[0]["version"] == "2024-01-02-bbbb"
