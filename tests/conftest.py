@@ -98,9 +98,9 @@ def _free(port: int) -> bool:
 @pytest.fixture(scope="session")
 def s3_server():
     """A real SeaweedFS S3 server on 127.0.0.1 for the whole session; stopped at the end."""
-    from tasks.s3 import LocalS3
+    from tasks.s3 import PORT_BLOCK, LocalS3
 
-    base = next(p for p in range(18333, 19333, 50) if all(_free(p + o) for o in (0, 1000, 1007, 555, 15313)))
+    base = next(p for p in range(18333, 19333, 50) if all(_free(p + o) for o in range(PORT_BLOCK)))
     server = LocalS3(_SESSION_DIR / "s3", base).start()
     yield server
     server.stop()
