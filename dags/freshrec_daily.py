@@ -223,10 +223,10 @@ def freshrec_daily():
     def train_challenger() -> dict:
         from dataclasses import asdict
 
-        from tasks import train
+        from tasks import versioning
 
         day, params, layout, _ = _ctx()
-        return asdict(_run("train_challenger", train.train_and_version, day, params, layout))
+        return asdict(_run("train_challenger", versioning.train_and_version, day, params, layout))
 
     @task(retries=0)
     def evaluate_challenger() -> dict:

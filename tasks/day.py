@@ -202,6 +202,10 @@ def resolve_base(day: dt.date, store: Store, layout: Layout, registry, override:
         if not outcome.get("inherit"):
             return outcome["champion_after"], f"the champion after {d}'s run ({outcome['status']})"
         d -= dt.timedelta(days=1)  # that day never resolved a base (e.g. quarantined): look further back
+    own = BASE.path(layout, day)  # a re-run of a day with no chain before it (the first day) keeps its base
+    if store.pull(layout.root, _rel(layout, own), required=False):
+        recorded = read_json(own)
+        return recorded["base"], f"as this day's earlier run resolved it ({recorded['why']})"
     pointer, _ = registry.pointer()
     if pointer is None and not registry.history():
         return None, "no champion yet: the first model (full training)"
@@ -230,6 +234,12 @@ def pull_champion(
     LOG.info("day %s builds on %s (%s)", day, version or "nothing", why)
     push(store, layout, day, STEPS["pull_champion"].writes)
     return version
+
+
+def stage_files(layout: Layout, day: dt.date) -> dict[str, str]:
+    """The DVC stage files of day D's training run (tasks/versioning.py); empty if it was not versioned."""
+    root = DVC_STAGE.path(layout, day)
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def base_of(layout: Layout, day: dt.date) -> str | None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.common import FreshrecError, Layout, day_bounds, day_str, epoch_seconds
-from tasks.replay import EVENTS_FILE, ITEMS_FILE
+from tasks.landing import EVENTS_FILE, ITEMS_FILE
 
 
 def load_events(layout: Layout, through: dt.date, since: dt.date | None = None) -> pd.DataFrame:

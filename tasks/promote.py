@@ -62,7 +62,7 @@ def dvc_lock_stages(lock: Path, day: dt.date) -> dict:
 
 
 def lineage(layout: Layout, day: dt.date, params: dict) -> dict:
-    from tasks.versioning import stage_files
+    from tasks.day import stage_files
 
     parts = sorted(p for p in layout.raw_events_root().glob("date=*") if p.name[5:] <= str(day))
     return {

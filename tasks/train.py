@@ -421,15 +421,6 @@ def run(day: dt.date, params: dict, layout: Layout, mode: str | None = None, pro
     )
 
 
-def train_and_version(day: dt.date, params: dict, layout: Layout, mode: str | None = None) -> TrainResult:
-    """Train day D's challenger, then record the run with DVC (tasks/versioning.py): what the pipeline runs."""
-    from tasks.versioning import version_training
-
-    res = run(day, params, layout, mode, progress=False)
-    version_training(day, params, layout)
-    return res
-
-
 def main(argv: list[str] | None = None) -> None:
     def options(ap):
         ap.add_argument("--mode", choices=MODES, help="override the drift decision")

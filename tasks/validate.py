@@ -29,7 +29,7 @@ from tasks.common import (
     step_cli,
     write_json,
 )
-from tasks.replay import EVENTS_FILE, ITEMS_FILE
+from tasks.landing import EVENTS_FILE, ITEMS_FILE
 from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
 
 LOG = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ from pathlib import Path
 import yaml
 
 from tasks.common import FreshrecError, Layout, day_str, load_params, parse_day, setup_logging, sha256_file
+from tasks.day import DVC_STAGE
 
 LOG = logging.getLogger(__name__)
-DVC_DIR = "dvc"  # runs/date=D/dvc: the training run's DVC stage files
 STAGE_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
 
 
@@ -116,7 +116,7 @@ def version_training(day: dt.date, params: dict, layout: Layout) -> dict:
         _dvc(["push", "-q"], work)
         files = {name: (work / name).read_text() for name in STAGE_FILES}
         files |= {str(p.relative_to(work)): p.read_text() for p in sorted(data.rglob("*.dvc"))}
-        out = layout.run(day) / DVC_DIR
+        out = DVC_STAGE.path(layout, day)
         shutil.rmtree(out, ignore_errors=True)
         for name, text in files.items():
             (out / name).parent.mkdir(parents=True, exist_ok=True)
@@ -129,10 +129,13 @@ def version_training(day: dt.date, params: dict, layout: Layout) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def stage_files(layout: Layout, day: dt.date) -> dict[str, str]:
-    """The DVC stage files of day D's training run (empty if it was not versioned)."""
-    root = layout.run(day) / DVC_DIR
-    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+def train_and_version(day: dt.date, params: dict, layout: Layout, mode: str | None = None):
+    """Train day D's challenger, then record the run with DVC: what the pipeline's train task runs."""
+    from tasks import train
+
+    res = train.run(day, params, layout, mode, progress=False)
+    version_training(day, params, layout)
+    return res
 
 
 def reproduce(version: str, params: dict, registry, keep: Path | None = None) -> dict:
