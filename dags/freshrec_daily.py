@@ -63,6 +63,15 @@ def _train_executor_config() -> dict:
     return {"pod_override": PodGenerator.deserialize_model_dict(yaml.safe_load(TRAIN_POD.read_text()))}
 
 
+def _approvers() -> list[dict] | None:
+    """`promote.approvers` in params.yaml as HITL assigned users: only they can answer the approval
+    (Airflow checks it on every answer, UI and REST alike). Read at parse time: a small YAML file."""
+    from tasks.common import load_params
+
+    ids = load_params()["promote"].get("approvers") or []
+    return [{"id": str(i), "name": str(i)} for i in ids] or None
+
+
 def _status(row: dict, states: dict) -> str:
     """How a day that did not fail ended, in one word for its outcome record."""
     if row["decision"] == "skip":
@@ -268,6 +277,7 @@ def freshrec_daily():
         subject="freshrec: promote the challenger for {{ params.day or ds }}?",
         body=APPROVAL_BODY,
         defaults=["Reject"],  # no answer within the timeout means no promotion
+        assigned_users=_approvers(),
         response_timeout=APPROVAL_TIMEOUT,
         retries=0,
     )

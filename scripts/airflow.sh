@@ -10,7 +10,16 @@ RUN="$ROOT/.run"
 PIDFILE="$RUN/airflow.pid"
 
 start() {
-  mkdir -p "$RUN"
+  mkdir -p "$RUN" "$AIRFLOW_HOME"
+  # our own users and passwords file (0600), so Airflow neither generates a password nor prints one to its log
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin"
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/passwords.json"
+  [ -f "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" ] || python -c "
+import json, os, secrets, pathlib
+from tasks.common import write_secret
+write_secret(pathlib.Path(os.environ['AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE']),
+             json.dumps({'admin': secrets.token_urlsafe(18)}))"
+  chmod 600 "$AIRFLOW_HOME/airflow.db" "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" 2>/dev/null || true
   python -m tasks.s3 start
   eval "$(python -m tasks.s3 env)"
   if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
@@ -30,11 +39,8 @@ start() {
     echo
     airflow dags reserialize >/dev/null 2>&1 || true
   fi
-  local pw="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
   echo "Airflow UI: http://127.0.0.1:8080  (log: .run/airflow.log)"
-  if [ -f "$pw" ]; then
-    echo "login: $(python -c "import json,sys; d=json.load(open('$pw')); print(', '.join(f'{u} / {p}' for u,p in d.items()))")"
-  fi
+  echo "login: admin; the password is in ${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE#$ROOT/} (mode 600, never logged)"
   echo "1. unpause and trigger freshrec_bootstrap (once); 2. backfill replay days, e.g."
   echo "   airflow backfill create --dag-id freshrec_replay --from-date 1998-03-01 --to-date 1998-03-03"
   echo "   airflow backfill create --dag-id freshrec_daily  --from-date 1998-03-01 --to-date 1998-03-03"

@@ -1,6 +1,7 @@
 # Environment shared by `make run`, `make airflow` and `make test`. Source it; it prints nothing.
 # Everything that phones home is switched off: this machine reaches package registries only.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+umask 077  # what the commands generate (airflow.db, logs, keys, passwords) is readable by its owner only
 export PATH="$ROOT/.venv/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 export GX_ANALYTICS_ENABLED=false

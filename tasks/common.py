@@ -171,6 +171,16 @@ def write_json(path: Path, obj: Any) -> Path:
     return path
 
 
+def write_secret(path: Path, text: str) -> Path:
+    """Write a secret file that is 0600 from its first byte (never briefly readable by others)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
 def read_json(path: Path) -> Any:
     with path.open() as f:
         return json.load(f)

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.common import PROJECT_ROOT, FreshrecError
+from tasks.common import PROJECT_ROOT, FreshrecError, write_secret
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8333"
 RUN_DIR = PROJECT_ROOT / ".run" / "s3"
@@ -62,15 +62,6 @@ def ensure_bucket(s3, bucket: str) -> None:
         s3.create_bucket(Bucket=bucket)
 
 
-def _write_secret(path: Path, text: str) -> None:
-    """Write a secret file that is 0600 from its first byte (never briefly world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
 PORT_BLOCK = 10  # ports one instance opens: [port, port + PORT_BLOCK)
 
 
@@ -94,7 +85,7 @@ class LocalS3:
         if not creds.exists():
             self.state_dir.mkdir(parents=True, exist_ok=True)
             data = {"access_key": "freshrec" + secrets.token_hex(6), "secret_key": secrets.token_urlsafe(30)}
-            _write_secret(creds, json.dumps(data))
+            write_secret(creds, json.dumps(data))
         return json.loads(creds.read_text())
 
     def env(self) -> dict[str, str]:
@@ -140,7 +131,7 @@ expires_after_seconds = 10
 [access]
 ui = false
 """
-        _write_secret(path, text)
+        write_secret(path, text)
 
     def _weed(self) -> str:
         exe = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
@@ -162,7 +153,7 @@ ui = false
             return self
         c = self.credentials()
         config = self.state_dir / "identities.json"
-        _write_secret(
+        write_secret(
             config,
             json.dumps(
                 {

@@ -76,3 +76,26 @@ def test_day_param_refuses_a_malformed_day_at_trigger_time(dagbag, bad):
     assert param.resolve("1998-03-01") == "1998-03-01" and param.resolve(None) is None
     with pytest.raises(ParamValidationError):
         param.resolve(bad)
+
+
+def test_only_the_approvers_in_params_can_answer_the_approval(dagbag, monkeypatch):
+    """`promote.approvers` becomes the HITL task's assigned users; Airflow refuses anyone else's answer."""
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    task = dagbag.dags["freshrec_daily"].get_task("approve_promotion")
+    assert task.assigned_users == [{"id": "admin", "name": "admin"}]
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
+    auth, ids = SimpleAuthManager(), {u["id"] for u in task.assigned_users}
+    assert auth.is_authorized_hitl_task(assigned_users=ids, user=SimpleAuthManagerUser(username="admin", role="admin"))
+    assert not auth.is_authorized_hitl_task(
+        assigned_users=ids, user=SimpleAuthManagerUser(username="mallory", role="admin")
+    )
+
+
+def test_make_airflow_never_prints_or_logs_the_password():
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "airflow.sh").read_text()
+    assert "SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" in script and "write_secret" in script
+    assert "json.load(open" not in script  # the old line that echoed every password
+    env = (Path(__file__).resolve().parents[2] / "scripts" / "env.sh").read_text()
+    assert "umask 077" in env
