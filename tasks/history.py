@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.common import FreshrecError, Layout, day_bounds, day_str, epoch_seconds
+from tasks.contract import conform
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
 
 
@@ -21,7 +22,7 @@ def load_events(layout: Layout, through: dt.date, since: dt.date | None = None) 
     keep = [p for p in days if p.name[5:] <= day_str(through) and (since is None or p.name[5:] >= day_str(since))]
     if not keep:
         raise FreshrecError(f"no ingested events on or before {through} under {root}: ingest some days first")
-    frames = [pd.read_parquet(p / EVENTS_FILE) for p in keep]
+    frames = [conform(pd.read_parquet(p / EVENTS_FILE)) for p in keep]  # any zone -> UTC, dictionary -> values
     events = pd.concat(frames, ignore_index=True)
     return events.sort_values(["event_ts", "user_id", "item_id"], kind="stable").reset_index(drop=True)
 

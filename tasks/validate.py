@@ -29,6 +29,7 @@ from tasks.common import (
     step_cli,
     write_json,
 )
+from tasks.contract import CAUSES, ID_COLUMNS, conform, id_problems
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
 from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
 
@@ -98,20 +99,29 @@ USER_EVENTS = "_user_events_today"  # derived: each row's user's event count on 
 BAD_ID = r"^\s*(-\d+|0+|)\s*$"  # negative, zero or blank ids
 
 
+TS_ZONE = "_event_ts_zone"  # derived: the time zone of event_ts ("none" if naive)
+DERIVED = [USER_EVENTS, TS_ZONE, *(f"_noncanonical_{c}" for c in ID_COLUMNS)]
+
+
 def with_derived(df: pd.DataFrame) -> pd.DataFrame:
-    """The frame the events suite runs on: the delivery plus derived columns the checks need."""
-    out = df.copy()
+    """The frame the events suite runs on: the delivery (conformed: see tasks/contract.py) plus the
+    derived columns the checks need."""
+    out = conform(df)
     out[USER_EVENTS] = out.groupby("user_id", dropna=False)["user_id"].transform("size") if "user_id" in out else 0
+    zone = getattr(out["event_ts"].dtype, "tz", None) if "event_ts" in out else None
+    out[TS_ZONE] = str(zone) if zone is not None else "none"
+    for c in ID_COLUMNS:
+        out[f"_noncanonical_{c}"] = id_problems(out[c]) if c in out else None
     return out
 
 
-def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, volume: dict):
+def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, volume: dict, rows: int = 0):
     """The day's events suite: list of (check name, expectation). Bounds come from params and context."""
     import great_expectations.expectations as gxe
 
     start, end = (pd.Timestamp(t, unit="s", tz="UTC") for t in day_bounds(day))
     checks = [
-        ("columns", gxe.ExpectTableColumnsToMatchSet(column_set=[*EVENT_COLUMNS, USER_EVENTS], exact_match=True)),
+        ("columns", gxe.ExpectTableColumnsToMatchSet(column_set=[*EVENT_COLUMNS, *DERIVED], exact_match=True)),
         ("min_rows", gxe.ExpectTableRowCountToBeBetween(min_value=volume["min_rows"])),
         ("no_duplicates", gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id", "event_ts"])),
         ("type_event_ts", gxe.ExpectColumnValuesToBeOfType(column="event_ts", type_="Timestamp")),
@@ -144,8 +154,13 @@ def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, vo
         ]
     checks += [("length_event_type", gxe.ExpectColumnValueLengthsToBeBetween(column="event_type", max_value=64))]
     checks += [
-        (f"not_null_{c}", gxe.ExpectColumnValuesToNotBeNull(column=c)) for c in ("user_id", "item_id", "event_ts")
+        (f"not_null_{c}", gxe.ExpectColumnValuesToNotBeNull(column=c))
+        for c in ("user_id", "item_id", "event_ts", "rating")
     ]
+    checks += [(f"canonical_{c}", gxe.ExpectColumnValuesToBeNull(column=f"_noncanonical_{c}")) for c in ID_COLUMNS]
+    checks += [("ts_timezone", gxe.ExpectColumnValuesToBeInSet(column=TS_ZONE, value_set=["UTC"]))]
+    if rows >= 10:  # a day of real events has more than one distinct time
+        checks += [("ts_distinct", gxe.ExpectColumnUniqueValueCountToBeBetween(column="event_ts", min_value=2))]
     if catalogue_ids is not None:
         checks += [  # any unknown item is flagged (policy: warn); too many of them block
             ("unknown_items", gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=catalogue_ids)),
@@ -299,7 +314,7 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
         catalogue = items["item_id"].astype(str).tolist() if items is not None and "item_id" in items else None
         band = volume_bounds(trailing_counts(layout, day, params["volume_window_days"]), params)
         res.volume = {**band, "rows": res.rows, "verdict": volume_verdict(res.rows, band)}
-        checks = events_suite(day, params, catalogue, band)
+        checks = events_suite(day, params, catalogue, band, res.rows)
         got, page = run_checkpoint("events", with_derived(df), checks, docs_dir, day)
         results += got
         res.docs = str(page)
@@ -329,6 +344,8 @@ def describe(check: dict, volume: dict | None = None) -> str:
         detail = f"{check['unexpected_count']} rows"
     else:
         detail = f"observed {check.get('observed_value')}"
+    if check["check"] in CAUSES:
+        detail = f"{CAUSES[check['check']]}; {detail}"
     sample, rows = check.get("sample_values"), check.get("sample_rows")
     return (
         f"{check['check']} ({check['expectation']}, column {check.get('column')}): {detail}"

@@ -100,6 +100,18 @@ def _every(k, col, value):
     return lambda df: df.assign(**{col: df[col].where(df.index % k != 0, value)})
 
 
+def _ids(col, value):  # every 6th id respelled as `value(id)`
+    return lambda df: df.assign(**{col: [value(v) if i % 6 == 0 else v for i, v in enumerate(df[col])]})
+
+
+def _naive_ts(df):  # the same instants without a time zone
+    return df.assign(event_ts=df["event_ts"].dt.tz_localize(None))
+
+
+def _one_timestamp(df):  # every event stamped with the same placeholder time
+    return df.assign(event_ts=df["event_ts"].iloc[0])
+
+
 # case -> (how the bad delivery is made, the check that must name it, the column it must name)
 BAD_EVENTS = {
     "zero_rows": (lambda df: df.iloc[:0], "min_rows", None),
@@ -119,6 +131,23 @@ BAD_EVENTS = {
     "unknown_event_type": (lambda df: df.assign(event_type="purchase"), "event_type", "event_type"),
     "oversized_strings": (_every(10, "item_id", "x" * 500), "length_item_id", "item_id"),
     "non_utf8_bytes": (_non_utf8, "type_user_id", "user_id"),
+    "padded_ids": (_ids("user_id", lambda v: f" {v} "), "canonical_user_id", "_noncanonical_user_id"),
+    "leading_zero_ids": (_ids("item_id", lambda v: f"00{v}"), "canonical_item_id", "_noncanonical_item_id"),
+    "float_spelled_ids": (_ids("item_id", lambda v: f"{v}.0"), "canonical_item_id", "_noncanonical_item_id"),
+    "fullwidth_digit_ids": (
+        _ids("item_id", lambda v: v.translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})),
+        "canonical_item_id",
+        "_noncanonical_item_id",
+    ),
+    "zero_width_space_ids": (_ids("user_id", lambda v: v + "\u200b"), "canonical_user_id", "_noncanonical_user_id"),
+    "arabic_indic_digit_ids": (
+        _ids("item_id", lambda v: v.translate({ord(d): 0x0660 + int(d) for d in "0123456789"})),
+        "canonical_item_id",
+        "_noncanonical_item_id",
+    ),
+    "missing_ratings": (_every(4, "rating", None), "not_null_rating", "rating"),
+    "timestamps_without_time_zone": (_naive_ts, "ts_timezone", "_event_ts_zone"),
+    "one_timestamp_for_every_event": (_one_timestamp, "ts_distinct", "event_ts"),
     "unknown_items_over_share": (
         lambda df: df.assign(item_id="new-" + df["item_id"]),
         "unknown_items_share",
@@ -164,7 +193,10 @@ def test_bad_events_are_quarantined_and_a_fixed_redelivery_passes(case, landed, 
     with pytest.raises(ValidationFailed) as err:
         run(DAY, params, layout)
     _assert_quarantined(err, check, column, layout, digest, before)
-    if column and case not in ("type_changed", "ts_in_milliseconds", "non_utf8_bytes"):
+    if column and case not in (
+        "type_changed", "ts_in_milliseconds", "non_utf8_bytes", "timestamps_without_time_zone",
+        "one_timestamp_for_every_event",
+    ):  # fmt: skip
         failure = next(f for f in read_json(layout.quarantine(DAY) / REPORT_FILE)["failures"] if f["check"] == check)
         assert failure["sample_rows"], "the report points at offending rows"
     _redeliver(landed, layout, good)
@@ -249,3 +281,44 @@ def test_policy_lives_in_params(landed, layout, params):
     res = run(DAY, params, layout)
     assert res.passed
     assert [w["check"] for w in res.warnings] == ["rating_range"]
+
+
+def _dictionary(df):  # what Spark and pandas write for low-cardinality strings
+    return df.astype({"user_id": "category", "item_id": "category", "event_type": "category"})
+
+
+def _new_york(df):  # the same instants, stored in another zone
+    return df.assign(event_ts=df["event_ts"].dt.tz_convert("America/New_York"))
+
+
+ENCODED_DIFFERENTLY = {"dictionary_columns": _dictionary, "another_time_zone": _new_york}
+
+
+@pytest.mark.parametrize("case", sorted(ENCODED_DIFFERENTLY))
+def test_what_is_only_encoded_differently_passes_and_reads_back_as_utc(case, landed, layout, params):
+    """Dictionary-encoded columns and other time zones are the same events: they pass, and every
+    later read of the history sees UTC strings (a non-UTC day used to break every later day)."""
+    from tasks.history import load_events
+
+    good = _events(landed)
+    _redeliver(landed, layout, ENCODED_DIFFERENTLY[case](good))
+    res = run(DAY, params, layout)
+    assert res.passed, res.failures
+    events = load_events(layout, DAY)
+    assert str(events["event_ts"].dt.tz) == "UTC"
+    day = events[events["event_ts"] >= pd.Timestamp(DAY, tz="UTC")]
+    assert sorted(day["user_id"].astype(str)) == sorted(good["user_id"].astype(str))
+
+
+def test_a_zstd_codec_passes(landed, layout, params):
+    path = landing_path(landed, DAY) / EVENTS_FILE
+    _events(landed).to_parquet(path, index=False, compression="zstd")
+    ingest_day(DAY, landed, layout)
+    assert run(DAY, params, layout).passed
+
+
+def test_contract_failures_say_the_cause_in_words(landed, layout, params):
+    _redeliver(landed, layout, _ids("item_id", lambda v: f"00{v}")(_events(landed)))
+    with pytest.raises(ValidationFailed, match="ids must be in canonical form") as err:
+        run(DAY, params, layout)
+    assert "a number spelled non-canonically" in str(err.value)  # the offending value and why

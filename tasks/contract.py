@@ -1,0 +1,101 @@
+"""The events data contract, one place for what a day's events must be (docs/data-guard.md).
+
+- `user_id`, `item_id`: strings in canonical form: no surrounding or non-standard spaces, no
+  control or invisible characters, NFC-normal, no full-width or mathematical look-alikes of ASCII, one
+  script per id (no Cyrillic letter inside a Latin title), and numeric ids spelled the one way
+  (`50`, never `050`, `50.0`, `+50` or Arabic-Indic digits);
+- `rating`: a number, never null, in `validate.rating_min`..`rating_max`;
+- `event_ts`: timezone-aware; any zone is accepted and converted to UTC.
+
+What is only *encoded* differently is accepted and conformed before the checks and wherever
+events are read (`conform`): dictionary-encoded (categorical) columns, any Parquet codec, any time
+zone. What is *different* is refused by the checks, with the cause in words (`CAUSES`).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import pandas as pd
+
+ID_COLUMNS = ("user_id", "item_id")
+_NUMERIC = re.compile(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")
+_CANONICAL_NUMBER = re.compile(r"0|[1-9][0-9]*")
+_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "HEBREW", "ARABIC")
+
+
+def conform(df: pd.DataFrame) -> pd.DataFrame:
+    """The same events with encoding differences removed: categorical columns as their values,
+    timezone-aware `event_ts` in UTC. Naive timestamps stay naive (the contract check refuses them)."""
+    out = df.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype(out[col].cat.categories.dtype)
+    if "event_ts" in out and isinstance(out["event_ts"].dtype, pd.DatetimeTZDtype):
+        out["event_ts"] = out["event_ts"].dt.tz_convert("UTC")
+    return out
+
+
+def _spaces(s: str) -> str | None:
+    return "leading or trailing spaces" if s != s.strip() else None
+
+
+def _invisible(s: str) -> str | None:
+    for ch in s:
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Cf", "Co", "Cs") or (cat.startswith("Z") and ch != " "):
+            return f"invisible or control character U+{ord(ch):04X}"
+    return None
+
+
+def _normal_form(s: str) -> str | None:
+    if unicodedata.normalize("NFC", s) != s:
+        return "not NFC-normal (decomposed accents: the same id spelled with other code points)"
+    for ch in s:  # compatibility look-alikes of ASCII letters and digits (real titles keep e.g. "Alien³")
+        if 0xFF01 <= ord(ch) <= 0xFF5E or 0x1D400 <= ord(ch) <= 0x1D7FF:
+            return f"full-width or mathematical look-alike character {ch!r} (U+{ord(ch):04X})"
+    return None
+
+
+def _number(s: str) -> str | None:
+    numeric = _NUMERIC.fullmatch(s) or (any(c.isdigit() for c in s) and all(c.isdigit() or c in "+-.eE" for c in s))
+    if numeric and not _CANONICAL_NUMBER.fullmatch(s):
+        return "a number spelled non-canonically (leading zeros, sign, decimals or non-ASCII digits)"
+    return None
+
+
+def _one_script(s: str) -> str | None:
+    scripts = {
+        next((sc for sc in _SCRIPTS if unicodedata.name(ch, "").startswith(sc)), None) for ch in s if ch.isalpha()
+    }
+    scripts.discard(None)
+    return f"mixes scripts ({', '.join(sorted(scripts))}): a look-alike character" if len(scripts) > 1 else None
+
+
+_RULES = (_spaces, _invisible, _normal_form, _number, _one_script)
+
+
+def id_problem(value) -> str | None:
+    """Why an id is not in canonical form, or None if it is (nulls have their own check)."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    s = str(value)
+    return next((problem for rule in _RULES if (problem := rule(s)) is not None), None)
+
+
+def id_problems(col: pd.Series) -> pd.Series:
+    """Per row: the offending id with its problem (`'050': leading zeros…`), None where canonical."""
+    uniques = col.dropna().unique()
+    bad = {v: p for v in uniques if (p := id_problem(v)) is not None}
+    return col.map(lambda v: f"{v!r}: {bad[v]}" if v in bad else None).astype(object)
+
+
+# the cause of each contract check's failure in words, for the report, the run log and the evidence
+CAUSES = {
+    "canonical_user_id": "user ids must be in canonical form (trimmed, NFC, one script, numbers as 50)",
+    "canonical_item_id": "item ids must be in canonical form (trimmed, NFC, one script, numbers as 50)",
+    "not_null_rating": "every event needs a rating; nulls are missing data, not a rating",
+    "ts_timezone": "event_ts has no time zone: the contract is tz-aware timestamps (any zone, converted to UTC)",
+    "ts_distinct": "every event of the day has the same timestamp: a placeholder, not event times",
+}
