@@ -292,6 +292,44 @@ def _read(path: Path, check: str, res: ValidationResult) -> pd.DataFrame | None:
         return None
 
 
+_SCALARS = (str, int, float, bool, type(None), pd.Timestamp, dt.date, dt.datetime)
+
+
+def physical_problems(df: pd.DataFrame, columns: tuple[str, ...], prefix: str = "") -> list[dict]:
+    """Columns whose cells are not scalars (lists, maps, bytes, arrays: nested Parquet types): the
+    checks cannot run on them, so each is a failure with the cause and sample rows."""
+    problems = []
+    for col in columns:
+        if col not in df or df[col].dtype != object:
+            continue
+        bad = [(i, v) for i, v in enumerate(df[col]) if not isinstance(v, _SCALARS) or isinstance(v, bytes)]
+        if bad:
+            kinds = sorted({type(v).__name__ for _, v in bad})
+            problems.append(
+                {
+                    "check": f"{prefix}type_{col}",
+                    "expectation": "physical_type",
+                    "column": col,
+                    "cause": f"{len(bad)} values of type {', '.join(kinds)} where a scalar is expected "
+                    "(a nested or binary Parquet type): the contract is flat columns",
+                    "sample_values": [repr(v)[:80] for _, v in bad[:10]],
+                    "sample_rows": [i for i, _ in bad[:10]],
+                }
+            )
+    return problems
+
+
+def _crashed(check: str, exc: Exception) -> dict:
+    LOG.warning("validation of the day could not run %s: %s", check, exc)
+    return {
+        "check": check,
+        "expectation": "runs",
+        "column": None,
+        "cause": "the checks could not run on this data; it does not follow the contract (docs/data-guard.md)",
+        "exception": f"{type(exc).__name__}: {exc}"[:500],
+    }
+
+
 def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, ...] = ()) -> ValidationResult:
     """Run both suites; quarantine the day if any blocking check failed.
 
@@ -311,17 +349,29 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     items = _read(items_file, "items_readable", res) if items_file.exists() else None
     if df is not None:
         res.rows = len(df)
-        catalogue = items["item_id"].astype(str).tolist() if items is not None and "item_id" in items else None
         band = volume_bounds(trailing_counts(layout, day, params["volume_window_days"]), params)
         res.volume = {**band, "rows": res.rows, "verdict": volume_verdict(res.rows, band)}
-        checks = events_suite(day, params, catalogue, band, res.rows)
-        got, page = run_checkpoint("events", with_derived(df), checks, docs_dir, day)
-        results += got
-        res.docs = str(page)
+        res.failures += physical_problems(df, ("user_id", "item_id", "event_type", "rating", "event_ts"))
+        if not res.failures:  # the suite runs on frames whose cells are what the columns claim
+            try:
+                ids = items["item_id"] if items is not None and "item_id" in items else None
+                catalogue = None if ids is None or physical_problems(items, ("item_id",)) else ids.astype(str).tolist()
+                checks = events_suite(day, params, catalogue, band, res.rows)
+                got, page = run_checkpoint("events", with_derived(df), checks, docs_dir, day)
+                results += got
+                res.docs = str(page)
+            except Exception as exc:  # every input gets a verdict, never a raw traceback
+                res.failures.append(_crashed("events_suite", exc))
     if items is not None:
-        in_use = items_in_use(layout, day, params["volume_window_days"])
-        got, _ = run_checkpoint("items", items, items_suite(in_use), docs_dir, day)
-        results += got
+        shape = physical_problems(items, ("item_id", "title", "genres", "year"), prefix="items_")
+        res.failures += shape
+        if not shape:
+            try:
+                in_use = items_in_use(layout, day, params["volume_window_days"])
+                got, _ = run_checkpoint("items", items, items_suite(in_use), docs_dir, day)
+                results += got
+            except Exception as exc:  # likewise
+                res.failures.append(_crashed("items_suite", exc))
     for r in results:
         if not r.success:
             summary = _summarise(r)
@@ -344,8 +394,9 @@ def describe(check: dict, volume: dict | None = None) -> str:
         detail = f"{check['unexpected_count']} rows"
     else:
         detail = f"observed {check.get('observed_value')}"
-    if check["check"] in CAUSES:
-        detail = f"{CAUSES[check['check']]}; {detail}"
+    cause = check.get("cause") or CAUSES.get(check["check"])
+    if cause and cause not in detail:
+        detail = f"{cause}; {detail}"
     sample, rows = check.get("sample_values"), check.get("sample_rows")
     return (
         f"{check['check']} ({check['expectation']}, column {check.get('column')}): {detail}"
