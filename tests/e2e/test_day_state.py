@@ -126,9 +126,9 @@ def test_pointer_only_moves_forward_from_the_days_base(bootstrapped, registry, t
     store = Store.from_env(params)
     from tasks.day import OUTCOME
 
-    store.remove(str(OUTCOME.path(Layout(tmp_path / "w5"), day2).relative_to(tmp_path / "w5")))
-    with pytest.raises(FreshrecError, match="no recorded outcome"):
-        pull_champion(day3, params, Layout(tmp_path / "w5"), store, registry)
+    store.remove(str(OUTCOME.path(Layout(tmp_path / "w5"), day3).relative_to(tmp_path / "w5")))
+    with pytest.raises(FreshrecError, match="no recorded outcome"):  # day 4 waits for day 3's outcome
+        pull_champion(day3 + dt.timedelta(days=1), params, Layout(tmp_path / "w5"), store, registry)
     assert registry.pointer()[0]["version"] == v3
 
 
