@@ -159,6 +159,12 @@ def _run(step: str, fn, *args, **kwargs):
             description="Build on this champion instead of the one day D-1's run left: `live` (the pointer now) "
             "or a version id. Only to break the chain knowingly, e.g. after a rollback.",
         ),
+        "replace_delivery": Param(
+            False,
+            type="boolean",
+            description="Take a re-delivery of the day with other bytes although days were already trained on the "
+            "earlier delivery (both stay kept; the replacement is recorded). Re-run the later days afterwards.",
+        ),
         "accept_checks": Param(
             [],
             type="array",
@@ -180,9 +186,13 @@ def freshrec_daily():
         from dataclasses import asdict
 
         from tasks import ingest
+        from tasks.day import trained_days
+        from tasks.store import Store
 
-        day, params, layout, _ = _ctx()
-        return asdict(_run("ingest_events", ingest.run, day, params, layout))
+        day, params, layout, context = _ctx()
+        trained = trained_days(Store.from_env(params), day)
+        replace = context["params"]["replace_delivery"]
+        return asdict(_run("ingest_events", ingest.run, day, params, layout, trained, replace))
 
     @task(retries=0)
     def validate_events() -> dict:

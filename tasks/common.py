@@ -131,6 +131,10 @@ class Layout:
     def raw_events_root(self) -> Path:
         return self.root / "raw" / "events"
 
+    def deliveries(self, day: dt.date) -> Path:
+        """Every delivery of day D ever ingested, side by side by content hash (`<sha12>/`)."""
+        return self.root / "raw" / "deliveries" / f"date={day_str(day)}"
+
     def quarantine(self, day: dt.date) -> Path:
         return self.root / "quarantine" / f"date={day_str(day)}"
 

@@ -59,7 +59,7 @@ def _normal_form(s: str) -> str | None:
 
 
 def _number(s: str) -> str | None:
-    numeric = _NUMERIC.fullmatch(s) or (any(c.isdigit() for c in s) and all(c.isdigit() or c in "+-.eE" for c in s))
+    numeric = _NUMERIC.fullmatch(s) or all(c.isdigit() for c in s)  # the latter: digits of any script
     if numeric and not _CANONICAL_NUMBER.fullmatch(s):
         return "a number spelled non-canonically (leading zeros, sign, decimals or non-ASCII digits)"
     return None

@@ -8,7 +8,7 @@ the record), its outputs are pushed back. No task reads another task's disk, so 
 any worker, and a missing input is a `MissingInput` error naming the task that writes it.
 
     step                 reads                                          writes
-    ingest_events        landing zone, raw/{events,items}/D             raw/events/D, raw/items/D
+    ingest_events        landing zone, raw/{events,items,deliveries}/D  raw/events/D, raw/items/D, raw/deliveries/D
     validate_events      raw/events/<=D, raw/items/D, quarantine/*      reports/validation/D, quarantine/*,
                                                                         raw/{events,items}/D (gone if quarantined)
     pull_champion        outcome of D-1 (waits for it), the registry    runs/D/champion, runs/D/base.json
@@ -86,6 +86,7 @@ def _run_file(name: str) -> Callable[[Layout, dt.date], Path]:
 
 RAW = Unit(lambda layout, day: layout.raw(day), writer="ingest_events")
 ITEMS = Unit(lambda layout, day: layout.items(day))
+DELIVERIES = Unit(lambda layout, day: layout.deliveries(day))  # every delivery of D, by content hash
 VALIDATION = Unit(lambda layout, day: layout.reports("validation", day), writer="validate_events")
 DRIFT = Unit(lambda layout, day: layout.reports("drift", day), writer="detect_drift")
 CHAMPION = Unit(_run_file(CHAMPION_DIR), writer="pull_champion")
@@ -113,9 +114,9 @@ class Step:
 
 EVIDENCE = (VALIDATION, DRIFT, BASE, CHALLENGER, ONNX, EVALUATION, BENCHMARK)
 STEPS: dict[str, Step] = {
-    "ingest_events": Step(reads=(Unit(RAW.path), ITEMS), writes=(Unit(RAW.path), ITEMS)),
+    "ingest_events": Step(reads=(Unit(RAW.path), ITEMS, DELIVERIES), writes=(Unit(RAW.path), ITEMS, DELIVERIES)),
     "validate_events": Step(
-        reads=(RAW_HISTORY, RAW, ITEMS, QUARANTINE_ALL),
+        reads=(RAW_HISTORY, RAW, ITEMS, QUARANTINE_ALL, DELIVERIES),
         writes=(Unit(RAW.path), ITEMS, QUARANTINE_ALL, VALIDATION),
     ),
     "pull_champion": Step(writes=(CHAMPION, BASE)),
@@ -240,6 +241,12 @@ def stage_files(layout: Layout, day: dt.date) -> dict[str, str]:
     """The DVC stage files of day D's training run (tasks/versioning.py); empty if it was not versioned."""
     root = DVC_STAGE.path(layout, day)
     return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def trained_days(store: Store, day: dt.date) -> list[str]:
+    """Days >= D whose challenger (trained with D in its history) is in the store."""
+    days = [n[len("date=") :] for n in store.children("raw/events") if n[len("date=") :] >= day_str(day)]
+    return [d for d in days if store.exists(f"runs/date={d}/challenger")]
 
 
 def base_of(layout: Layout, day: dt.date) -> str | None:

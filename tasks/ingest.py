@@ -1,8 +1,10 @@
 """Ingest: move day D from the landing zone into `data/raw/events/date=D/`, idempotently.
 
 Bytes are copied untouched (validation reads them; quarantine keeps them intact).
-Re-ingesting the same delivery is a no-op; a re-delivery with other bytes replaces
-the partition atomically and says so.
+Re-ingesting the same delivery is a no-op. A re-delivery with other bytes never destroys the
+earlier one: both are kept under `raw/deliveries/date=D/<sha12>/`; the new one replaces the
+partition in use only if no later day was trained on the earlier one, or with `replace` (the
+`replace_delivery` Param), and `ingest.json` there records which days were trained on what.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from pathlib import Path
 from tasks.common import (
     FreshrecError,
     Layout,
+    ValidationFailed,
     atomic_dir,
     sha256_file,
     step_cli,
+    write_json,
 )
 from tasks.landing import EVENTS_FILE, ITEMS_FILE, LandingZone
 
@@ -34,13 +38,49 @@ class IngestResult:
     bytes: int
 
 
-def ingest_day(day: dt.date, landing: LandingZone | Path | str, layout: Layout) -> IngestResult:
+class Redelivered(ValidationFailed):
+    """Day D came again with other bytes after later days were trained on the earlier delivery."""
+
+
+INGEST_REPORT = "ingest.json"  # beside the deliveries: which delivery is in use and what replaced what
+
+
+def ingest_day(
+    day: dt.date,
+    landing: LandingZone | Path | str,
+    layout: Layout,
+    trained_on: list[str] | None = None,
+    replace: bool = False,
+) -> IngestResult:
+    """Ingest day D. `trained_on`: the days whose training read the current delivery of D (a
+    re-delivery then needs `replace`); None = look at this layout's runs."""
     landing = landing if isinstance(landing, LandingZone) else LandingZone(str(landing))
     with landing.open(day) as landed:
-        return _ingest(day, landed, landing.uri(day), layout)
+        return _ingest(day, landed, landing.uri(day), layout, trained_on, replace)
 
 
-def _ingest(day: dt.date, landed: Path, where: str, layout: Layout) -> IngestResult:
+def _keep(layout: Layout, day: dt.date, events: Path, items: Path | None) -> str:
+    """Keep a delivery under deliveries/date=D/<sha12>/ (idempotent); returns its sha256."""
+    sha = sha256_file(events)
+    dest = layout.deliveries(day) / sha[:12]
+    if not (dest / EVENTS_FILE).exists():
+        with atomic_dir(dest) as tmp:
+            shutil.copy2(events, tmp / EVENTS_FILE)
+            if items is not None and items.exists():
+                shutil.copy2(items, tmp / ITEMS_FILE)
+    return sha
+
+
+def trained_days(layout: Layout, day: dt.date) -> list[str]:
+    """Days >= D whose challenger was trained with day D in its history (from this layout's runs)."""
+    runs = layout.root / "runs"
+    found = sorted(p.name[5:] for p in runs.glob("date=*") if (p / "challenger").is_dir()) if runs.exists() else []
+    return [d for d in found if d >= str(day)]
+
+
+def _ingest(
+    day: dt.date, landed: Path, where: str, layout: Layout, trained_on: list[str] | None, replace: bool
+) -> IngestResult:
     src = landed / EVENTS_FILE
     if not src.exists():
         raise FreshrecError(
@@ -56,8 +96,34 @@ def _ingest(day: dt.date, landed: Path, where: str, layout: Layout) -> IngestRes
     if same_events and same_items:
         return IngestResult(str(day), "unchanged", str(dest), digest, dest.stat().st_size)
     status = "redelivered" if dest.exists() else "new"
-    if status == "redelivered":
-        LOG.warning("day %s was re-delivered with different bytes: replacing the partition", day)
+    if status == "redelivered":  # nothing is destroyed: both deliveries are kept side by side
+        previous = _keep(layout, day, dest, items_dest)
+        _keep(layout, day, src, items_src)
+        trained = trained_days(layout, day) if trained_on is None else sorted(trained_on)
+        report = {
+            "day": str(day),
+            "status": "redelivered",
+            "delivery": digest,
+            "previous": previous,
+            "trained_on_previous": trained,
+            "replaced": not trained or replace,
+            "kept": sorted(p.name for p in layout.deliveries(day).iterdir() if not p.name.startswith(".")),
+        }
+        write_json(layout.deliveries(day) / INGEST_REPORT, report)
+        if trained and not replace:
+            raise Redelivered(
+                f"day {day} was re-delivered with other bytes (sha256 {digest[:12]}…, in use {previous[:12]}…), but "
+                f"days {', '.join(trained)} were already trained on the delivery in use. Nothing was replaced; both "
+                f"deliveries are kept under {layout.deliveries(day)}. To train on the new one, re-run the day with "
+                "the `replace_delivery` Param (the replacement is recorded), then re-run the later days."
+            )
+        LOG.warning(
+            "day %s re-delivered: %s replaces %s (trained on it: %s); both kept",
+            day,
+            digest[:12],
+            previous[:12],
+            trained,
+        )
     if items_src.exists():  # catalogue first: a visible events partition always has its catalogue
         with atomic_dir(items_dir) as tmp:
             shutil.copy2(items_src, tmp / ITEMS_FILE)
@@ -66,8 +132,10 @@ def _ingest(day: dt.date, landed: Path, where: str, layout: Layout) -> IngestRes
     return IngestResult(str(day), status, str(dest), digest, dest.stat().st_size)
 
 
-def run(day: dt.date, params: dict, layout: Layout) -> IngestResult:
-    return ingest_day(day, LandingZone.from_params(params), layout)
+def run(
+    day: dt.date, params: dict, layout: Layout, trained_on: list[str] | None = None, replace: bool = False
+) -> IngestResult:
+    return ingest_day(day, LandingZone.from_params(params), layout, trained_on, replace)
 
 
 def ingest_history(day: dt.date, params: dict, layout: Layout) -> list[IngestResult]:

@@ -25,7 +25,9 @@ import pandas as pd
 from tasks.common import (
     Layout,
     ValidationFailed,
+    atomic_dir,
     day_bounds,
+    sha256_file,
     step_cli,
     write_json,
 )
@@ -273,8 +275,34 @@ def quarantine(layout: Layout, day: dt.date, report: dict) -> Path:
     items = layout.items(day)
     if items.exists():
         os.replace(items, dest / "items")
+    restored = _restore_delivery_in_use(layout, day, sha256_file(dest / EVENTS_FILE))
+    if restored:
+        report = {**report, "restored_delivery": restored}
     write_json(dest / REPORT_FILE, report)
     return dest
+
+
+def _restore_delivery_in_use(layout: Layout, day: dt.date, refused_sha: str) -> str | None:
+    """A bad re-delivery must not take the validated day out of the history: the delivery that was in
+    use before it (kept by ingest under deliveries/) goes back into raw/. Returns its sha256, if any."""
+    from tasks.ingest import INGEST_REPORT
+
+    log = layout.deliveries(day) / INGEST_REPORT
+    if not log.exists():
+        return None
+    previous = json.loads(log.read_text()).get("previous")
+    kept = layout.deliveries(day) / (previous or "")[:12]
+    if not previous or previous == refused_sha or not (kept / EVENTS_FILE).exists():
+        return None
+    if (kept / ITEMS_FILE).exists():
+        with atomic_dir(layout.items(day)) as tmp:
+            shutil.copy2(kept / ITEMS_FILE, tmp / ITEMS_FILE)
+    with atomic_dir(layout.raw(day)) as tmp:
+        shutil.copy2(kept / EVENTS_FILE, tmp / EVENTS_FILE)
+    LOG.warning(
+        "day %s: the refused re-delivery is quarantined; the earlier delivery %s is back in use", day, previous[:12]
+    )
+    return previous
 
 
 def _read(path: Path, check: str, res: ValidationResult) -> pd.DataFrame | None:
