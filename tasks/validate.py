@@ -336,7 +336,7 @@ def physical_problems(df: pd.DataFrame, columns: tuple[str, ...], prefix: str = 
             problems.append(
                 {
                     "check": f"{prefix}type_{col}",
-                    "expectation": "physical_type",
+                    "expectation": "expect_flat_scalar_values",
                     "column": col,
                     "cause": f"{len(bad)} values of type {', '.join(kinds)} where a scalar is expected "
                     "(a nested or binary Parquet type): the contract is flat columns",
@@ -347,11 +347,53 @@ def physical_problems(df: pd.DataFrame, columns: tuple[str, ...], prefix: str = 
     return problems
 
 
+def previous_catalogue(layout: Layout, day: dt.date) -> pd.DataFrame | None:
+    """The latest catalogue snapshot ingested before D (None if there is none or it is unreadable)."""
+    root = layout.root / "raw" / "items"
+    snaps = sorted(p for p in root.glob("date=*") if p.name[5:] < str(day)) if root.exists() else []
+    try:
+        return pd.read_parquet(snaps[-1] / ITEMS_FILE) if snaps else None
+    except Exception:  # an unreadable old snapshot is its own day's problem, not today's
+        return None
+
+
+def _kind(dtype) -> str:
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "number"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "timestamp"
+    return "text"
+
+
+def format_changes(items: pd.DataFrame, previous: pd.DataFrame | None) -> list[dict]:
+    """Catalogue columns whose kind (text, number, ...) changed since the last snapshot, e.g. item ids
+    sent as numbers: every later join on them would silently miss."""
+    if previous is None:
+        return []
+    out = []
+    for col in ("item_id", "title", "genres", "year"):
+        if col in items and col in previous and _kind(items[col].dtype) != _kind(previous[col].dtype):
+            was, now = _kind(previous[col].dtype), _kind(items[col].dtype)
+            out.append(
+                {
+                    "check": "items_format",
+                    "expectation": "expect_same_format_as_previous_catalogue",
+                    "column": col,
+                    "cause": f"`{col}` changed format: {was} in the previous catalogue, {now} now "
+                    f"(e.g. {items[col].head(3).tolist()}); send it as {was}",
+                    "sample_rows": list(range(min(3, len(items)))),
+                }
+            )
+    return out
+
+
 def _crashed(check: str, exc: Exception) -> dict:
     LOG.warning("validation of the day could not run %s: %s", check, exc)
     return {
         "check": check,
-        "expectation": "runs",
+        "expectation": "expect_suite_to_run",
         "column": None,
         "cause": "the checks could not run on this data; it does not follow the contract (docs/data-guard.md)",
         "exception": f"{type(exc).__name__}: {exc}"[:500],
@@ -382,8 +424,9 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
         res.failures += physical_problems(df, ("user_id", "item_id", "event_type", "rating", "event_ts"))
         if not res.failures:  # the suite runs on frames whose cells are what the columns claim
             try:
-                ids = items["item_id"] if items is not None and "item_id" in items else None
-                catalogue = None if ids is None or physical_problems(items, ("item_id",)) else ids.astype(str).tolist()
+                known = items if items is not None else previous_catalogue(layout, day)  # no catalogue today
+                ids = known["item_id"] if known is not None and "item_id" in known else None
+                catalogue = None if ids is None or physical_problems(known, ("item_id",)) else ids.astype(str).tolist()
                 checks = events_suite(day, params, catalogue, band, res.rows)
                 got, page = run_checkpoint("events", with_derived(df), checks, docs_dir, day)
                 results += got
@@ -392,6 +435,7 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
                 res.failures.append(_crashed("events_suite", exc))
     if items is not None:
         shape = physical_problems(items, ("item_id", "title", "genres", "year"), prefix="items_")
+        shape += format_changes(items, previous_catalogue(layout, day))
         res.failures += shape
         if not shape:
             try:
@@ -420,11 +464,13 @@ def describe(check: dict, volume: dict | None = None) -> str:
         detail = check["exception"]
     elif "unexpected_count" in check:
         detail = f"{check['unexpected_count']} rows"
+    elif "observed_value" in check:
+        detail = f"observed {check['observed_value']}"
     else:
-        detail = f"observed {check.get('observed_value')}"
+        detail = ""
     cause = check.get("cause") or CAUSES.get(check["check"])
     if cause and cause not in detail:
-        detail = f"{cause}; {detail}"
+        detail = f"{cause}; {detail}" if detail else cause
     sample, rows = check.get("sample_values"), check.get("sample_rows")
     return (
         f"{check['check']} ({check['expectation']}, column {check.get('column')}): {detail}"

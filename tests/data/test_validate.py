@@ -160,7 +160,15 @@ BAD_FILES = {
     "json_instead_of_parquet": lambda good: pd.read_parquet(io.BytesIO(good)).to_json().encode(),
     "empty_file": lambda good: b"",
 }
+
+
+def _ids_as_numbers(items):
+    return items.assign(item_id=items["item_id"].astype(int))
+
+
 BAD_CATALOGUES = {
+    "catalogue_item_ids_as_numbers": (_ids_as_numbers, "items_format"),
+    "catalogue_year_as_text": (lambda items: items.assign(year=items["year"].astype(str)), "items_format", "year"),
     "catalogue_drops_items_in_use": (lambda items: items[items["item_id"] != "50"], "items_keep_in_use"),
     "catalogue_duplicate_ids": (lambda items: pd.concat([items, items.head(3)]), "items_unique_id"),
 }
@@ -218,13 +226,13 @@ def test_unreadable_files_are_quarantined_and_a_fixed_redelivery_passes(case, la
 
 @pytest.mark.parametrize("case", sorted(BAD_CATALOGUES))
 def test_bad_catalogue_is_quarantined_and_a_fixed_redelivery_passes(case, landed, layout, params):
-    make, check = BAD_CATALOGUES[case]
+    make, check, *column = BAD_CATALOGUES[case]
     good_items = _items(landed)
     before = _other_days(layout)
     digest = _redeliver(landed, layout, items=make(good_items))
     with pytest.raises(ValidationFailed) as err:
         run(DAY, params, layout)
-    _assert_quarantined(err, check, "item_id", layout, digest, before)
+    _assert_quarantined(err, check, column[0] if column else "item_id", layout, digest, before)
     assert (layout.quarantine(DAY) / "items" / ITEMS_FILE).exists()  # the catalogue goes with its day
     _redeliver(landed, layout, items=good_items)
     assert run(DAY, params, layout).passed
@@ -323,3 +331,15 @@ def test_contract_failures_say_the_cause_in_words(landed, layout, params):
     with pytest.raises(ValidationFailed, match="ids must be in canonical form") as err:
         run(DAY, params, layout)
     assert "a number spelled non-canonically" in str(err.value)  # the offending value and why
+
+
+def test_a_day_without_catalogue_is_checked_against_the_previous_one(landed, layout, params):
+    """No items.parquet today: the day's items are checked against the last catalogue, so a day whose
+    items are all unknown is refused instead of passing with no catalogue to compare to."""
+    (landing_path(landed, DAY) / ITEMS_FILE).unlink()
+    import shutil
+
+    shutil.rmtree(layout.items(DAY))
+    _redeliver(landed, layout, _events(landed).assign(item_id=lambda df: "new-" + df["item_id"]))
+    with pytest.raises(ValidationFailed, match="unknown_items_share"):
+        run(DAY, params, layout)
