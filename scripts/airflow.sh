@@ -41,9 +41,10 @@ write_secret(pathlib.Path(os.environ['AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWOR
   fi
   echo "Airflow UI: http://127.0.0.1:8080  (log: .run/airflow.log)"
   echo "login: admin; the password is in ${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE#$ROOT/} (mode 600, never logged)"
-  echo "1. unpause and trigger freshrec_bootstrap (once); 2. backfill replay days, e.g."
+  echo "1. unpause and trigger freshrec_bootstrap (once); 2. unpause the other two, backfill replay days, e.g."
+  echo "   airflow dags unpause freshrec_replay && airflow dags unpause freshrec_daily"
   echo "   airflow backfill create --dag-id freshrec_replay --from-date 1998-03-01 --to-date 1998-03-03"
-  echo "   airflow backfill create --dag-id freshrec_daily  --from-date 1998-03-01 --to-date 1998-03-03"
+  echo "   airflow backfill create --dag-id freshrec_daily  --from-date 1998-03-01 --to-date 1998-03-03 --max-active-runs 10"
   echo "3. approve under Browse > Required Actions.  Stop everything with: make stop"
 }
 
