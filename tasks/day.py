@@ -40,7 +40,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.common import FreshrecError, GateFailed, Layout, ValidationFailed, day_str, read_json, write_json
+from tasks.common import (
+    FreshrecError,
+    GateFailed,
+    Layout,
+    ValidationFailed,
+    atomic_dir,
+    day_str,
+    read_json,
+    write_json,
+)
 from tasks.store import Store
 
 LOG = logging.getLogger(__name__)
@@ -225,8 +234,6 @@ def pull_champion(
     version, why = resolve_base(day, store, layout, registry, override)
     dest = CHAMPION.path(layout, day)
     if version is None:  # an explicit marker: the steps see "no champion", never a missing input
-        from tasks.common import atomic_dir
-
         with atomic_dir(dest) as tmp:
             write_json(tmp / "no_champion.json", {"day": day_str(day), "champion": None})
     else:
