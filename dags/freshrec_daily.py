@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, TaskGroup, dag, task
 
 TRAIN_QUEUE = os.environ.get("FRESHREC_TRAIN_QUEUE", "default")  # `gpu` where a GPU worker listens
 TRAIN_POD = Path(__file__).resolve().parent.parent / "docker" / "k8s" / "train-challenger-pod.yaml"
@@ -61,6 +61,19 @@ def _train_executor_config() -> dict:
     from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
 
     return {"pod_override": PodGenerator.deserialize_model_dict(yaml.safe_load(TRAIN_POD.read_text()))}
+
+
+class RecordedApproval(ApprovalOperator):
+    """Airflow's ApprovalOperator, also leaving the answer (or its absence) in XCom `decision` whatever
+    it was: a Reject skips downstream without a return value, and a rejection must be on record."""
+
+    def execute_complete(self, context, event):
+        user = event.get("responded_by_user")
+        context["ti"].xcom_push(
+            key="decision",
+            value={"chosen_options": event.get("chosen_options"), "responded_by_user": dict(user) if user else None},
+        )
+        return super().execute_complete(context, event)
 
 
 def _approvers() -> list[dict] | None:
@@ -282,16 +295,6 @@ def freshrec_daily():
         _, _, _, context = _ctx()
         return "promote_champion" if context["params"]["auto_approve"] else "approve_promotion"
 
-    approve = ApprovalOperator(
-        task_id="approve_promotion",
-        subject="freshrec: promote the challenger for {{ params.day or ds }}?",
-        body=APPROVAL_BODY,
-        defaults=["Reject"],  # no answer within the timeout means no promotion
-        assigned_users=_approvers(),
-        response_timeout=APPROVAL_TIMEOUT,
-        retries=0,
-    )
-
     @task(trigger_rule="none_failed_min_one_success", retries=0)
     def promote_champion() -> dict:
         from tasks.promote import run as promote_run
@@ -326,31 +329,49 @@ def freshrec_daily():
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
 
+        answer = ti.xcom_pull(task_ids="approve_promotion", key="decision") or {}
+        evidence = ti.xcom_pull(task_ids="prepare_approval")
+
         def both():
+            from tasks.promote import reject
+
+            status = "failed: " + ", ".join(failed) if failed else _status(summarize(day, layout), states)
+            if status == "rejected":  # on record like a promotion: who, when, why, the evidence digest
+                user = answer.get("responded_by_user") or {}
+                who = user.get("name") or user.get("id") or "nobody (no answer within the approval timeout)"
+                why = "rejected in Airflow" if user else f"no answer within {APPROVAL_TIMEOUT}: the default is Reject"
+                reject(day, params, layout, who, why, evidence)
             row = summarize(day, layout)
-            status = "failed: " + ", ".join(failed) if failed else _status(row, states)
             row["outcome"] = record_outcome(day, layout, registry_from_env(params), status)
             return row
 
         return _run("summarize_run", both)
 
-    steps = [
-        wait_for_landing(),
-        ingest_events(),
-        validate_events(),
-        pull_champion(),
-        drift := detect_drift(),
-        should_train(drift),
-        train_challenger(),
-        evaluate_challenger(),
-        export_onnx(),
-        benchmark_latency(),
-        prepare_approval(),
-        branch := choose_approval(),
-    ]
+    # the graph in three stages; task ids stay as they were (the docs and the REST API use them)
+    with TaskGroup("data", prefix_group_id=False, tooltip="the day's events: landed, ingested, validated"):
+        steps = [wait_for_landing(), ingest_events(), validate_events()]
+    with TaskGroup("model", prefix_group_id=False, tooltip="base champion, drift, training, evaluation"):
+        steps += [
+            pull_champion(),
+            drift := detect_drift(),
+            should_train(drift),
+            train_challenger(),
+            evaluate_challenger(),
+        ]
+    with TaskGroup("ship", prefix_group_id=False, tooltip="ONNX, latency, approval, promotion"):
+        steps += [export_onnx(), benchmark_latency(), prepare_approval(), branch := choose_approval()]
+        approve = RecordedApproval(
+            task_id="approve_promotion",
+            subject="freshrec: promote the challenger for {{ params.day or ds }}?",
+            body=APPROVAL_BODY,
+            defaults=["Reject"],  # no answer within the timeout means no promotion
+            assigned_users=_approvers(),
+            response_timeout=APPROVAL_TIMEOUT,
+            retries=0,
+        )
+        promoted = promote_champion()
     for upstream, downstream in itertools.pairwise(steps):
         upstream >> downstream
-    promoted = promote_champion()
     branch >> approve >> promoted
     branch >> promoted
     summary = summarize_run()

@@ -140,7 +140,7 @@ STEPS: dict[str, Step] = {
     "promote_champion": Step(reads=(RAW_HISTORY, *EVIDENCE, DVC_STAGE), writes=(PROMOTION,)),
     "summarize_run": Step(
         reads=tuple(Unit(u.path) for u in (VALIDATION, DRIFT, BASE, EVALUATION, BENCHMARK, PROMOTION, CHALLENGER)),
-        writes=(SUMMARY, OUTCOME),
+        writes=(SUMMARY, OUTCOME, PROMOTION),
     ),
 }
 

@@ -170,6 +170,28 @@ def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, appr
     return {**record, "status": "promoted"}
 
 
+def reject(day: dt.date, params: dict, layout: Layout, who: str, reason: str, evidence: str | None) -> dict:
+    """Record that day D's challenger was not promoted (rejected, or no answer in time) in the promotion
+    history and beside the run; the pointer does not move."""
+    import hashlib
+
+    from tasks.summary import PROMOTION_FILE
+
+    weights = layout.run(day) / "challenger" / "weights.safetensors"
+    record = registry_from_env(params).record_decision(
+        {
+            "version": f"{day}-{sha256_file(weights)[:8]}" if weights.exists() else f"{day}-none",
+            "day": str(day),
+            "action": "reject",
+            "approver": who,
+            "reason": reason,
+            "evidence_sha256": hashlib.sha256(evidence.encode()).hexdigest() if evidence else None,
+        }
+    )
+    write_json(layout.run(day) / PROMOTION_FILE, {**record, "status": "rejected"})
+    return record
+
+
 def run(day: dt.date, params: dict, layout: Layout, approver: str, reason: str) -> dict:
     """Promote day D's challenger and record the outcome beside the run."""
     from tasks.summary import PROMOTION_FILE
@@ -221,8 +243,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "reject":
         if not args.workspace:
             pull(store, layout, day, STEPS["summarize_run"].reads)
+        reject(day, params, layout, args.approver, args.reason or "rejected on the command line", None)
         outcome = record_outcome(day, layout, reg, "rejected")
-        push(store, layout, day, (OUTCOME,))
+        push(store, layout, day, (OUTCOME, *STEPS["promote_champion"].writes))
         print(json.dumps(outcome, indent=2))
         return
     reason = args.reason or "approved on the command line"

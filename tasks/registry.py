@@ -194,7 +194,16 @@ class Registry:
 
     def _history_key(self, record: dict) -> str:
         stamp = dt.datetime.strptime(record["at"], "%Y-%m-%dT%H:%M:%S.%fZ")
-        return f"{self.prefix}/promotions/{stamp:%Y%m%dT%H%M%S%fZ}-{record['version']}.json"
+        action = record.get("action", "promote")
+        suffix = "" if action in ("promote", "rollback") else f".{action}"  # pointer moves keep their old keys
+        return f"{self.prefix}/promotions/{stamp:%Y%m%dT%H%M%S%fZ}-{record['version']}{suffix}.json"
+
+    def record_decision(self, record: dict) -> dict:
+        """Append a decision that did not move the pointer (a rejection, a timed-out approval) to the
+        history, so every outcome of an approval is on record (who, when, why, the evidence digest)."""
+        record = {**record, "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        self.record_history(json.dumps(record, indent=2, sort_keys=True).encode())
+        return record
 
     def record_history(self, body: bytes) -> None:
         """Append a pointer body to the history (idempotent: the key is derived from the body)."""

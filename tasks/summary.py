@@ -73,6 +73,8 @@ def _outcome(row: dict) -> str:
     promo = row.get("promotion") or {}
     if promo.get("status") == "promoted":
         return promo["version"]
+    if promo.get("status") == "rejected":
+        return f"— rejected by {promo.get('approver')}"
     if promo.get("status") in ("unchanged", "published"):
         return f"{promo['status']} ({promo.get('champion') or promo.get('version')})"
     held = [

@@ -99,3 +99,11 @@ def test_make_airflow_never_prints_or_logs_the_password():
     assert "json.load(open" not in script  # the old line that echoed every password
     env = (Path(__file__).resolve().parents[2] / "scripts" / "env.sh").read_text()
     assert "umask 077" in env
+
+
+def test_daily_graph_reads_in_stages_with_the_task_ids_the_docs_use(dagbag):
+    dag = dagbag.dags["freshrec_daily"]
+    groups = {tid: t.task_group.group_id for tid, t in dag.task_dict.items()}
+    assert groups["validate_events"] == "data" and groups["train_challenger"] == "model"
+    assert groups["approve_promotion"] == groups["promote_champion"] == "ship"
+    assert {"ingest_events", "pull_champion", "approve_promotion", "promote_champion"} <= set(dag.task_dict)

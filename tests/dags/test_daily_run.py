@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.common import read_json
 from tasks.replay import EVENTS_FILE, landing_path
 
 pytestmark = [pytest.mark.slow]
@@ -98,6 +99,11 @@ def test_rejected_day_promotes_nothing(bootstrapped, registry, daily, api):
     assert states["approve_promotion"] == "success" and states["promote_champion"] == "skipped"
     assert registry.pointer()[0]["version"] == bootstrapped["champion"]
     assert registry.versions() == versions_before
+    (rejection,) = [h for h in registry.history() if h.get("action") == "reject"]  # the rejection is on record
+    assert rejection["approver"] == "Anonymous" and rejection["day"] == str(day)
+    assert rejection["evidence_sha256"] and rejection["reason"] == "rejected in Airflow"
+    summary = read_json(bootstrapped["layout"].run(day) / "summary.json")
+    assert summary["promotion"]["status"] == "rejected"
 
 
 def test_corrupted_partition_is_quarantined_and_champion_untouched(bootstrapped, registry, daily):
