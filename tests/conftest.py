@@ -64,6 +64,14 @@ def _session_dir_cleanup():
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def ml100k():
+    """The real MovieLens-100K from the installed recbole package, loaded once."""
+    from tasks.sources import load_dataset
+
+    return load_dataset("ml-100k")
+
+
 @pytest.fixture
 def params(tmp_path) -> dict:
     return tiny_params(tmp_path)
@@ -142,3 +150,24 @@ def bootstrapped(params, layout, s3_env, write_params):
     record = bootstrap(params, layout, progress=False)
     assert record["status"] == "promoted"
     return {"layout": layout, "params": params, "champion": record["version"], "day1": dt.date.fromisoformat(DAY1)}
+
+
+@pytest.fixture
+def kill_upload_of(monkeypatch):
+    """Inject a worker killed mid-promotion: `kill_upload_of("model.onnx")` makes the registry die
+    (SystemExit) when it uploads that file; the returned `revive()` undoes it. A real store cannot fail
+    on demand, so this is the one mock: the write never reaches SeaweedFS."""
+    from tasks.registry import Registry
+
+    real = Registry._put_new
+
+    def arm(name: str):
+        def killed(self, key, body, sha=None):
+            if key.endswith(f"/{name}"):
+                raise SystemExit("worker killed mid-upload")
+            return real(self, key, body, sha)
+
+        monkeypatch.setattr(Registry, "_put_new", killed)
+        return lambda: monkeypatch.setattr(Registry, "_put_new", real)
+
+    return arm

@@ -122,27 +122,18 @@ def test_corrupted_partition_is_quarantined_and_champion_untouched(bootstrapped,
     assert (layout.run(day) / "summary.json").exists()  # the summary still tells what happened
 
 
-def test_killed_promotion_then_dag_re_run_converges(bootstrapped, registry, daily, monkeypatch):
+def test_killed_promotion_then_dag_re_run_converges(bootstrapped, registry, daily, kill_upload_of):
     """The worker dies while promote_champion uploads model.onnx (files without a manifest); a re-run of
     the day's DAG retrains, re-publishes the same bytes and promotes the same version, no manual cleanup."""
-    from tasks.registry import Registry
-
     day = bootstrapped["day1"]
     _land(bootstrapped, day)
-    real = Registry._put_new
-
-    def killed_on_onnx(self, key, body, sha=None):
-        if key.endswith("/model.onnx"):
-            raise SystemExit("worker killed mid-upload")
-        return real(self, key, body, sha)
-
-    monkeypatch.setattr(Registry, "_put_new", killed_on_onnx)
+    revive = kill_upload_of("model.onnx")
     dr, states, _ = _run_day(daily, day, {"auto_approve": True})
     assert states["promote_champion"] == "failed" and dr.state == "failed"
     (half,) = [v for v in registry.versions() if v.startswith(str(day))]
     assert registry.pointer()[0]["version"] == bootstrapped["champion"]
 
-    monkeypatch.setattr(Registry, "_put_new", real)
+    revive()
     dr, states, _ = _run_day(daily, day, {"auto_approve": True})
     assert dr.state == "success", states
     assert registry.pointer()[0]["version"] == half

@@ -12,18 +12,12 @@ from tasks.common import FreshrecError, parse_day
 from tasks.ingest import ingest_day
 from tasks.landing import EVENTS_FILE, ITEMS_FILE, UntrustedLanding, landing_path
 from tasks.replay import land_day
-from tasks.sources import load_dataset
 
 DAY = dt.date(1997, 9, 25)
 
 
-@pytest.fixture(scope="module")
-def ml100k():
-    return load_dataset("ml-100k")
-
-
 @pytest.fixture
-def landed(ml100k, tmp_path):
+def day_dir(ml100k, tmp_path):
     land_day(ml100k, DAY, tmp_path / "landing")
     return landing_path(tmp_path / "landing", DAY)
 
@@ -34,10 +28,10 @@ def _refused(tmp_path, layout, match: str):
     assert not layout.raw(DAY).exists() and not layout.quarantine(DAY).exists()
 
 
-def test_a_symlinked_events_file_is_refused_not_followed(landed, tmp_path, layout):
+def test_a_symlinked_events_file_is_refused_not_followed(day_dir, tmp_path, layout):
     secret = tmp_path / "elsewhere.parquet"
-    os.replace(landed / EVENTS_FILE, secret)
-    (landed / EVENTS_FILE).symlink_to(secret)
+    os.replace(day_dir / EVENTS_FILE, secret)
+    (day_dir / EVENTS_FILE).symlink_to(secret)
     _refused(tmp_path, layout, "symbolic link")
 
 
@@ -48,21 +42,21 @@ def test_a_symlinked_partition_folder_is_refused(ml100k, tmp_path, layout):
     _refused(tmp_path, layout, "symbolic link")
 
 
-def test_a_folder_posing_as_the_events_file_is_refused(landed, tmp_path, layout):
-    (landed / EVENTS_FILE).unlink()
-    (landed / EVENTS_FILE).mkdir()
-    (landed / EVENTS_FILE / "part-0.parquet").write_bytes(b"x")
+def test_a_folder_posing_as_the_events_file_is_refused(day_dir, tmp_path, layout):
+    (day_dir / EVENTS_FILE).unlink()
+    (day_dir / EVENTS_FILE).mkdir()
+    (day_dir / EVENTS_FILE / "part-0.parquet").write_bytes(b"x")
     _refused(tmp_path, layout, "is a folder, not a regular file")
 
 
-def test_a_partition_split_over_several_files_is_refused_not_half_read(landed, tmp_path, layout):
-    (landed / "events-part2.parquet").write_bytes((landed / EVENTS_FILE).read_bytes())
+def test_a_partition_split_over_several_files_is_refused_not_half_read(day_dir, tmp_path, layout):
+    (day_dir / "events-part2.parquet").write_bytes((day_dir / EVENTS_FILE).read_bytes())
     _refused(tmp_path, layout, r"events-part2\.parquet")
 
 
-def test_items_alone_is_still_nothing_landed(landed, tmp_path, layout):
-    (landed / EVENTS_FILE).unlink()
-    assert (landed / ITEMS_FILE).exists()
+def test_items_alone_is_still_nothing_landed(day_dir, tmp_path, layout):
+    (day_dir / EVENTS_FILE).unlink()
+    assert (day_dir / ITEMS_FILE).exists()
     with pytest.raises(FreshrecError, match="nothing landed"):
         ingest_day(DAY, tmp_path / "landing", layout)
 
@@ -80,7 +74,7 @@ def test_cli_refuses_a_path_posing_as_a_date(tmp_path):
         main(["--date", "1998-01-15/../../x"])
 
 
-def test_a_malformed_partition_name_is_skipped_with_a_warning(landed, tmp_path, caplog):
+def test_a_malformed_partition_name_is_skipped_with_a_warning(day_dir, tmp_path, caplog):
     from tasks.landing import LandingZone
 
     (tmp_path / "landing" / "date=1997-09-25x").mkdir()

@@ -5,33 +5,14 @@ its own and the validated delivery stays in use."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pandas as pd
 import pytest
 
 from tasks.common import ValidationFailed, read_json, sha256_file
 from tasks.ingest import INGEST_REPORT, Redelivered, ingest_day
 from tasks.landing import EVENTS_FILE, landing_path
-from tasks.replay import land_day
-from tasks.sources import load_dataset
 from tasks.validate import run as validate
-
-DAY = dt.date(1997, 9, 25)
-
-
-@pytest.fixture(scope="module")
-def ml100k():
-    return load_dataset("ml-100k")
-
-
-@pytest.fixture
-def delivered(ml100k, tmp_path, layout):
-    for back in range(3, -1, -1):
-        d = DAY - dt.timedelta(days=back)
-        land_day(ml100k, d, tmp_path / "landing")
-        ingest_day(d, tmp_path / "landing", layout)
-    return tmp_path / "landing"
+from tests.data.conftest import DAY
 
 
 def _resend(landing, make) -> str:
@@ -40,28 +21,28 @@ def _resend(landing, make) -> str:
     return sha256_file(path)
 
 
-def test_a_redelivery_after_training_is_refused_and_both_are_kept(delivered, layout):
+def test_a_redelivery_after_training_is_refused_and_both_are_kept(landed, layout):
     first = sha256_file(layout.raw(DAY) / EVENTS_FILE)
-    new = _resend(delivered, lambda df: df.iloc[:-3])
+    new = _resend(landed, lambda df: df.iloc[:-3])
     with pytest.raises(Redelivered, match="1997-09-25, 1997-09-26 were already trained"):
-        ingest_day(DAY, delivered, layout, trained_on=["1997-09-25", "1997-09-26"])
+        ingest_day(DAY, landed, layout, trained_on=["1997-09-25", "1997-09-26"])
     assert sha256_file(layout.raw(DAY) / EVENTS_FILE) == first  # the delivery in use is untouched
     kept = {p.name for p in layout.deliveries(DAY).iterdir() if p.is_dir()}
     assert kept == {first[:12], new[:12]}
     report = read_json(layout.deliveries(DAY) / INGEST_REPORT)
     assert report["trained_on_previous"] == ["1997-09-25", "1997-09-26"] and report["replaced"] is False
 
-    res = ingest_day(DAY, delivered, layout, trained_on=["1997-09-25", "1997-09-26"], replace=True)
+    res = ingest_day(DAY, landed, layout, trained_on=["1997-09-25", "1997-09-26"], replace=True)
     assert res.status == "redelivered" and sha256_file(layout.raw(DAY) / EVENTS_FILE) == new
     assert read_json(layout.deliveries(DAY) / INGEST_REPORT)["replaced"] is True
     assert (layout.deliveries(DAY) / first[:12] / EVENTS_FILE).exists()  # the earlier one is still kept
 
 
-def test_a_bad_redelivery_is_quarantined_and_the_validated_one_stays_in_use(delivered, layout, params):
+def test_a_bad_redelivery_is_quarantined_and_the_validated_one_stays_in_use(landed, layout, params):
     assert validate(DAY, params, layout).passed
     first = sha256_file(layout.raw(DAY) / EVENTS_FILE)
-    bad = _resend(delivered, lambda df: df.assign(rating=11.0))
-    ingest_day(DAY, delivered, layout, trained_on=[])
+    bad = _resend(landed, lambda df: df.assign(rating=11.0))
+    ingest_day(DAY, landed, layout, trained_on=[])
     with pytest.raises(ValidationFailed, match="rating_range"):
         validate(DAY, params, layout)
     assert sha256_file(layout.quarantine(DAY) / EVENTS_FILE) == bad

@@ -17,27 +17,11 @@ import pytest
 
 from tasks.common import ValidationFailed, read_json, sha256_file
 from tasks.ingest import ingest_day
-from tasks.replay import EVENTS_FILE, ITEMS_FILE, land_day, landing_path
-from tasks.sources import load_dataset
+from tasks.replay import EVENTS_FILE, ITEMS_FILE, landing_path
 from tasks.validate import REPORT_FILE, run, validate_day
+from tests.data.conftest import DAY
 
-DAY = dt.date(1997, 9, 25)
 TRAILING_MEDIAN = 566  # events on 09-22, 09-23, 09-24: 666, 386, 566
-
-
-@pytest.fixture(scope="module")
-def ml100k():
-    return load_dataset("ml-100k")
-
-
-@pytest.fixture
-def landed(ml100k, tmp_path, layout):
-    """Four real days landed and ingested; DAY is the one under test."""
-    for back in range(3, -1, -1):
-        d = DAY - dt.timedelta(days=back)
-        land_day(ml100k, d, tmp_path / "landing")
-        ingest_day(d, tmp_path / "landing", layout)
-    return tmp_path / "landing"
 
 
 def _events(landed) -> pd.DataFrame:

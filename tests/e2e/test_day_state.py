@@ -64,24 +64,17 @@ def test_a_task_on_a_partial_disk_refuses_instead_of_changing_its_decision(boots
     assert not (worker.reports("drift", day) / "drift.json").exists()
 
 
-def test_killed_promotion_is_re_run_on_other_disks_and_converges(bootstrapped, registry, tmp_path, monkeypatch):
+def test_killed_promotion_is_re_run_on_other_disks_and_converges(
+    bootstrapped, registry, tmp_path, monkeypatch, kill_upload_of
+):
     """Killed while uploading model.onnx (a version without manifest); the day is re-run from scratch
     on another worker's empty disk (it retrains), then promoted from a third: same version, promoted."""
-    from tasks.registry import Registry
-
     params, day = bootstrapped["params"], bootstrapped["day1"]
     _steps(day, params, Layout(tmp_path / "worker-a"))
-    real = Registry._put_new
-
-    def killed_on_onnx(self, key, body, sha=None):
-        if key.endswith("/model.onnx"):
-            raise SystemExit("worker killed mid-upload")
-        return real(self, key, body, sha)
-
-    monkeypatch.setattr(Registry, "_put_new", killed_on_onnx)
+    revive = kill_upload_of("model.onnx")
     with pytest.raises(SystemExit):
         _promote_cli(monkeypatch, tmp_path / "worker-b", day)
-    monkeypatch.setattr(Registry, "_put_new", real)
+    revive()
     (half,) = [v for v in registry.versions() if v.startswith(str(day))]
     with pytest.raises(FreshrecError):
         registry.manifest(half)  # files without a manifest: not a version yet

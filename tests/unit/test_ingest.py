@@ -10,14 +10,8 @@ import pytest
 from tasks.common import FreshrecError, sha256_file
 from tasks.ingest import ingest_day
 from tasks.replay import EVENTS_FILE, land_day, landing_path
-from tasks.sources import load_dataset
 
 DAY = dt.date(1997, 9, 25)
-
-
-@pytest.fixture(scope="module")
-def ml100k():
-    return load_dataset("ml-100k")
 
 
 def test_land_day_holds_exactly_that_utc_day(ml100k, tmp_path):
