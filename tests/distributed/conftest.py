@@ -6,7 +6,6 @@ tasks is in SeaweedFS. Every server is started here and stopped by PID at the en
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -300,6 +299,3 @@ def task_hosts(c: Cluster, dag_id: str) -> list[tuple]:
         "on t.dag_id = r.dag_id and t.run_id = r.run_id where t.dag_id=%s",
         dag_id,
     )
-
-
-__all__ = ["Cluster", "json", "run_states", "task_hosts", "wait_runs"]
