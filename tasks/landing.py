@@ -135,19 +135,23 @@ class LandingZone:
         if not self.is_s3:
             root = Path(self.location)
             return _days(p.name for p in root.glob("date=*") if (p / EVENTS_FILE).exists())
-        from botocore.exceptions import ClientError
-
         from tasks.s3 import client
 
-        bucket, prefix = self._bucket_prefix()
-        pages = client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "")
+        _, prefix = self._bucket_prefix()
+        keys = self._list(client(), f"{prefix}/" if prefix else "")
+        return _days(k.split("/")[-2] for k in keys if k.endswith(f"/{EVENTS_FILE}"))
+
+    def _list(self, s3, prefix: str) -> list[str]:
+        """Keys under `prefix` in the zone's bucket; none if nothing has landed yet (no bucket)."""
+        from botocore.exceptions import ClientError
+
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket_prefix()[0], Prefix=prefix)
         try:
-            keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
-        except ClientError as exc:  # nothing has landed yet: the bucket may not exist
+            return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+        except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
                 raise
-            keys = []
-        return _days(k.split("/")[-2] for k in keys if k.endswith(f"/{EVENTS_FILE}"))
+            return []
 
     @contextmanager
     def open(self, day: dt.date) -> Iterator[Path]:
@@ -159,19 +163,11 @@ class LandingZone:
         if not self.is_s3:
             yield _checked_local(landing_path(Path(self.location), day))
             return
-        from botocore.exceptions import ClientError
-
         from tasks.s3 import client
 
         s3, (bucket, _) = client(), self._bucket_prefix()
         prefix = self._key(day, "") + "/"
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        try:
-            names = sorted(o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", []))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
-                raise
-            names = []
+        names = [k[len(prefix) :] for k in self._list(s3, prefix)]
         _refuse_unexpected(names, self.uri(day, ""))
         scratch = Path(tempfile.mkdtemp(prefix="freshrec-landing-"))
         try:

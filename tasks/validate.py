@@ -349,11 +349,11 @@ def physical_problems(df: pd.DataFrame, columns: tuple[str, ...], prefix: str = 
 
 def previous_catalogue(layout: Layout, day: dt.date) -> pd.DataFrame | None:
     """The latest catalogue snapshot ingested before D (None if there is none or it is unreadable)."""
-    root = layout.root / "raw" / "items"
-    snaps = sorted(p for p in root.glob("date=*") if p.name[5:] < str(day)) if root.exists() else []
+    from tasks.history import load_items
+
     try:
-        return pd.read_parquet(snaps[-1] / ITEMS_FILE) if snaps else None
-    except Exception:  # an unreadable old snapshot is its own day's problem, not today's
+        return load_items(layout, day - dt.timedelta(days=1))
+    except Exception:  # none yet, or an unreadable old snapshot: its own day's problem, not today's
         return None
 
 
