@@ -335,13 +335,14 @@ def freshrec_daily():
         def both():
             from tasks.promote import reject
 
-            status = "failed: " + ", ".join(failed) if failed else _status(summarize(day, layout), states)
+            row = summarize(day, layout)
+            status = "failed: " + ", ".join(failed) if failed else _status(row, states)
             if status == "rejected":  # on record like a promotion: who, when, why, the evidence digest
                 user = answer.get("responded_by_user") or {}
                 who = user.get("name") or user.get("id") or "nobody (no answer within the approval timeout)"
                 why = "rejected in Airflow" if user else f"no answer within {APPROVAL_TIMEOUT}: the default is Reject"
                 reject(day, params, layout, who, why, evidence)
-            row = summarize(day, layout)
+                row = summarize(day, layout)  # the summary names the rejection
             row["outcome"] = record_outcome(day, layout, registry_from_env(params), status)
             return row
 

@@ -152,9 +152,11 @@ class Store:
             return False
         local = _local_files(target)
         wanted = snapshot["files"]
-        if set(local) == set(wanted) and all(
-            local[n].stat().st_size == m["size"] and sha256_file(local[n]) == m["sha256"] for n, m in wanted.items()
-        ):
+        current = {  # local files that already hold the stored bytes (each hashed once)
+            n for n, m in wanted.items() if n in local and local[n].stat().st_size == m["size"]
+            and sha256_file(local[n]) == m["sha256"]
+        }  # fmt: skip
+        if set(local) == set(wanted) == current:
             return True  # the cache is current
         if snapshot["kind"] == "file":
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -168,9 +170,8 @@ class Store:
             for name, meta in wanted.items():
                 dest = tmp / name
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                src = local.get(name)
-                if src is not None and src.stat().st_size == meta["size"] and sha256_file(src) == meta["sha256"]:
-                    shutil.copy2(src, dest)
+                if name in current:
+                    shutil.copy2(local[name], dest)
                 else:
                     self._fetch(meta, dest, f"{rel}/{name}")
         return True
