@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from tasks.common import Layout, read_json, sha256_file
+from tasks.common import Layout, read_json
+from tasks.day import challenger_version
 from tasks.validate import describe
 
 
@@ -26,7 +27,7 @@ def evidence_markdown(day: dt.date, layout: Layout) -> str:
     train = read_json(run / "challenger" / "train.json")
     timing = read_json(run / "challenger" / "timing.json")
     base = read_json(run / "base.json")
-    version = f"{day}-{sha256_file(run / 'challenger' / 'weights.safetensors')[:8]}"
+    version = challenger_version(layout, day)
     k = ev["k"]
     lines = [
         f"**Candidate version** `{version}` — trained `{train['mode']}` ({train['trainable']}) on "

@@ -48,6 +48,7 @@ from tasks.common import (
     atomic_dir,
     day_str,
     read_json,
+    sha256_file,
     write_json,
 )
 from tasks.store import Store
@@ -244,6 +245,17 @@ def pull_champion(
     return version
 
 
+def version_id(day: dt.date, weights_sha256: str) -> str:
+    """A version is named `<D>-<sha8 of its weights>`: the day whose data it was trained through."""
+    return f"{day_str(day)}-{weights_sha256[:8]}"
+
+
+def challenger_version(layout: Layout, day: dt.date) -> str | None:
+    """The version id day D's challenger gets (None if it was not trained)."""
+    weights = CHALLENGER.path(layout, day) / "weights.safetensors"
+    return version_id(day, sha256_file(weights)) if weights.exists() else None
+
+
 def stage_files(layout: Layout, day: dt.date) -> dict[str, str]:
     """The DVC stage files of day D's training run (tasks/versioning.py); empty if it was not versioned."""
     root = DVC_STAGE.path(layout, day)
@@ -269,10 +281,7 @@ def record_outcome(day: dt.date, layout: Layout, registry, status: str) -> dict:
 
     The registry, not a local file, says whether D's version was promoted: a promotion whose
     task died after the pointer moved still counts."""
-    from tasks.common import sha256_file
-
-    weights = CHALLENGER.path(layout, day) / "weights.safetensors"
-    version = f"{day_str(day)}-{sha256_file(weights)[:8]}" if weights.exists() else None
+    version = challenger_version(layout, day)
     promoted = version is not None and any(
         r["version"] == version and r.get("action", "promote") == "promote" for r in registry.history()
     )

@@ -89,7 +89,7 @@ def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, appr
     The pointer moves only if it still names base(D), the champion this challenger was built on and
     evaluated against; otherwise nothing is promoted blind: a newer live champion is a refusal (going
     back is `rollback`), and so is one that changed since the day started (re-run the day)."""
-    from tasks.day import base_of
+    from tasks.day import base_of, version_id
 
     run = layout.run(day)
     challenger, onnx = run / "challenger", run / "onnx"
@@ -101,7 +101,7 @@ def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, appr
         if not report["gate"]["passed"]:
             raise FreshrecError(f"{gate_name} gate failed for {day}: {report['gate']['reason']}; refusing to promote")
     weights_sha = sha256_file(challenger / "weights.safetensors")
-    version = f"{day}-{weights_sha[:8]}"
+    version = version_id(day, weights_sha)
     pointer, etag = registry.pointer()
     live = pointer["version"] if pointer else None
     if live == version:  # a re-run after the pointer moved (its reply or the task may have been lost)
@@ -175,12 +175,12 @@ def reject(day: dt.date, params: dict, layout: Layout, who: str, reason: str, ev
     history and beside the run; the pointer does not move."""
     import hashlib
 
+    from tasks.day import challenger_version
     from tasks.summary import PROMOTION_FILE
 
-    weights = layout.run(day) / "challenger" / "weights.safetensors"
     record = registry_from_env(params).record_decision(
         {
-            "version": f"{day}-{sha256_file(weights)[:8]}" if weights.exists() else f"{day}-none",
+            "version": challenger_version(layout, day) or f"{day}-none",
             "day": str(day),
             "action": "reject",
             "approver": who,
