@@ -10,12 +10,18 @@ NDCG@10 averaged over users. The pipeline's own model (models.seqrec), training 
 One optimizer and one learning-rate schedule span the run; validation NDCG@10 is checked every
 --eval-every epochs and training stops after --patience checks without improvement; the test
 figures are those of the best validation checkpoint.
+
+Resumable: the run checkpoints every --checkpoint-seconds (training state, the validation curve,
+the best weights so far) into --checkpoint-dir; the same command, run again after a kill, picks up
+where it stopped (a changed option starts over).
+
+    python bench/quality.py --hidden 128 --layers 3 --heads 4 --dropout 0.3 --loss sampled \
+        --negatives 1024 --bucketing --out bench/results/quality_ml1m_cpu.json   # this 2-core CPU: hours
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
@@ -23,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchdata import add_data_args, device_name, features_for, load_data
+from benchdata import ROOT, add_data_args, device_name, features_for, load_data
 
 
 def split(events, max_len: int) -> dict:
@@ -47,10 +53,21 @@ def split(events, max_len: int) -> dict:
     return {"items": items, "examples": examples, "val": holdout(2), "test": holdout(1)}
 
 
+def recipe_of(args):
+    from tasks.train import Recipe
+
+    return Recipe(args.max_epochs, args.batch_size, args.lr, schedule=args.lr_schedule, loss=args.loss,
+                  negatives=args.negatives, logq=not args.no_logq, bucketing=args.bucketing,
+                  compile=args.compile, bf16=args.bf16)  # fmt: skip
+
+
 def run(data: dict, features, text_init: bool, args) -> dict:
+    """Train with early stopping on validation NDCG@10; resumable: the curve, the best weights and the
+    training state are in one checkpoint (tasks/checkpoint.py), so a killed run picks up where it was."""
     import torch
 
     from models.seqrec import SeqRecConfig, SeqRecModel
+    from tasks.checkpoint import Checkpointing
     from tasks.evaluate import metrics_from_ranks, target_ranks
     from tasks.train import fit, pick_device, set_seed, text_init_rows
 
@@ -61,34 +78,50 @@ def run(data: dict, features, text_init: bool, args) -> dict:
     if text_init:
         with torch.no_grad():
             model.item_emb.weight[1:] = text_init_rows(items, features, args.hidden, std=0.02)
+    if args.attn != "sdpa":
+        model.backbone.set_attn_implementation(args.attn)
     device = pick_device()
-    best, best_state, best_epoch, curve, t0 = -1.0, None, 0, [], time.perf_counter()
+    ckpt = Checkpointing(args.checkpoint_dir / f"text_init-{text_init}", args.checkpoint_seconds)
+    ckpt.extra = {"best": -1.0, "best_epoch": 0, "curve": [], "seconds": 0.0}
+    t0, before = time.perf_counter(), []  # before: the seconds of earlier sittings (read from the checkpoint)
+
+    def elapsed() -> float:
+        if not before:
+            before.append(ckpt.extra["seconds"])
+        return before[0] + time.perf_counter() - t0
+
+    def keep_time() -> None:
+        ckpt.extra["seconds"] = round(elapsed(), 1)
+
+    ckpt.before_save = keep_time
 
     def validate(epoch: int) -> bool:
-        nonlocal best, best_state, best_epoch
+        st = ckpt.extra  # restored with the checkpoint on a resume
         if epoch % args.eval_every:
             return True
         v = metrics_from_ranks(target_ranks(model, items, val), 10)
-        curve.append({"epoch": epoch, "val_ndcg@10": v["ndcg@10"], "seconds": round(time.perf_counter() - t0, 1)})
-        print(f"  epoch {epoch:>4}  val NDCG@10 {v['ndcg@10']:.4f}  HR@10 {v['hr@10']:.4f}", flush=True)
-        if v["ndcg@10"] > best:
-            best, best_state, best_epoch = v["ndcg@10"], copy.deepcopy(model.state_dict()), epoch
+        st["curve"].append({"epoch": epoch, "val_ndcg@10": v["ndcg@10"], "seconds": round(elapsed(), 1)})
+        print(f"  epoch {epoch:>4}  val NDCG@10 {v['ndcg@10']:.4f}  HR@10 {v['hr@10']:.4f}  {elapsed():.0f} s",
+              flush=True)  # fmt: skip
+        if v["ndcg@10"] > st["best"]:
+            st["best"], st["best_epoch"] = v["ndcg@10"], epoch
+            ckpt.extra_tensors = {f"best.{k}": t.detach().cpu().clone() for k, t in model.state_dict().items()}
             return True
-        return epoch - best_epoch < args.patience * args.eval_every  # early stopping
+        return epoch - st["best_epoch"] < args.patience * args.eval_every  # early stopping
 
-    fit(model, examples, args.max_epochs, args.batch_size, args.lr, 0.0, args.seed, device, progress=False,
-        schedule=args.lr_schedule, on_epoch=validate)  # fmt: skip
-    train_seconds = time.perf_counter() - t0
-    model.load_state_dict(best_state)
+    fit(model, examples, recipe_of(args), args.seed, device, progress=True, on_epoch=validate, checkpointing=ckpt)
+    train_seconds = elapsed()
+    st = ckpt.extra
+    model.load_state_dict({k[5:]: v for k, v in ckpt.extra_tensors.items()})
     t = metrics_from_ranks(target_ranks(model, items, test), 10)
-    return {"text_init": text_init, "device": str(device), "best_epoch": best_epoch, "train_seconds":
-            round(train_seconds, 1), "val_ndcg@10": best, "test_hr@10": t["hr@10"], "test_ndcg@10": t["ndcg@10"],
-            "users": t["n"], "items": len(items), "curve": curve}  # fmt: skip
+    ckpt.clear()
+    return {"text_init": text_init, "device": str(device), "best_epoch": st["best_epoch"], "train_seconds":
+            round(train_seconds, 1), "val_ndcg@10": st["best"], "test_hr@10": t["hr@10"], "test_ndcg@10":
+            t["ndcg@10"], "users": t["n"], "items": len(items), "curve": st["curve"]}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_args(ap, "ml-1m")
+def add_args(ap) -> None:
+    """The model and training options (bench/step_cost.py reuses them)."""
     ap.add_argument("--text-init", choices=["yes", "no", "both"], default="yes")
     ap.add_argument("--max-len", type=int, default=200)
     ap.add_argument("--hidden", type=int, default=64)
@@ -102,9 +135,29 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument("--patience", type=int, default=4)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--loss", choices=["full", "sampled"], default="full")
+    ap.add_argument("--negatives", type=int, default=256, help="with --loss sampled")
+    ap.add_argument("--no-logq", action="store_true", help="with --loss sampled: no popularity correction")
+    ap.add_argument("--bucketing", action="store_true", help="batches of similar length, cut to their longest")
+    ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa", help="attention kernel")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
+    ap.add_argument("--checkpoint-dir", type=Path, help="default .run/quality/<out name>: rerun to resume")
+    ap.add_argument("--checkpoint-seconds", type=float, default=300.0)
     ap.add_argument("--out", type=Path, required=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(ap, "ml-1m")
+    add_args(ap)
     args = ap.parse_args(argv)
+    import logging
+
     import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args.checkpoint_dir = args.checkpoint_dir or ROOT / ".run" / "quality" / args.out.stem
 
     from tasks.common import git_commit
 

@@ -256,9 +256,11 @@ def freshrec_daily():
         from dataclasses import asdict
 
         from tasks import versioning
+        from tasks.day import checkpoint_sink
 
         day, params, layout, _ = _ctx()
-        return asdict(_run("train_challenger", versioning.train_and_version, day, params, layout))
+        share = checkpoint_sink(day, params, layout)  # a retry elsewhere resumes from the last checkpoint
+        return asdict(_run("train_challenger", versioning.train_and_version, day, params, layout, on_checkpoint=share))
 
     @task(retries=0)
     def evaluate_challenger() -> dict:

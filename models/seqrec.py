@@ -70,13 +70,19 @@ class SeqRecModel(nn.Module):
         self.emb_scale = math.sqrt(config.hidden_size)
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
-        """item_ids (B, T) left-padded -> sequence states (B, T, H)."""
+        """item_ids (B, T <= max_len) left-padded -> sequence states (B, T, H); a shorter T gives the same
+        states as the same rows left-padded to max_len."""
         mask = (item_ids != PAD).long()  # (B, T): padding is never attended to ...
         # ... except the last slot, always: an empty history (all padding) then has one well-defined
         # state instead of a fully masked softmax, which torch and ONNX Runtime resolve differently.
         mask = torch.cat([mask[:, :-1], torch.ones_like(mask[:, -1:])], dim=1)
         x = self.item_emb(item_ids) * self.emb_scale  # (B, T, H)
-        out = self.backbone(inputs_embeds=x, attention_mask=mask, use_cache=False)
+        positions = None
+        if item_ids.shape[1] < self.config.max_len:  # a batch cut to its longest sequence (length bucketing):
+            # positions stay right-aligned, so the latest item keeps the slot it has in a full window
+            start = self.config.max_len - item_ids.shape[1]
+            positions = torch.arange(start, self.config.max_len, device=item_ids.device).unsqueeze(0)
+        out = self.backbone(inputs_embeds=x, attention_mask=mask, position_ids=positions, use_cache=False)
         return out.last_hidden_state
 
     def scores(self, states: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,9 @@ any worker, and a missing input is a `MissingInput` error naming the task that w
                                                                         raw/{events,items}/D (gone if quarantined)
     pull_champion        outcome of D-1 (waits for it), the registry    runs/D/champion, runs/D/base.json
     detect_drift         raw/<=D, validation D, champion, drift <D      reports/drift/D
-    train_challenger     raw/<=D, champion, drift D, features           runs/D/challenger, features, runs/D/dvc
-                                                                        (+ inputs and challenger to the DVC remote)
+    train_challenger     raw/<=D, champion, drift D, features,          runs/D/challenger, features, runs/D/dvc
+                         runs/D/checkpoint (resume a killed run)        (+ inputs and challenger to the DVC remote);
+                                                                        runs/D/checkpoint while it trains, then none
     evaluate_challenger  raw/<=D, champion, challenger                  runs/D/evaluation.json
     export_onnx          raw/<=D, challenger                            runs/D/onnx
     benchmark_latency    raw/<=D, challenger, onnx                      runs/D/benchmark.json
@@ -102,6 +103,7 @@ DRIFT = Unit(lambda layout, day: layout.reports("drift", day), writer="detect_dr
 CHAMPION = Unit(_run_file(CHAMPION_DIR), writer="pull_champion")
 BASE = Unit(_run_file(BASE_FILE), writer="pull_champion")
 CHALLENGER = Unit(_run_file("challenger"), writer="train_challenger")
+CHECKPOINT = Unit(_run_file("checkpoint"))  # a training run's last checkpoint, while it runs (tasks/checkpoint.py)
 DVC_STAGE = Unit(_run_file("dvc"))  # the training run's DVC stage files (tasks/versioning.py)
 ONNX = Unit(_run_file("onnx"), writer="export_onnx")
 EVALUATION = Unit(_run_file("evaluation.json"), writer="evaluate_challenger")
@@ -132,7 +134,8 @@ STEPS: dict[str, Step] = {
     "pull_champion": Step(writes=(CHAMPION, BASE)),
     "detect_drift": Step(reads=(RAW_HISTORY, ITEMS_HISTORY, VALIDATION, CHAMPION, DRIFT_BEFORE), writes=(DRIFT,)),
     "train_challenger": Step(
-        reads=(RAW_HISTORY, ITEMS_HISTORY, CHAMPION, DRIFT, FEATURES), writes=(CHALLENGER, FEATURES, DVC_STAGE)
+        reads=(RAW_HISTORY, ITEMS_HISTORY, CHAMPION, DRIFT, FEATURES, CHECKPOINT),
+        writes=(CHALLENGER, FEATURES, DVC_STAGE, CHECKPOINT),
     ),
     "evaluate_challenger": Step(reads=(RAW_HISTORY, CHAMPION, CHALLENGER), writes=(EVALUATION,)),
     "export_onnx": Step(reads=(RAW_HISTORY, CHALLENGER), writes=(ONNX,)),
@@ -188,6 +191,14 @@ def run_step(name: str, day: dt.date, params: dict, layout: Layout, fn, *args, s
         raise
     push(store, layout, day, step.writes)
     return result
+
+
+def checkpoint_sink(day: dt.date, params: dict, layout: Layout, store: Store | None = None) -> Callable[[Path], None]:
+    """What train_challenger calls after each training checkpoint: publish runs/D/checkpoint, so a
+    retry on another worker (a preempted GPU node) resumes the run instead of starting it over."""
+    store = store or Store.from_env(params)
+    rel = _rel(layout, CHECKPOINT.path(layout, day))
+    return lambda _path: store.push(layout.root, rel)
 
 
 # ---- which champion a day builds on --------------------------------------------------------------

@@ -24,7 +24,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from models.seqrec import SeqRecConfig, SeqRecModel
+from tasks.checkpoint import Checkpointing, Position, fingerprint
 from tasks.common import (
     FreshrecError,
     Layout,
@@ -46,11 +47,26 @@ LOG = logging.getLogger(__name__)
 ITEMS_FILE = "items.json"
 TRAIN_FILE = "train.json"
 TIMING_FILE = "timing.json"
+CHECKPOINT_DIR = "checkpoint"
 MODES = ("full", "incremental", "skip")
 TRAINABLE = ("all", "top", "lora")
 CHUNKS = ("last", "all")
 DAY_CHUNKS = ("last", "day")
 SCHEDULES = ("constant", "warmup_cosine")
+LOSSES = ("full", "sampled")
+BF16 = ("auto", "on", "off")
+RECIPE_KEYS = {
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "loss",
+    "negatives",
+    "logq",
+    "bucketing",
+    "compile",
+    "bf16",
+}
 
 
 @dataclass(frozen=True)
@@ -174,48 +190,152 @@ def lr_lambda(schedule: str, total_steps: int, warmup_frac: float = 0.1):
     return f
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: optimisation, loss and the step's execution (params.yaml train.full / incremental).
+
+    loss       `full`: softmax cross-entropy over the whole catalogue (SASRec+); `sampled`: softmax
+               over the target and `negatives` items drawn by popularity per step, shared by the batch,
+               with the logQ correction (logit - log expected count) and accidental hits masked: the
+               loss eSASRec and HSTU train with, O(negatives) instead of O(catalogue) per position
+    bucketing  batches of similar length (sorted within shuffled pools of 50 batches), cut to their
+               longest sequence: less padding for the same examples and updates
+    compile    torch.compile the model (inductor)
+    bf16       `auto` (on CUDA), `on`, `off`: bfloat16 autocast
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    loss: str = "full"
+    negatives: int = 256
+    logq: bool = True
+    bucketing: bool = False
+    compile: bool = False
+    bf16: str = "auto"
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise FreshrecError(f"lr_schedule={self.schedule!r}: use one of {SCHEDULES}")
+        if self.loss not in LOSSES:
+            raise FreshrecError(f"train loss={self.loss!r}: use one of {LOSSES}")
+        if self.loss == "sampled" and (not isinstance(self.negatives, int) or self.negatives < 1):
+            raise FreshrecError(f"train negatives={self.negatives!r}: use a count >= 1 with loss: sampled")
+        if self.bf16 not in BF16:
+            raise FreshrecError(f"train bf16={self.bf16!r}: use one of {BF16}")
+
+    @classmethod
+    def from_section(cls, cfg: dict, **override) -> Recipe:
+        """A params.yaml train.full / train.incremental section (unknown keys belong to the data recipe)."""
+        names = {f.name for f in fields(cls)} - {"schedule"}  # the section calls it lr_schedule
+        kw = {k: v for k, v in cfg.items() if k in names}
+        if "lr_schedule" in cfg:
+            kw["schedule"] = cfg["lr_schedule"]
+        return cls(**(kw | override))
+
+
+def _bf16(recipe: Recipe, device: torch.device) -> bool:
+    return recipe.bf16 == "on" or (recipe.bf16 == "auto" and device.type == "cuda")
+
+
+def epoch_order(lengths: torch.Tensor, batch_size: int, bucketing: bool, gen: torch.Generator) -> torch.Tensor:
+    """The epoch's example order; batches are its consecutive `batch_size` slices. Bucketing sorts
+    each shuffled pool of 50 batches by length and shuffles the full batches (a short one stays last)."""
+    perm = torch.randperm(len(lengths), generator=gen)
+    if not bucketing:
+        return perm
+    pool = 50 * batch_size
+    chunks = []
+    for start in range(0, len(perm), pool):
+        part = perm[start : start + pool]
+        part = part[torch.argsort(lengths[part], stable=True)]
+        chunks += list(part.split(batch_size))
+    tail = [c for c in chunks if len(c) < batch_size]
+    full = [c for c in chunks if len(c) == batch_size]
+    full = [full[i] for i in torch.randperm(len(full), generator=gen).tolist()]
+    return torch.cat(full + tail)
+
+
+def popularity(targets: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Sampling distribution over item columns 0..N-2 (item i is column i - 1): target counts + 1."""
+    counts = torch.bincount(targets[targets != 0] - 1, minlength=n_items - 1).double() + 1.0
+    return counts / counts.sum()
+
+
+def sampled_softmax(model, states, y, q, negatives: int, logq: bool, gen: torch.Generator) -> torch.Tensor:
+    """Cross-entropy over [target, `negatives` shared popularity-sampled items] per position."""
+    neg = torch.multinomial(q, negatives, replacement=True, generator=gen).to(states.device)  # (S,) columns
+    emb = model.item_emb.weight[1:]
+    pos_logit = (states * emb[y - 1]).sum(-1, keepdim=True).float()  # (M, 1)
+    neg_logit = (states @ emb[neg].T).float()  # (M, S)
+    if logq:
+        log_expected = torch.log(q.to(states.device).float() * negatives)
+        pos_logit = pos_logit - log_expected[y - 1].unsqueeze(1)
+        neg_logit = neg_logit - log_expected[neg]
+    neg_logit = neg_logit.masked_fill((y - 1).unsqueeze(1) == neg.unsqueeze(0), float("-inf"))  # accidental hits
+    logits = torch.cat([pos_logit, neg_logit], dim=1)
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long, device=states.device))
+
+
 def fit(
     model: SeqRecModel,
     examples: list[tuple[np.ndarray, np.ndarray]],
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
+    recipe: Recipe,
     seed: int,
     device: torch.device,
     progress: bool = True,
-    schedule: str = "constant",
     on_epoch: Callable[[int], bool] | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> tuple[int, float]:
-    """Full-softmax next-item training; returns (steps, last epoch's mean loss).
+    """Next-item training; returns (steps, last epoch's mean loss).
 
-    `on_epoch(epoch)` (1-based) runs after each epoch with the model in eval mode; returning
-    False stops training early (one optimizer and one schedule span the whole run).
+    `on_epoch(epoch)` (1-based) runs after each epoch with the model in eval mode; returning False
+    stops training early (one optimizer and one schedule span the whole run). With `checkpointing`
+    the run saves itself every few minutes and resumes from its own last checkpoint (tasks/checkpoint.py).
+    `progress` logs loss and speed at INFO about every 30 s and after every epoch.
     """
-    from tqdm.auto import tqdm
-
     inputs = torch.from_numpy(np.stack([e[0] for e in examples]))
     targets = torch.from_numpy(np.stack([e[1] for e in examples]))
+    lengths = (inputs != 0).sum(1)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    use_amp = device.type == "cuda"
+    q = popularity(targets, model.config.n_items) if recipe.loss == "sampled" else None
+    use_bf16 = _bf16(recipe, device)
+    n_batches = (len(inputs) + recipe.batch_size - 1) // recipe.batch_size
+    total_steps = recipe.epochs * n_batches
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.schedule, total_steps))
+    pos = None
+    if checkpointing is not None:
+        checkpointing.fingerprint = fingerprint(
+            asdict(recipe) | {"seed": seed}, [inputs.numpy(), targets.numpy()], model
+        )
+        pos = checkpointing.restore(model, opt, sched, gen)
     model.to(device).train()
-    steps, epoch_loss = 0, float("nan")
-    n_batches = (len(inputs) + batch_size - 1) // batch_size
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(schedule, epochs * n_batches))
-    bar = tqdm(total=epochs * n_batches, desc="train", unit="batch", disable=not progress, mininterval=2.0)
-    for epoch in range(1, epochs + 1):
-        perm = torch.randperm(len(inputs), generator=gen)
-        total, count = 0.0, 0
-        for b in range(n_batches):
-            sel = perm[b * batch_size : (b + 1) * batch_size]
-            x, y = inputs[sel].to(device), targets[sel].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                states = model(x)  # (B, T, H)
+    forward = torch.compile(model) if recipe.compile else model
+    steps, epoch_loss = (pos.steps, float("nan")) if pos else (0, float("nan"))
+    first_epoch = pos.epoch if pos else 1
+    t_start, t_log, steps_at_start = time.monotonic(), time.monotonic(), steps
+    for epoch in range(first_epoch, recipe.epochs + 1):
+        if pos is not None and epoch == pos.epoch:
+            order, first_batch, total, count = pos.order, pos.batch, pos.loss_total, pos.loss_count
+        else:
+            order = epoch_order(lengths, recipe.batch_size, recipe.bucketing, gen)
+            first_batch, total, count = 0, 0.0, 0
+        for b in range(first_batch, n_batches):
+            sel = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
+            width = int(lengths[sel].max()) if recipe.bucketing else inputs.shape[1]
+            x, y = inputs[sel, -width:].to(device), targets[sel, -width:].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                states = forward(x)  # (B, T, H)
                 keep = y != 0
-                logits = model.item_logits(states[keep]).float()  # (M, N - 1) only real target positions
-                loss = torch.nn.functional.cross_entropy(logits, y[keep] - 1)  # item i is column i - 1
+                if recipe.loss == "full":
+                    logits = model.item_logits(states[keep]).float()  # (M, N - 1) only real target positions
+                    loss = torch.nn.functional.cross_entropy(logits, y[keep] - 1)  # item i is column i - 1
+                else:
+                    loss = sampled_softmax(model, states[keep], y[keep], q, recipe.negatives, recipe.logq, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -226,16 +346,23 @@ def fit(
             total += loss.item()
             count += 1
             steps += 1
-            bar.update(1)
+            if progress and time.monotonic() - t_log >= 30:
+                t_log = time.monotonic()
+                rate = (t_log - t_start) / max(steps - steps_at_start, 1)
+                left = rate * (total_steps - steps)
+                LOG.info("training: epoch %d/%d, batch %d/%d, loss %.4f, %.2f s/step, about %.0f s left",
+                         epoch, recipe.epochs, b + 1, n_batches, total / count, rate, left)  # fmt: skip
+            if checkpointing is not None and checkpointing.due():
+                checkpointing.save(model, opt, sched, gen, Position(epoch, b + 1, steps, order, total, count))
         epoch_loss = total / max(count, 1)
-        bar.set_postfix(loss=f"{epoch_loss:.3f}")
+        if progress:
+            LOG.info("training: epoch %d/%d done, mean loss %.4f (step %d)", epoch, recipe.epochs, epoch_loss, steps)
         if on_epoch is not None:
             model.eval()
             go_on = on_epoch(epoch)
             model.train()
             if not go_on:
                 break
-    bar.close()
     model.eval()
     return steps, epoch_loss
 
@@ -294,8 +421,13 @@ def train(
     out_dir: Path,
     holdout_fraction: float,
     progress: bool = True,
+    checkpoint_dir: Path | None = None,
+    on_checkpoint: Callable[[Path], None] | None = None,
 ) -> TrainResult:
-    """Train the challenger for `day` and save it to `out_dir` (atomically)."""
+    """Train the challenger for `day` and save it to `out_dir` (atomically).
+
+    With `checkpoint_dir`, training checkpoints there every `train.checkpoint_seconds` (and calls
+    `on_checkpoint`), resumes from a checkpoint of the same run, and clears it once the model is saved."""
     if mode not in MODES:
         raise FreshrecError(f"unknown training mode {mode!r}: use one of {MODES}")
     if mode in ("incremental", "skip") and champion_dir is None:
@@ -356,17 +488,17 @@ def train(
     if not examples:
         raise FreshrecError(f"no training sequences for {day} (mode {mode}): is the day's partition empty?")
     _set_trainable(model, trainable, cfg_section.get("lora_rank", 8))
+    checkpointing = None
+    if checkpoint_dir is not None:
+        checkpointing = Checkpointing(checkpoint_dir, params.get("checkpoint_seconds", 300), on_checkpoint)
     steps, loss = fit(
         model,
         examples,
-        cfg_section["epochs"],
-        cfg_section["batch_size"],
-        cfg_section["lr"],
-        cfg_section.get("weight_decay", 0.0),
+        Recipe.from_section(cfg_section),
         params["seed"],
         device,
         progress,
-        cfg_section.get("lr_schedule", "constant"),
+        checkpointing=checkpointing,
     )
     _merge_lora(model)
     model.to("cpu")
@@ -387,12 +519,24 @@ def train(
         model.save(tmp)
         (tmp / ITEMS_FILE).write_text(json.dumps(item_ids))
         _write_report(tmp, res)
+    if checkpointing is not None:
+        checkpointing.clear()
     LOG.info("trained %s (%s) on %d sequences in %.1fs, loss %.3f", mode, trainable, len(examples), res.seconds, loss)
     return res
 
 
-def run(day: dt.date, params: dict, layout: Layout, mode: str | None = None, progress: bool = True) -> TrainResult:
-    """Train day D's challenger: mode from the drift report unless given; full if there is no champion."""
+def run(
+    day: dt.date,
+    params: dict,
+    layout: Layout,
+    mode: str | None = None,
+    progress: bool = True,
+    on_checkpoint: Callable[[Path], None] | None = None,
+) -> TrainResult:
+    """Train day D's challenger: mode from the drift report unless given; full if there is no champion.
+
+    Training checkpoints into runs/date=D/checkpoint (`on_checkpoint` shares each one, e.g. to the
+    object store) and a killed run resumes from there."""
     champion = layout.run(day) / "champion"
     champion_dir = champion if (champion / ITEMS_FILE).exists() else None
     mode = mode or read_json(layout.reports("drift", day) / "drift.json")["decision"]
@@ -418,6 +562,8 @@ def run(day: dt.date, params: dict, layout: Layout, mode: str | None = None, pro
         layout.run(day) / "challenger",
         params["evaluate"]["holdout_fraction"],
         progress,
+        layout.run(day) / CHECKPOINT_DIR,
+        on_checkpoint,
     )
 
 

@@ -129,11 +129,11 @@ def version_training(day: dt.date, params: dict, layout: Layout) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def train_and_version(day: dt.date, params: dict, layout: Layout, mode: str | None = None):
+def train_and_version(day: dt.date, params: dict, layout: Layout, mode: str | None = None, on_checkpoint=None):
     """Train day D's challenger, then record the run with DVC: what the pipeline's train task runs."""
     from tasks import train
 
-    res = train.run(day, params, layout, mode, progress=False)
+    res = train.run(day, params, layout, mode, on_checkpoint=on_checkpoint)
     version_training(day, params, layout)
     return res
 

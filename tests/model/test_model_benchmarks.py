@@ -207,7 +207,7 @@ def test_fit_stops_when_the_epoch_callback_says_so():
     import torch
 
     from models.seqrec import SeqRecConfig, SeqRecModel
-    from tasks.train import fit
+    from tasks.train import Recipe, fit
 
     model = SeqRecModel(SeqRecConfig(n_items=30, max_len=8, hidden_size=16, num_layers=1, num_heads=2))
     examples = [(np.arange(1, 9), np.arange(2, 10))] * 10
@@ -217,7 +217,7 @@ def test_fit_stops_when_the_epoch_callback_says_so():
         seen.append((epoch, model.training))
         return epoch < 2
 
-    steps, _ = fit(model, examples, 5, 4, 1e-3, 0.0, 0, torch.device("cpu"), progress=False, on_epoch=on_epoch)
+    steps, _ = fit(model, examples, Recipe(5, 4, 1e-3), 0, torch.device("cpu"), progress=False, on_epoch=on_epoch)
     assert seen == [(1, False), (2, False)]  # evaluated in eval mode, stopped after epoch 2
     assert steps == 2 * 3  # 10 examples in batches of 4
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.seqrec import SeqRecConfig, SeqRecModel, TopKScorer
-from tasks.train import fit, mapped_rows, text_init_rows
+from tasks.train import Recipe, fit, mapped_rows, text_init_rows
 
 CFG = SeqRecConfig(n_items=60, max_len=12, hidden_size=32, num_layers=2, num_heads=2, dropout=0.0)
 
@@ -103,8 +103,8 @@ def test_training_reduces_loss_on_a_learnable_pattern():
     starts = np.random.default_rng(0).integers(1, 40, 256)
     seqs = [np.arange(s, s + 13) for s in starts]
     examples = [(s[:-1], s[1:]) for s in seqs]
-    _, first = fit(model, examples, 1, 32, 3e-3, 0.0, 0, torch.device("cpu"), progress=False)
-    _, last = fit(model, examples, 15, 32, 3e-3, 0.0, 0, torch.device("cpu"), progress=False)
+    _, first = fit(model, examples, Recipe(1, 32, 3e-3), 0, torch.device("cpu"), progress=False)
+    _, last = fit(model, examples, Recipe(15, 32, 3e-3), 0, torch.device("cpu"), progress=False)
     assert last < first * 0.5
 
 
