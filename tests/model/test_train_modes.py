@@ -145,3 +145,45 @@ def test_gates_refuse_and_say_why(world, tmp_path):
     with pytest.raises(GateFailed, match="latency gate failed"):
         benchmark.run(WARM, tight, layout)
     assert "budget" in read_json(run / "benchmark.json")["gate"]["reason"]
+
+
+@pytest.mark.slow
+def test_a_killed_training_resumes_on_another_worker(world, s3_env, tmp_path, caplog):
+    """Worker A is killed mid-training; worker B (another disk) pulls A's last checkpoint from the
+    object store and ends with the same weights as a run that never stopped; the checkpoint is gone
+    from the store once the challenger exists."""
+    import shutil
+
+    from tasks import train as train_step
+    from tasks.common import Layout
+    from tasks.day import CHECKPOINT, checkpoint_sink, pull, push
+    from tasks.store import Store
+
+    params = {**world["params"], "train": {**world["params"]["train"], "checkpoint_seconds": 0}}
+    workers = {}
+    for name in ("a", "b", "whole"):
+        layout = workers[name] = Layout(tmp_path / name)
+        for part in ("raw", "features"):
+            shutil.copytree(world["base"] / "data" / part, layout.root / part)
+    store = Store.from_env(params)
+    share, pushes = checkpoint_sink(DAY, params, workers["a"], store), []
+
+    def killed_after_two(path):
+        share(path)
+        pushes.append(path)
+        if len(pushes) == 2:
+            raise KeyboardInterrupt("SIGKILL stand-in: the node is preempted")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_step.run(DAY, params, workers["a"], mode="full", on_checkpoint=killed_after_two)
+    assert store.exists(f"runs/date={DAY}/checkpoint")
+    pull(store, workers["b"], DAY, [CHECKPOINT])  # what run_step does before train_challenger
+    with caplog.at_level("INFO", logger="tasks.checkpoint"):
+        resumed = train_step.run(DAY, params, workers["b"], mode="full")
+    assert "resuming training" in caplog.text and "step 2" in caplog.text
+    push(store, workers["b"], DAY, [CHECKPOINT])  # ... and after it: the finished run's checkpoint is gone
+    assert not store.exists(f"runs/date={DAY}/checkpoint")
+    whole = train_step.run(DAY, params, workers["whole"], mode="full")
+    assert (resumed.steps, resumed.final_loss) == (whole.steps, whole.final_loss)
+    weights = [sha256_file(w.run(DAY) / "challenger" / "weights.safetensors") for w in (workers["b"], workers["whole"])]
+    assert weights[0] == weights[1]
