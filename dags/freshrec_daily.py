@@ -39,9 +39,11 @@ from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, TaskG
 
 TRAIN_QUEUE = os.environ.get("FRESHREC_TRAIN_QUEUE", "default")  # `gpu` where a GPU worker listens
 TRAIN_POD = Path(__file__).resolve().parent.parent / "docker" / "k8s" / "train-challenger-pod.yaml"
-# The window runs may exist for. Defaults: the embedded ML-100K replay (days 1997-09-20 .. 1998-04-22),
-# so any replay day can be backfilled and unpausing schedules nothing outside the data. With your
-# own data set FRESHREC_START_DATE to its first day and FRESHREC_END_DATE to "" (open-ended).
+# The data window: the days data exists for. Defaults: the embedded ML-100K replay (days 1997-09-20 ..
+# 1998-04-22). With your own data set FRESHREC_START_DATE to its first day and FRESHREC_END_DATE to ""
+# (open-ended). A run for a day outside it stops at its first task and says so: a manual trigger
+# fails (e.g. the trigger form's default logical date, today), a scheduled run is skipped. The DAG
+# itself has no end_date, because Airflow would make a run past it a green run with no task at all.
 START_DATE = pendulum.parse(os.environ.get("FRESHREC_START_DATE", "1997-09-20"), tz="UTC")
 _END = os.environ.get("FRESHREC_END_DATE", "1998-04-23")  # the last data day's interval ends here
 END_DATE = pendulum.parse(_END, tz="UTC") if _END else None
@@ -95,32 +97,49 @@ def _status(row: dict, states: dict) -> str:
 
 
 def _day(context) -> str:
-    """The day this run processes: the `day` Param if given, else the logical date."""
+    """The day this run processes: the `day` Param if given, else the logical date; a day outside the
+    data window stops the run at once (a manual run fails, a scheduled one is skipped), never retried."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
     from tasks.common import FreshrecError, day_str, parse_day
 
     override = context["params"].get("day")
     if override:
-        from airflow.sdk.exceptions import AirflowFailException
-
         try:
-            return day_str(parse_day(override))
+            day = parse_day(override)
         except FreshrecError as exc:  # e.g. 1998-02-30: retrying cannot fix it
             raise AirflowFailException(str(exc)) from exc
-    if context.get("logical_date") is None:
-        raise FreshrecError("this run has no logical date: trigger it with one, or set the `day` Param")
-    return day_str(context["logical_date"].date())
+    elif context.get("logical_date") is None:
+        raise AirflowFailException("this run has no logical date: trigger it with one, or set the `day` Param")
+    else:
+        day = context["logical_date"].date()
+    first, last = START_DATE.date(), (END_DATE - dt.timedelta(days=1)).date() if END_DATE else None
+    if day < first or (last is not None and day > last):
+        why = (
+            f"day {day} is outside the data window {first} .. {last or '(open-ended)'} "
+            "(FRESHREC_START_DATE / FRESHREC_END_DATE): no data lands for it. Trigger a day inside it (the "
+            "logical date, or the `day` Param), or set the window for your data (docs/operations.md)."
+        )
+        dag_run = context.get("dag_run")
+        if dag_run is not None and str(getattr(dag_run, "run_type", "")).endswith("scheduled"):
+            raise AirflowSkipException(why)
+        raise AirflowFailException(why)
+    return day_str(day)
 
 
 def _step(fn, *args, **kwargs):
-    """Run a step; a refusal (bad data, failed gate) fails the task for good: retrying cannot fix it."""
+    """Run a step; a refusal (bad data, failed gate, a FreshrecError that names its cause) fails the task
+    for good: retrying cannot fix it. Infrastructure errors (S3 unreachable, a killed worker) are retried."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from tasks.common import GateFailed, ValidationFailed
+    from tasks.common import FreshrecError, GateFailed, ValidationFailed
 
     try:
         return fn(*args, **kwargs)
     except (ValidationFailed, GateFailed) as exc:
         raise AirflowFailException(str(exc)) from exc
+    except FreshrecError as exc:  # a refusal that names its cause (bad input or settings): the same on a retry
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _ctx():
@@ -130,6 +149,16 @@ def _ctx():
 
     context = get_current_context()
     return parse_day(_day(context)), load_params(), Layout.default(), context
+
+
+def _api_url() -> str:
+    """The API server's address as the approver's browser reaches it: links to the day's reports."""
+    from airflow.configuration import conf
+
+    from tasks.reports import api_url
+
+    return api_url(conf.get("api", "base_url", fallback=None), conf.get("api", "host", fallback=None),
+                   conf.get("api", "port", fallback=None))  # fmt: skip
 
 
 def _run(step: str, fn, *args, **kwargs):
@@ -147,7 +176,6 @@ def _run(step: str, fn, *args, **kwargs):
     # semantics; a plain "@daily" in Airflow 3 would stamp the run with D+1, the day just begun)
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=START_DATE,
-    end_date=END_DATE,
     catchup=False,  # backfills are explicit: `airflow backfill create`
     max_active_runs=1,  # days build on each other's champion
     doc_md=__doc__,
@@ -289,8 +317,8 @@ def freshrec_daily():
         """The evidence a person approves on, as markdown (rendered into the approval request)."""
         from tasks.approval import evidence_markdown
 
-        day, _, layout, _ = _ctx()
-        return _run("prepare_approval", evidence_markdown, day, layout)
+        day, params, layout, _ = _ctx()
+        return _run("prepare_approval", evidence_markdown, day, layout, params["drift"], _api_url())
 
     @task.branch
     def choose_approval() -> str:
@@ -337,14 +365,14 @@ def freshrec_daily():
         def both():
             from tasks.promote import reject
 
-            row = summarize(day, layout)
+            row = summarize(day, layout, _api_url())
             status = "failed: " + ", ".join(failed) if failed else _status(row, states)
             if status == "rejected":  # on record like a promotion: who, when, why, the evidence digest
                 user = answer.get("responded_by_user") or {}
                 who = user.get("name") or user.get("id") or "nobody (no answer within the approval timeout)"
                 why = "rejected in Airflow" if user else f"no answer within {APPROVAL_TIMEOUT}: the default is Reject"
                 reject(day, params, layout, who, why, evidence)
-                row = summarize(day, layout)  # the summary names the rejection
+                row = summarize(day, layout, _api_url())  # the summary names the rejection
             row["outcome"] = record_outcome(day, layout, registry_from_env(params), status)
             return row
 

@@ -39,7 +39,9 @@ def embed_texts(texts: list[str], batch_size: int = 128) -> torch.Tensor:
     """Sentence embeddings (N, 384), mean-pooled and L2-normalised as sentence-transformers does."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar on stderr reads as an ERROR line in a task log
     path = _model_path()
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     enc = AutoModel.from_pretrained(path, local_files_only=True).eval()

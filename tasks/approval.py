@@ -10,6 +10,8 @@ import math
 
 from tasks.common import Layout, read_json
 from tasks.day import challenger_version
+from tasks.drift import signals
+from tasks.reports import links
 from tasks.validate import describe
 
 
@@ -17,7 +19,9 @@ def _num(v, spec=".4f") -> str:
     return "—" if v is None or math.isnan(v) else format(v, spec)
 
 
-def evidence_markdown(day: dt.date, layout: Layout) -> str:
+def evidence_markdown(day: dt.date, layout: Layout, thresholds: dict, api: str | None = None) -> str:
+    """`thresholds`: params.yaml `drift`; `api`: the Airflow API server's address, for links to the
+    day's reports (tasks/reports.py)."""
     run = layout.run(day)
     ev = read_json(run / "evaluation.json")
     bench = read_json(run / "benchmark.json")
@@ -28,6 +32,7 @@ def evidence_markdown(day: dt.date, layout: Layout) -> str:
     timing = read_json(run / "challenger" / "timing.json")
     base = read_json(run / "base.json")
     version = challenger_version(layout, day)
+    url = links(api, day, validation, drift)
     k = ev["k"]
     lines = [
         f"**Candidate version** `{version}` — trained `{train['mode']}` ({train['trainable']}) on "
@@ -37,13 +42,20 @@ def evidence_markdown(day: dt.date, layout: Layout) -> str:
         "",
         f"**Data** {validation['rows']} events on {day}; validation passed"
         + (" with warnings (see below)" if validation["warnings"] else "")
-        + (f" ([Data Docs]({validation['docs']}))" if validation.get("docs") else "")
+        + (f" ([Data Docs]({url['data_docs']}))" if "data_docs" in url else "")
         + ".",
         *[f"- **warning** {describe(w, validation.get('volume'))}" for w in validation["warnings"]],
         "",
         f"**Drift** decision `{drift['decision']}`: "
         + "; ".join(drift["reasons"])
-        + (f" ([report]({drift['html']}))" if drift.get("html") else ""),
+        + (f" ([report]({url['drift_report']}))" if "drift_report" in url else ""),
+        "",
+        "| drift signal | value | acts on | threshold |",
+        "|---|---|---|---|",
+        *[
+            f"| {r['signal']} | {_num(r['value'], '.3f')} | {r['compared']} | {r['threshold']} |"
+            for r in signals(drift, thresholds)
+        ],
         "",
         f"**Quality** on {ev['holdout_events']} held-out events, full ranking — gate: {ev['gate']['reason']}",
         "",
@@ -71,4 +83,6 @@ def evidence_markdown(day: dt.date, layout: Layout) -> str:
         f"| {r['qps']:.0f} |"
         for r in bench["rows"]
     ]
+    if url:
+        lines += ["", f"All of the day's reports: {url['index']}"]
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from tasks.common import (
     write_json,
 )
 from tasks.export import EXPORT_FILE, FP32_FILE, INT8_FILE, session
+
+LOG = logging.getLogger(__name__)
 
 BENCHMARK_FILE = "benchmark.json"
 
@@ -125,6 +128,11 @@ def run(day: dt.date, params: dict, layout: Layout) -> dict:
     )
     report = benchmark(run_dir / "challenger", run_dir / "onnx", inputs, params["benchmark"], params["export"]["top_k"])
     write_json(run_dir / BENCHMARK_FILE, report)
+    for r in report["rows"]:
+        LOG.info("benchmark %s batch %d: p50 %.3f ms, p99 %.3f ms, %.0f QPS", r["runtime"], r["batch"], r["p50_ms"],
+                 r["p99_ms"], r["qps"])  # fmt: skip
+    LOG.info("serving %s; latency gate %s: %s", report["serve_variant"],
+             "passed" if report["gate"]["passed"] else "FAILED", report["gate"]["reason"])  # fmt: skip
     if not report["gate"]["passed"]:
         raise GateFailed(f"latency gate failed for {day}: {report['gate']['reason']}; nothing will be promoted")
     return report

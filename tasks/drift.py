@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ import pandas as pd
 
 from tasks.common import Layout, read_json, step_cli, write_json
 from tasks.history import day_mask, load_events
+
+LOG = logging.getLogger(__name__)
 
 DRIFT_FILE = "drift.json"
 _EPS = 1e-4  # floor for empty bins so PSI stays finite
@@ -289,6 +292,29 @@ def decide(m: dict, thresholds: dict, champion: bool, ndcg_drop: float | None) -
     return "incremental", notes or ["no significant drift: fine-tune on the new day to stay fresh"]
 
 
+def signals(report: dict, t: dict) -> list[dict]:
+    """Each drift signal of a report with what it is compared with: {signal, value, compared, threshold}.
+    `compared` is what acts on the threshold (the excess over the no-drift baseline, where there is one)."""
+    m, rows = report["metrics"], []
+
+    def row(name, value, compared, threshold):
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            rows.append({"signal": name, "value": value, "compared": compared, "threshold": threshold})
+
+    if "js_item_popularity" in m:
+        row("js_item_popularity", m["js_item_popularity"], f"excess {m['js_item_popularity_excess']:+.3f}",
+            f"{t['js_popularity']} / full {t['js_popularity_full']}")  # fmt: skip
+    if "new_item_share" in m:
+        row("new_item_share", m["new_item_share"], "value", f"{t['new_item_share']} / full {t['new_item_share_full']}")
+    for key, threshold in FEATURE_SIGNALS.items():
+        if key in m:
+            row(key, m[key], f"excess {m.get(f'{key}_excess', 0.0):+.3f}", f"{t[threshold]}")
+    row("representation_p_value", m.get("representation_p_value"), "value", f"< {t['representation_p']}")
+    drop = (report.get("performance") or {}).get("relative_drop")
+    row("ndcg_relative_drop", drop, "value", f"full {t['ndcg_drop_full']}")
+    return rows
+
+
 def windows(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, reference_days: int):
     """(reference, current, everything before D, (reference day, since, until)).
 
@@ -379,8 +405,15 @@ def run(day: dt.date, params: dict, layout: Layout, force: str | None = None) ->
         report["reasons"].insert(0, f"forced {force} by the operator (was {report['decision']})")
         report["decision"] = force
     out = layout.reports("drift", day)
-    report["html"] = str(out / HTML_FILE)
+    report["html"] = HTML_FILE  # beside drift.json in reports/drift/date=D (served by the reports plugin)
     write_json(out / DRIFT_FILE, report)
+    ref, m = report["reference"], report["metrics"]
+    LOG.info("drift %s: %d events vs reference %s..%s (%d events)", day, m["events"], ref["from"], ref["through"],
+             m.get("reference_events", 0))  # fmt: skip
+    for sig in signals(report, params["drift"]):
+        LOG.info("drift signal %s = %.4f (acts on %s; threshold %s)", sig["signal"], sig["value"], sig["compared"],
+                 sig["threshold"])  # fmt: skip
+    LOG.info("drift decision: %s — %s", report["decision"], "; ".join(report["reasons"]))
     render(report, wins[0], wins[1], history(layout, day), out / HTML_FILE)
     return report
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from models.seqrec import SeqRecModel
 from tasks.common import GateFailed, Layout, step_cli, write_json
 from tasks.history import holdout_mask, left_pad, load_events
 from tasks.train import ITEMS_FILE, read_items
+
+LOG = logging.getLogger(__name__)
 
 NEW_ITEM_DAYS = 7
 COLD_USER_EVENTS = 5
@@ -190,6 +193,12 @@ def run(day: dt.date, params: dict, layout: Layout) -> dict:
         load_events(layout, day), day, champion, run_dir / "challenger", params["evaluate"], params["train"]["max_len"]
     )
     write_json(run_dir / EVALUATION_FILE, report)
+    champ = (report["champion"] or {}).get("all", {})
+    chall = report["challenger"]["all"]
+    LOG.info("evaluate %s on %d held-out events (full ranking): NDCG@10 champion %s, challenger %.4f; HR@10 champion "
+             "%s, challenger %.4f; gate %s: %s", day, report["holdout_events"], champ.get("ndcg@10", "—"),
+             chall["ndcg@10"], champ.get("hr@10", "—"), chall["hr@10"],
+             "passed" if report["gate"]["passed"] else "FAILED", report["gate"]["reason"])  # fmt: skip
     if not report["gate"]["passed"]:
         raise GateFailed(f"quality gate failed for {day}: {report['gate']['reason']}; nothing will be promoted")
     return report

@@ -30,6 +30,8 @@ from tasks.common import (
 from tasks.history import left_pad
 
 LOG = logging.getLogger(__name__)
+# the dynamo exporter warns once per torchvision op it could register; the model has none
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 EXPORT_FILE = "export.json"
@@ -127,6 +129,9 @@ def export(model_dir: Path, out_dir: Path, inputs: np.ndarray, params: dict) -> 
             "size_bytes": {"fp32": (tmp / FP32_FILE).stat().st_size, "int8": (tmp / INT8_FILE).stat().st_size},
         }
         write_json(tmp / EXPORT_FILE, report)
+        LOG.info("export: ONNX fp32 %d bytes (parity overlap %s, max |diff| %.2e), int8 %d bytes (overlap %s), %.1f s",
+                 report["size_bytes"]["fp32"], fp32.overlap, fp32.max_abs_diff, report["size_bytes"]["int8"],
+                 int8.overlap, seconds)  # fmt: skip
         if not fp32.passed:
             raise GateFailed(
                 f"ONNX fp32 export does not match torch: overlap {fp32.overlap} (min {params['fp32_min_overlap']}),"

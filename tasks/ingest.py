@@ -135,7 +135,11 @@ def _ingest(
 def run(
     day: dt.date, params: dict, layout: Layout, trained_on: list[str] | None = None, replace: bool = False
 ) -> IngestResult:
-    return ingest_day(day, LandingZone.from_params(params), layout, trained_on, replace)
+    landing = LandingZone.from_params(params)
+    res = ingest_day(day, landing, layout, trained_on, replace)
+    LOG.info("ingest %s from %s: %s delivery %s (%d bytes) -> %s", day, landing, res.status, res.sha256[:12],
+             res.bytes, res.path)  # fmt: skip
+    return res
 
 
 def ingest_history(day: dt.date, params: dict, layout: Layout) -> list[IngestResult]:

@@ -176,7 +176,7 @@ class Store:
                     self._fetch(meta, dest, f"{rel}/{name}")
         return True
 
-    def _fetch(self, meta: dict, dest: Path, what: str) -> None:
+    def _blob(self, meta: dict, what: str) -> bytes:
         from tasks.registry import IntegrityError
 
         data = self._get(self._blob_key(meta["sha256"]))
@@ -185,7 +185,17 @@ class Store:
                 f"{what}: its stored bytes (blob {meta['sha256'][:12]}…) are missing or altered in "
                 f"s3://{self.bucket}/{self.prefix}/blobs; re-run the task that wrote it"
             )
-        dest.write_bytes(data)
+        return data
+
+    def _fetch(self, meta: dict, dest: Path, what: str) -> None:
+        dest.write_bytes(self._blob(meta, what))
+
+    def read(self, rel: str, name: str = "") -> bytes | None:
+        """One file of a stored unit (`name` inside a folder unit, "" for a file unit), sha256 checked;
+        None if the unit or the file is not there. Only names the unit lists are ever looked up."""
+        snapshot = self.unit(rel)
+        meta = (snapshot or {}).get("files", {}).get(name)
+        return None if meta is None else self._blob(meta, f"{rel}/{name}" if name else rel)
 
     def pull_children(self, root: Path, parent: str, keep=lambda name: True) -> list[str]:
         """Mirror every stored unit under `parent` that `keep(name)` selects; local ones the store

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from tasks.common import Layout, day_str, parse_day, read_json, write_json
+from tasks.reports import links
 
 SUMMARY_FILE = "summary.json"
 PROMOTION_FILE = "promotion.json"
@@ -22,7 +23,8 @@ def _maybe(path: Path) -> dict | None:
     return read_json(path) if path.exists() else None
 
 
-def summarize(day: dt.date, layout: Layout) -> dict:
+def summarize(day: dt.date, layout: Layout, api: str | None = None) -> dict:
+    """The day's row; `api` (the Airflow API server's address) adds the links to its reports."""
     run = layout.run(day)
     validation = _maybe(layout.reports("validation", day) / "report.json")
     drift = _maybe(layout.reports("drift", day) / "drift.json")
@@ -57,8 +59,7 @@ def summarize(day: dt.date, layout: Layout) -> dict:
         "serve_variant": bench["serve_variant"] if bench else None,
         "latency_gate": (bench or {}).get("gate", {}).get("passed"),
         "promotion": promotion,
-        "data_docs": (validation or {}).get("docs"),
-        "drift_report": (drift or {}).get("html"),
+        "reports": links(api, day, validation, drift) or None,
     }
     write_json(run / SUMMARY_FILE, summary)
     return summary

@@ -487,6 +487,9 @@ def train(
         examples = incremental_examples(seqs, users, cfg_section, model.config.max_len, f"{params['seed']}-{day}")
     if not examples:
         raise FreshrecError(f"no training sequences for {day} (mode {mode}): is the day's partition empty?")
+    LOG.info("train %s: mode %s (%s), %d sequences of up to %d items, %d items (%d new), %d epochs on %s",
+             day, mode, trainable, len(examples), model.config.max_len, len(item_ids), new_items,
+             cfg_section["epochs"], device)  # fmt: skip
     _set_trainable(model, trainable, cfg_section.get("lora_rank", 8))
     checkpointing = None
     if checkpoint_dir is not None:

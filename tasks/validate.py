@@ -6,7 +6,8 @@ Each expectation carries a `check` name in its meta; `validate.policy` in params
 says which checks only warn; every other failure blocks. A blocked partition is moved
 intact from `data/raw/events/date=D/` to `data/quarantine/date=D/` with `report.json`
 naming every failed check and sample offending values, so nothing downstream can
-train on it and nothing is lost. Data Docs are written under `data/reports/gx_docs/`.
+train on it and nothing is lost. Each day's Data Docs site is kept with its report:
+`data/reports/validation/date=D/data_docs/{events,items}/`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
 LOG = logging.getLogger(__name__)
 REPORT_FILE = "report.json"
 DOCS_SITE = "freshrec"
+DOCS_DIR = "data_docs"  # under reports/validation/date=D
 
 
 @dataclass
@@ -407,7 +409,9 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     """
     part = layout.raw(day) / EVENTS_FILE
     report_dir = layout.reports("validation", day)
-    docs_dir = layout.root / "reports" / "gx_docs"
+    docs_dir = report_dir / DOCS_DIR  # this day's Data Docs, kept with its report (and in the object store)
+    if docs_dir.exists():
+        shutil.rmtree(docs_dir)  # a re-run's pages replace the last run's
     res = ValidationResult(day=str(day), passed=False, rows=0, report=str(report_dir / REPORT_FILE))
     if not part.exists():
         raise ValidationFailed(f"no partition for {day} at {part}: run `python -m tasks.ingest --date {day}` first")
@@ -428,9 +432,9 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
                 ids = known["item_id"] if known is not None and "item_id" in known else None
                 catalogue = None if ids is None or physical_problems(known, ("item_id",)) else ids.astype(str).tolist()
                 checks = events_suite(day, params, catalogue, band, res.rows)
-                got, page = run_checkpoint("events", with_derived(df), checks, docs_dir, day)
+                got, page = run_checkpoint("events", with_derived(df), checks, docs_dir / "events", day)
                 results += got
-                res.docs = str(page)
+                res.docs = str(page.relative_to(report_dir))
             except Exception as exc:  # every input gets a verdict, never a raw traceback
                 res.failures.append(_crashed("events_suite", exc))
     if items is not None:
@@ -440,7 +444,7 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
         if not shape:
             try:
                 in_use = items_in_use(layout, day, params["volume_window_days"])
-                got, _ = run_checkpoint("items", items, items_suite(in_use), docs_dir, day)
+                got, _ = run_checkpoint("items", items, items_suite(in_use), docs_dir / "items", day)
                 results += got
             except Exception as exc:  # likewise
                 res.failures.append(_crashed("items_suite", exc))
@@ -449,6 +453,11 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
             summary = _summarise(r)
             (res.warnings if summary["check"] in warn_only else res.failures).append(summary)
     res.passed = not res.failures
+    verdict = (res.volume or {}).get("verdict")
+    LOG.info("validate %s: %d events, %d checks run, %d blocking failures, %d warnings%s", day, res.rows, len(results),
+             len(res.failures), len(res.warnings), f"; volume: {verdict}" if verdict else "")  # fmt: skip
+    for w in res.warnings:
+        LOG.info("validate warning: %s", describe(w, res.volume))
     if not res.passed:
         res.quarantined = str(layout.quarantine(day))
         quarantine(layout, day, asdict(res))

@@ -107,3 +107,56 @@ def test_daily_graph_reads_in_stages_with_the_task_ids_the_docs_use(dagbag):
     assert groups["validate_events"] == "data" and groups["train_challenger"] == "model"
     assert groups["approve_promotion"] == groups["promote_champion"] == "ship"
     assert {"ingest_events", "pull_champion", "approve_promotion", "promote_champion"} <= set(dag.task_dict)
+
+
+@pytest.mark.parametrize(
+    ("logical", "day", "run_type", "outcome"),
+    [
+        ("2026-11-30", None, "manual", "fail"),  # the trigger form's default logical date: today
+        ("1998-03-01", "2026-11-30", "manual", "fail"),
+        ("1997-09-19", None, "manual", "fail"),  # the day before the first data day
+        ("2026-11-30", None, "scheduled", "skip"),  # unpaused past the window: skipped, not red
+        ("1998-03-01", "1998-02-30", "manual", "fail"),  # not a calendar day
+        ("1998-04-22", None, "scheduled", "1998-04-22"),  # the last data day runs
+        ("2026-11-30", "1997-09-20", "manual", "1997-09-20"),  # a day Param inside the window wins
+    ],
+)
+def test_a_day_outside_the_data_window_stops_the_run_at_once(dagbag, logical, day, run_type, outcome):
+    """Never retried, never a green run with nothing done: the first task says which day and which window."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    sys.path.insert(0, str(DAGS))
+    import freshrec_daily
+
+    context = {
+        "params": {"day": day},
+        "logical_date": dt.datetime.fromisoformat(logical).replace(tzinfo=dt.UTC),
+        "dag_run": SimpleNamespace(run_type=run_type),
+    }
+    if outcome in ("fail", "skip"):
+        exc = AirflowFailException if outcome == "fail" else AirflowSkipException
+        with pytest.raises(exc, match="outside the data window 1997-09-20 .. 1998-04-22|not a valid|day"):
+            freshrec_daily._day(context)
+    else:
+        assert freshrec_daily._day(context) == outcome
+
+
+@pytest.mark.slow
+def test_a_manual_run_for_today_fails_fast_instead_of_going_green(airflow_db, s3_env, write_params, params):
+    """What the trigger form does by default (logical date = now): a failed run, in seconds, no retries."""
+    import datetime as dt
+    import time
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    write_params(params)
+    daily = DagBag(dag_folder=str(DAGS)).dags["freshrec_daily"]
+    t0 = time.monotonic()
+    dr = daily.test(logical_date=dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in dr.get_task_instances()}
+    assert dr.state == "failed" and time.monotonic() - t0 < 120
+    assert states["wait_for_landing"] == ("failed", 1), states  # one try: nothing to wait or retry for
+    assert states["promote_champion"][0] == "upstream_failed"

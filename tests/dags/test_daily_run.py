@@ -5,9 +5,11 @@ pointer unchanged), and a corrupted partition (quarantined, champion unchanged, 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -80,11 +82,20 @@ def test_approved_day_is_promoted_and_pointer_moves(bootstrapped, registry, dail
     assert log and log[0][:2] == ("approve_promotion", 200)
     body = log[0][2]
     assert "Candidate version" in body and "Drift" in body and "p99" in body  # the evidence is in the request
+    assert "| drift signal | value |" in body and "js_item_popularity" in body  # signal values, not just words
+    links = re.findall(r"\]\((http[^)]+)\)", body) + re.findall(r"reports: (http\S+)", body)
+    assert len(links) >= 3  # Data Docs, drift report, the day's index
+    for link in links:  # each opens through the API server (the plugin), none is a worker's path
+        r = api.get(urlsplit(link).path)
+        assert r.status_code == 200, (link, r.text[:200])
     assert dr.state == "success", states
     assert states["promote_champion"] == "success"
     pointer, _ = registry.pointer()
     assert pointer["version"].startswith(str(day)) and pointer["previous"] == bootstrapped["champion"]
     assert pointer["approver"] == "Anonymous"  # the (all-admins test) user who answered
+    summary = read_json(bootstrapped["layout"].run(day) / "summary.json")
+    for name, link in summary["reports"].items():  # the summary links the same reports
+        assert api.get(urlsplit(link).path).status_code == 200, name
     manifest = registry.manifest(pointer["version"])
     assert manifest["lineage"]["data_partitions"][str(day)]
     assert set(manifest["files"]) >= {"model.onnx", "model.int8.onnx", "weights.safetensors", "metrics.json"}

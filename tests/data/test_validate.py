@@ -49,9 +49,14 @@ def test_good_day_passes_and_writes_data_docs(landed, layout, params):
     res = validate_day(DAY, layout, params["validate"])
     assert res.passed, res.failures
     assert res.rows == 210
-    assert (layout.root / "reports" / "gx_docs" / "index.html").exists()
-    assert res.docs.endswith(".html")
+    report_dir = layout.reports("validation", DAY)
+    for suite in ("events", "items"):  # the day's own sites, kept with its report
+        assert (report_dir / "data_docs" / suite / "index.html").exists()
+    assert res.docs.endswith(".html") and (report_dir / res.docs).is_file()  # relative: valid on any machine
     assert "validations" in res.docs  # that day's own page, not only the index
+    again = validate_day(DAY, layout, params["validate"])  # a re-run replaces the pages, never piles them up
+    assert len(list((report_dir / "data_docs" / "events" / "validations").rglob("*.html"))) == 1
+    assert again.docs != res.docs
     assert read_json(layout.reports("validation", DAY) / REPORT_FILE)["passed"]
 
 

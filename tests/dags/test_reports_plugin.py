@@ -1,0 +1,79 @@
+"""The reports plugin (serve/reports.py) in Airflow's own API server app: mounted through the
+`airflow.plugins` entry point, behind Airflow's login, reading the day's reports from the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+DAY = dt.date(1997, 9, 30)
+
+
+@pytest.fixture
+def reports(s3_env, params, layout):
+    """A day's reports as the workers leave them in the object store."""
+    from tasks.store import Store
+
+    store = Store.from_env(params)
+    val = layout.reports("validation", DAY)
+    (val / "data_docs" / "validations").mkdir(parents=True)
+    (val / "data_docs" / "validations" / "page.html").write_text("<html>expectations</html>")
+    (val / "report.json").write_text(json.dumps({"docs": "data_docs/validations/page.html", "rows": 3}))
+    drift = layout.reports("drift", DAY)
+    drift.mkdir(parents=True)
+    (drift / "drift.html").write_text("<html>drift signals</html>")
+    (drift / "drift.json").write_text("{}")
+    for unit in (val, drift):
+        store.push(layout.root, str(unit.relative_to(layout.root)))
+    return store
+
+
+@pytest.fixture
+def login(monkeypatch, tmp_path):
+    """Airflow with real logins (not the tests' everyone-is-admin mode): admin / a generated password."""
+    users = tmp_path / "passwords.json"
+    users.write_text(json.dumps({"admin": "s3cret-for-this-test"}))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(users))
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from fastapi.testclient import TestClient
+
+    purge_cached_app()
+    yield TestClient(create_app(apps="core"), follow_redirects=False)
+    purge_cached_app()
+
+
+def test_reports_need_an_airflow_login_and_open_once_logged_in(reports, login, airflow_db):
+    base = f"/freshrec/reports/{DAY}/"
+    assert login.get(base, headers={"accept": "application/json"}).status_code == 401
+    r = login.get(base, headers={"accept": "text/html"})
+    assert r.status_code == 303 and "/auth/login" in r.headers["location"] and "next=" in r.headers["location"]
+    token = login.post("/auth/token", json={"username": "admin", "password": "s3cret-for-this-test"}).json()
+    auth = {"authorization": f"Bearer {token['access_token']}"}
+    index = login.get(base, headers=auth)
+    assert index.status_code == 200
+    assert 'href="validation/data_docs/validations/page.html"' in index.text and 'href="drift/drift.html"' in index.text
+    page = login.get(base + "validation/data_docs/validations/page.html", headers=auth)
+    assert (
+        page.status_code == 200
+        and page.text == "<html>expectations</html>"
+        and page.headers["content-type"].startswith("text/html")
+    )
+    login.cookies.set("_token", token["access_token"])  # the browser's way: the UI's session cookie
+    assert login.get(base + "drift/drift.html").text == "<html>drift signals</html>"
+    assert DAY.isoformat() in login.get("/freshrec/reports/").text
+
+
+def test_only_what_a_unit_lists_can_be_read(reports, login, airflow_db):
+    token = login.post("/auth/token", json={"username": "admin", "password": "s3cret-for-this-test"}).json()
+    login.cookies.set("_token", token["access_token"])
+    base = f"/freshrec/reports/{DAY}/"
+    assert login.get(base + "validation/../../../promote/manifest.json").status_code == 404
+    assert login.get(base + "validation/UNIT.json").status_code == 404
+    assert login.get(base + "models/x").status_code == 404
+    assert login.get("/freshrec/reports/1998-13-40/").status_code == 404
+    missing = login.get(base + "evaluation")
+    assert missing.status_code == 404 and "has not run" in missing.json()["detail"]
