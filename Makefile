@@ -5,12 +5,13 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast test-distributed reproduce airflow stop lint clean help
+.PHONY: venv run test test-fast test-distributed test-ui reproduce airflow stop lint clean help
 
 help:
 	@echo "make run      bootstrap + 3 replayed days through the daily DAG on local S3 (~5 min)"
 	@echo "make test     the whole test suite (what CI runs)"
 	@echo "make test-distributed  bootstrap + a 2-day backfill on CeleryExecutor, PostgreSQL, Redis, 2 workers"
+	@echo "make test-ui  an approver's path through the Airflow UI in headless Chromium (screenshots in .run/)"
 	@echo "make reproduce VERSION=<v|champion>  retrain a promoted version from its DVC inputs, compare weights"
 	@echo "make airflow  Airflow UI on http://127.0.0.1:8080 with the DAGs and local S3"
 	@echo "make stop     stop what 'make airflow' started"
@@ -38,6 +39,9 @@ test: venv
 
 test-distributed: venv
 	bash scripts/test-distributed.sh
+
+test-ui: venv
+	bash scripts/test-ui.sh
 
 reproduce: venv
 	@test -n "$(VERSION)" || { echo "usage: make reproduce VERSION=<version id, or champion>"; exit 2; }

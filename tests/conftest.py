@@ -36,6 +36,8 @@ os.environ.update(
 
 # tests/distributed starts a whole Celery cluster: `make test-distributed` runs it (and CI, via .ci/run)
 collect_ignore = [] if os.environ.get("FRESHREC_TEST_DISTRIBUTED") else ["distributed"]
+# tests/ui drives Debian's headless Chromium through the Airflow UI: `make test-ui` runs it (and CI)
+collect_ignore += [] if os.environ.get("FRESHREC_TEST_UI") else ["ui"]
 
 # Tiny model, short warm-up: the real code paths on a real ML-100K slice, in seconds.
 WARMUP_END = "1997-09-29"

@@ -138,7 +138,7 @@ def test_a_day_outside_the_data_window_stops_the_run_at_once(dagbag, logical, da
     }
     if outcome in ("fail", "skip"):
         exc = AirflowFailException if outcome == "fail" else AirflowSkipException
-        with pytest.raises(exc, match="outside the data window 1997-09-20 .. 1998-04-22|not a valid|day"):
+        with pytest.raises(exc, match=r"outside the data window 1997-09-20 \.\. 1998-04-22|not a valid|day"):
             freshrec_daily._day(context)
     else:
         assert freshrec_daily._day(context) == outcome

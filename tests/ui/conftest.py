@@ -1,0 +1,116 @@
+"""Airflow as `make airflow` runs it (API server + UI, scheduler with LocalExecutor, DAG processor,
+triggerer; SQLite), on a free port with real logins: an admin whose password is generated into a
+0600 file. A champion is bootstrapped and one day is landed, so a daily run reaches its approval.
+Every server is started here and stopped by PID (process group) at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.distributed.conftest import Cluster, _free_port, _wait
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = Path(os.environ.get("FRESHREC_UI_SHOTS", ROOT / ".run" / "ui-screenshots"))
+
+
+class Stack(Cluster):
+    """The Airflow components, each with its own working directory; `url`, `password`, `rest()`."""
+
+    url: str
+    password: str
+
+    def _http(self, method: str, path: str, body: dict | None, headers: dict) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=headers)  # noqa: S310 (http://127.0.0.1)
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+            return json.loads(resp.read() or b"{}")
+
+    def rest(self, method: str, path: str, body: dict | None = None) -> dict:
+        """The REST API as admin (a bearer token from /auth/token)."""
+        json_type = {"content-type": "application/json"}
+        if getattr(self, "_token", None) is None:
+            login = {"username": "admin", "password": self.password}
+            self._token = self._http("POST", "/auth/token", login, json_type)["access_token"]
+        return self._http(method, path, body, {**json_type, "authorization": f"Bearer {self._token}"})
+
+    def run(self, name: str, *args: str, timeout: float = 600) -> str:
+        res = subprocess.run(
+            [sys.executable, *args],
+            env=self.component_env(name),
+            cwd=self.base / name,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if res.returncode:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        return res.stdout
+
+
+@pytest.fixture(scope="module")
+def stack(s3_server):
+    from tasks.common import write_secret
+    from tests.conftest import tiny_params
+
+    base = Path(tempfile.mkdtemp(prefix="freshrec-ui-", dir="/tmp"))
+    port, bucket = _free_port(), f"ui-{os.getpid()}"
+    params = tiny_params(base)
+    params["evaluate"]["max_ndcg_drop"] = 1.0  # tiny models: the approval is what is under test
+    params["source"]["landing_dir"] = f"s3://{bucket}/landing"
+    (base / "params.yaml").write_text(yaml.safe_dump(params))
+    password = secrets.token_urlsafe(18)
+    write_secret(base / "passwords.json", json.dumps({"admin": password}))
+    env = {
+        **os.environ,
+        **s3_server.env(),
+        "PYTHONPATH": str(ROOT),
+        "FRESHREC_BUCKET": bucket,
+        "FRESHREC_PARAMS": str(base / "params.yaml"),
+        "FRESHREC_LANDING_DIR": f"s3://{bucket}/landing",
+        "FRESHREC_BASE_POKE_SECONDS": "5",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{base}/airflow.db",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(base / "passwords.json"),
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+    c = Stack(base, env, "")
+    c.url, c.password = f"http://127.0.0.1:{port}", password
+    try:
+        (base / "cli").mkdir()
+        c.airflow("db", "migrate", timeout=300)
+        api = [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)]
+        c.start("api-server", api)
+        c.start("scheduler", [sys.executable, "-m", "airflow", "scheduler", "--skip-serve-logs"])
+        c.start("dag-processor", [sys.executable, "-m", "airflow", "dag-processor"])
+        c.start("triggerer", [sys.executable, "-m", "airflow", "triggerer", "--skip-serve-logs"])
+        _wait(lambda: c._http("GET", "/api/v2/version", None, {}), "the Airflow API server", 180, c.logs)
+        (base / "upstream").mkdir()
+        c.run("upstream", "-m", "tasks.bootstrap")  # the champion the first day builds on
+        c.run("upstream", "-m", "tasks.replay", "--date", params["run"]["date"])  # the upstream lands day 1
+        _wait(lambda: c.rest("GET", "/api/v2/dags/freshrec_daily"), "the DAG processor (freshrec_daily)", 180, c.logs)
+        yield c
+    finally:
+        c.stop()
+        if not os.environ.get("FRESHREC_KEEP_UI"):  # set it to read the components' logs afterwards
+            shutil.rmtree(base, ignore_errors=True)
