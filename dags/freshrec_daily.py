@@ -120,8 +120,8 @@ def _day(context) -> str:
             "(FRESHREC_START_DATE / FRESHREC_END_DATE): no data lands for it. Trigger a day inside it (the "
             "logical date, or the `day` Param), or set the window for your data (docs/operations.md)."
         )
-        dag_run = context.get("dag_run")
-        if dag_run is not None and str(getattr(dag_run, "run_type", "")).endswith("scheduled"):
+        run_type = getattr(context.get("dag_run"), "run_type", "")
+        if str(getattr(run_type, "value", run_type)).lower() == "scheduled":  # DagRunType.SCHEDULED
             raise AirflowSkipException(why)
         raise AirflowFailException(why)
     return day_str(day)

@@ -19,6 +19,15 @@ import json, os, secrets, pathlib
 from tasks.common import write_secret
 write_secret(pathlib.Path(os.environ['AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE']),
              json.dumps({'admin': secrets.token_urlsafe(18)}))"
+  # the keys that sign UI/API tokens, shared by every component: generated once, 0600, never printed
+  # (Airflow's own default is a 16-byte key, below what HS512 wants)
+  [ -f "$AIRFLOW_HOME/secrets.env" ] || python -c "
+import os, pathlib, secrets
+from tasks.common import write_secret
+write_secret(pathlib.Path(os.environ['AIRFLOW_HOME']) / 'secrets.env',
+             f'export AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(64)}\\n'
+             f'export AIRFLOW__API__SECRET_KEY={secrets.token_urlsafe(32)}\\n')"
+  source "$AIRFLOW_HOME/secrets.env"
   chmod 600 "$AIRFLOW_HOME/airflow.db" "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" 2>/dev/null || true
   python -m tasks.s3 start
   eval "$(python -m tasks.s3 env)"

@@ -131,10 +131,12 @@ def test_a_day_outside_the_data_window_stops_the_run_at_once(dagbag, logical, da
     sys.path.insert(0, str(DAGS))
     import freshrec_daily
 
+    from airflow.utils.types import DagRunType
+
     context = {
         "params": {"day": day},
         "logical_date": dt.datetime.fromisoformat(logical).replace(tzinfo=dt.UTC),
-        "dag_run": SimpleNamespace(run_type=run_type),
+        "dag_run": SimpleNamespace(run_type=DagRunType(run_type)),  # what the task context holds
     }
     if outcome in ("fail", "skip"):
         exc = AirflowFailException if outcome == "fail" else AirflowSkipException

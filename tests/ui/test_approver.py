@@ -53,7 +53,8 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
         pytest.fail("needs Debian's chromium on PATH: `make test-ui` installs it")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
         page.goto(f"{stack.url}/")  # not logged in: Airflow's login page
         page.fill("input[name=username]", "admin")
         page.fill("input[name=password]", stack.password)
@@ -81,7 +82,7 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
         links = sorted({a.get_attribute("href") for a in page.locator("a[href*='/freshrec/reports/']").all()})
         assert len(links) >= 3, links  # Data Docs, the drift report, the day's index
         for i, href in enumerate(links):  # each opens in the browser, through the plugin, with the same login
-            tab = browser.contexts[0].new_page()
+            tab = context.new_page()  # the same browser session: the login's cookie
             response = tab.goto(href)
             assert response is not None and response.status == 200, (href, response and response.status)
             assert "not authenticated" not in tab.content().lower()
@@ -97,3 +98,12 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
         "GET", f"/api/v2/dags/freshrec_daily/dagRuns/{run_id}/taskInstances/approve_promotion/-1/hitlDetails"
     )
     assert hitl["chosen_options"] == ["Approve"] and hitl["responded_by_user"]["name"] == "admin"
+    # "Unpause on trigger" also started yesterday's scheduled run, outside the replay's data window:
+    # it stops at its first task, skipped (not red), and its log says why
+    runs = stack.rest("GET", "/api/v2/dags/freshrec_daily/dagRuns?run_type=scheduled")["dag_runs"]
+    for run in runs:
+        assert _run_state(stack, run["dag_run_id"]) == "success", run
+        first = stack.rest(
+            "GET", f"/api/v2/dags/freshrec_daily/dagRuns/{run['dag_run_id']}/taskInstances/wait_for_landing"
+        )
+        assert first["state"] == "skipped", first
