@@ -11,7 +11,9 @@ some parameters (`all`, `top`, `lora`). The default recipe (one epoch over every
 history plus the day's events 5x, 3.5-4.7 % of a full retrain's compute) is the one
 bench/replay.py measured at or above a daily full retrain; docs/BENCHMARKS.md has the comparison.
 Loss: full softmax cross-entropy over the whole catalogue (SASRec+, Klenitskiy &
-Vasilev 2023), the objective that tops the full-ranking tables in ANCHORS.md.
+Vasilev 2023), the objective that tops the full-ranking tables in ANCHORS.md; a `Recipe` may
+choose sampled softmax with logQ correction, length bucketing, torch.compile or bf16 instead
+(bench/step_cost.py measures each). Training checkpoints and resumes (tasks/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -55,18 +57,6 @@ DAY_CHUNKS = ("last", "day")
 SCHEDULES = ("constant", "warmup_cosine")
 LOSSES = ("full", "sampled")
 BF16 = ("auto", "on", "off")
-RECIPE_KEYS = {
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "loss",
-    "negatives",
-    "logq",
-    "bucketing",
-    "compile",
-    "bf16",
-}
 
 
 @dataclass(frozen=True)
