@@ -162,3 +162,25 @@ def test_a_manual_run_for_today_fails_fast_instead_of_going_green(airflow_db, s3
     assert dr.state == "failed" and time.monotonic() - t0 < 120
     assert states["wait_for_landing"] == ("failed", 1), states  # one try: nothing to wait or retry for
     assert states["promote_champion"][0] == "upstream_failed"
+
+
+def test_a_refusal_that_names_its_cause_fails_for_good_and_io_errors_retry():
+    """A FreshrecError (bad settings, a missing input, a failed check) is the same on every retry: fail
+    now. An infrastructure error (S3 unreachable) is left to Airflow's retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    sys.path.insert(0, str(DAGS))
+    import freshrec_daily
+
+    from tasks.store import MissingInput
+
+    def missing():
+        raise MissingInput("runs/date=1998-03-01/challenger is not in the object store")
+
+    def unreachable():
+        raise ConnectionError("S3 endpoint unreachable")
+
+    with pytest.raises(AirflowFailException, match="MissingInput: runs/date=1998-03-01/challenger"):
+        freshrec_daily._step(missing)
+    with pytest.raises(ConnectionError):
+        freshrec_daily._step(unreachable)
