@@ -130,7 +130,6 @@ def test_a_day_outside_the_data_window_stops_the_run_at_once(dagbag, logical, da
 
     sys.path.insert(0, str(DAGS))
     import freshrec_daily
-
     from airflow.utils.types import DagRunType
 
     context = {
