@@ -39,6 +39,10 @@ VARIANTS = {  # name -> bench/quality.py options; the first is the baseline
     "full + bf16 autocast": ["--bf16", "on"],
 }
 COST_ONLY_SAME_AS = {"sampled 1024, no logQ": "sampled 1024 + logQ"}  # same arithmetic: not timed twice
+# the variants that change what is learned; eager attention and torch.compile compute the same function,
+# bf16 the same in lower precision (its cost on a CPU without bf16 units rules it out here)
+QUALITY = ["full softmax (SDPA)", "sampled 256 + logQ", "sampled 1024 + logQ", "sampled 1024, no logQ",
+           "full + length bucketing", "sampled 1024 + logQ + bucketing"]  # fmt: skip
 
 
 def quality_args(extra: list[str], common: list[str]):
@@ -87,7 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--epochs", type=int, default=3, help="passes over the sample (the first is warm-up)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--variants", nargs="*", help="names to run (default: all)")
+    ap.add_argument("--quality-config", default="--hidden 64 --layers 2 --heads 2 --dropout 0.2 --max-len 50",
+                    help="model options for part 2 (default: params.yaml's model)")  # fmt: skip
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-cost", action="store_true")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -102,9 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     cost: dict[str, list[float]] = {n: [] for n in names}
     ratios: dict[str, list[float]] = {n: [] for n in names}
     ns = argparse.Namespace(dataset=args.cost_dataset, events=None, items=None, features=None)
-    events, _, _ = load_data(ns, need_items=False)
-    data = quality.split(events, base.max_len)
-    for r in range(args.repeats):
+    data = None if args.skip_cost else quality.split(load_data(ns, need_items=False)[0], base.max_len)
+    for r in range(0 if args.skip_cost else args.repeats):
         for name in names:
             if name in COST_ONLY_SAME_AS:
                 continue
@@ -127,17 +133,18 @@ def main(argv: list[str] | None = None) -> dict:
         from benchdata import features_for
 
         features = features_for(ns, q_items, q_name)
-        for row in rows:
-            opts = quality_args(VARIANTS[row["variant"]], [*common, "--max-len", "50"])
+        q_common = args.quality_config.split()
+        for row in [r for r in rows if r["variant"] in QUALITY]:
+            opts = quality_args(VARIANTS[row["variant"]], q_common)
             opts.checkpoint_dir = quality.ROOT / ".run" / "step_cost" / row["variant"].replace(" ", "_")
-            res = quality.run(quality.split(q_events, opts.max_len), features, True, opts)
+            res = quality.run(quality.split(q_events, opts.max_len), features, True, opts)  # resumable
             row |= {"quality": {k: res[k] for k in ("test_ndcg@10", "test_hr@10", "best_epoch", "train_seconds")}}
             print(f"{row['variant']:<34} NDCG@10 {res['test_ndcg@10']:.4f}  HR@10 {res['test_hr@10']:.4f}", flush=True)
     report = {"command": "python bench/step_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": {"device": device_name(), "threads": torch.get_num_threads(), "torch": torch.__version__},
               "git_commit": git_commit(), "cost_dataset": args.cost_dataset, "quality_dataset": args.quality_dataset,
-              "config": args.config, "batch_size": base.batch_size, "sample_batches": args.batches,
-              "rows": rows}  # fmt: skip
+              "config": args.config, "quality_config": args.quality_config, "batch_size": base.batch_size,
+              "sample_batches": args.batches, "rows": rows}  # fmt: skip
     print(f"\n{'variant':<34} {'ms/step':>9} {'x base':>7} {'NDCG@10':>8} {'HR@10':>7}")
     for row in rows:
         q = row.get("quality", {})
