@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The ML-1M quality sweep for a lent GPU machine (~12 minutes of an H100/H200), prepared here and run
+# there in one call. Step 1, on this machine: export ML-1M and its MiniLM features into .gpu/ (the
+# GPU machine reaches no package index or hub). Step 2, on the GPU machine (device `run` with
+# carry [".gpu"]): each recipe of bench/quality.py, one after the other, JSON per recipe in $OUT.
+#
+#   bash bench/gpu_sweep.sh prepare          # here: .gpu/ml1m/{events.parquet,features/}
+#   bash bench/gpu_sweep.sh run              # there; OUT=<dir> (default .gpu/out)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=.gpu/ml1m
+case "${1:-run}" in
+  prepare)
+    source scripts/env.sh
+    python - <<'PY'
+import shutil, sys
+from pathlib import Path
+sys.path.insert(0, "bench")
+from benchdata import ROOT, features_for
+from tasks.sources import load_dataset
+out = Path(".gpu/ml1m"); out.mkdir(parents=True, exist_ok=True)
+ds = load_dataset("ml-1m")
+ds.events.to_parquet(out / "events.parquet")
+cached = ROOT / ".run" / "features" / ds.name  # what an earlier quality run here already embedded
+if cached.is_dir() and not (out / "features").exists():
+    shutil.copytree(cached, out / "features")
+class Args: features = out / "features"
+features_for(Args, ds.items, ds.name)  # embeds only what the cache lacks
+print(f"{len(ds.events):,} events, {len(ds.items):,} items -> {out}")
+PY
+    ;;
+  run)
+    OUT="${OUT:-.gpu/out}"
+    mkdir -p "$OUT"
+    common=(--events "$DATA/events.parquet" --features "$DATA/features" --max-len 200 --eval-every 5 --patience 4
+            --max-epochs 200 --lr-schedule warmup_cosine --checkpoint-dir "$OUT/ckpt")
+    run() { local name=$1; shift; echo "== $name"; python bench/quality.py "${common[@]}" "$@" --out "$OUT/quality_$name.json" || true; }
+    run h128l3_full     --hidden 128 --layers 3 --heads 4 --dropout 0.3
+    run h128l3_s1024    --hidden 128 --layers 3 --heads 4 --dropout 0.3 --loss sampled --negatives 1024
+    run h128l3_bucket   --hidden 128 --layers 3 --heads 4 --dropout 0.3 --bucketing
+    run h256l3_full     --hidden 256 --layers 3 --heads 4 --dropout 0.4
+    run h128l4_full     --hidden 128 --layers 4 --heads 4 --dropout 0.3
+    run h64l2_s256      --hidden 64 --layers 2 --heads 2 --dropout 0.2 --loss sampled --negatives 256
+    ;;
+  *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+esac
