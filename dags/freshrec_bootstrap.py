@@ -26,9 +26,10 @@ def freshrec_bootstrap():
     @task
     def bootstrap_champion() -> dict:
         from tasks.bootstrap import bootstrap
-        from tasks.common import Layout, load_params
+        from tasks.common import Layout, load_params, quiet_third_party_logs
 
-        return bootstrap(load_params(), Layout.default(), progress=False)
+        quiet_third_party_logs()
+        return bootstrap(load_params(), Layout.default())  # training logs its progress: the longest step
 
     bootstrap_champion()
 

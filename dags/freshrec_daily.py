@@ -145,8 +145,9 @@ def _step(fn, *args, **kwargs):
 def _ctx():
     from airflow.sdk import get_current_context
 
-    from tasks.common import Layout, load_params, parse_day
+    from tasks.common import Layout, load_params, parse_day, quiet_third_party_logs
 
+    quiet_third_party_logs()  # the task log tells freshrec's story, not its libraries' internals
     context = get_current_context()
     return parse_day(_day(context)), load_params(), Layout.default(), context
 

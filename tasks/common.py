@@ -43,8 +43,29 @@ class GateFailed(FreshrecError):
     """A quality or latency gate refused the challenger; nothing is promoted."""
 
 
+# Libraries that narrate their internals at INFO (GX's decorator registry, the ONNX rewriter's passes,
+# matplotlib's unit guessing, boto's credential lookup): a task log shows freshrec's figures instead.
+CHATTY_LOGGERS = ("great_expectations", "onnxscript", "onnx_ir", "matplotlib", "botocore", "urllib3", "filelock")
+# Warnings that name nothing the pipeline can act on: GX's own regex helper, torch's exporter internals.
+HARMLESS_WARNINGS = (
+    (UserWarning, r"This pattern is interpreted as a regular expression, and has match groups"),
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+)
+
+
+def quiet_third_party_logs() -> None:
+    """Keep third-party INFO chatter and known-harmless warnings out of task logs (warnings and errors stay)."""
+    import warnings
+
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for category, message in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_third_party_logs()
 
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")

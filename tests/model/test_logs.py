@@ -40,3 +40,22 @@ def test_onnx_export_warns_about_nothing(tmp_path, caplog):
         export_onnx(model, tmp_path / "model.onnx", top_k=5, opset=18)
     noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert not [m for m in noisy if "torchvision" in m], noisy
+
+
+def test_third_party_chatter_stays_out_of_task_logs(caplog):
+    """GX's decorator registry, the ONNX rewriter and matplotlib talk at INFO: not in a task log."""
+    import warnings
+
+    from tasks.common import quiet_third_party_logs
+
+    quiet_third_party_logs()
+    with caplog.at_level(logging.INFO):
+        for name in ("great_expectations._docs_decorators", "onnxscript.rewriter", "matplotlib.category"):
+            logging.getLogger(name).info("internal detail")
+        logging.getLogger("tasks.validate").info("validate 1998-03-01: 192 events")
+    assert [r.name for r in caplog.records] == ["tasks.validate"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        quiet_third_party_logs()
+        warnings.warn("This pattern is interpreted as a regular expression, and has match groups.", UserWarning)
+    assert not seen
