@@ -57,5 +57,5 @@ def test_third_party_chatter_stays_out_of_task_logs(caplog):
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("default")
         quiet_third_party_logs()
-        warnings.warn("This pattern is interpreted as a regular expression, and has match groups.", UserWarning)
+        warnings.warn("This pattern is interpreted as a regular expression, and has match groups.", UserWarning, 1)
     assert not seen
