@@ -24,6 +24,7 @@ from tasks.common import day_str, load_params, parse_day
 from tasks.reports import DAYS_PARENT, FOLDERS, PAGES
 
 DAG_ID = "freshrec_daily"
+SANDBOX = {"Content-Security-Policy": "sandbox allow-popups allow-popups-to-escape-sandbox"}
 
 
 def _store():
@@ -132,12 +133,12 @@ def create_app() -> FastAPI:
             if "data_docs/items/index.html" in listed:
                 found.append(("Data Docs: the day's catalogue", "validation/data_docs/items/index.html"))
             found.append(("Validation report (JSON)", "validation/report.json"))
-        if store.read(FOLDERS["drift"].format(day=d), "drift.html") is not None:
+        if "drift.html" in (store.unit(FOLDERS["drift"].format(day=d)) or {}).get("files", {}):
             found += [("Drift report", "drift/drift.html"), ("Drift signals (JSON)", "drift/drift.json")]
         found += [(name.title(), name) for name, rel in PAGES.items() if store.exists(rel.format(day=d))]
         if not found:
             raise HTTPException(404, f"no reports for {d} in the object store: has the day run?")
-        items = "".join(f'<li><a href="{href}">{html.escape(title)}</a></li>' for title, href in found)
+        items = "".join(f'<li><a href="{html.escape(href)}">{html.escape(title)}</a></li>' for title, href in found)
         return _page(f"freshrec — {d}", f'<ul>{items}</ul><p><a href="../">all days</a></p>')
 
     @app.get("/reports/{day}/{kind}", dependencies=allowed)
@@ -161,6 +162,8 @@ def create_app() -> FastAPI:
         if data is None:
             raise HTTPException(404, f"{d}: no {folder} file {name!r} in the object store")
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return Response(data, media_type=kind, headers={"X-Content-Type-Options": "nosniff"})
+        # a report shows values from upstream data: it is rendered sandboxed (no scripts, an origin of its
+        # own), so nothing in it can act with the viewer's Airflow session
+        return Response(data, media_type=kind, headers={"X-Content-Type-Options": "nosniff", **SANDBOX})
 
     return app

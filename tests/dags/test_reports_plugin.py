@@ -63,7 +63,9 @@ def test_reports_need_an_airflow_login_and_open_once_logged_in(reports, login, a
         and page.headers["content-type"].startswith("text/html")
     )
     login.cookies.set("_token", token["access_token"])  # the browser's way: the UI's session cookie
-    assert login.get(base + "drift/drift.html").text == "<html>drift signals</html>"
+    drift = login.get(base + "drift/drift.html")
+    assert drift.text == "<html>drift signals</html>"
+    assert drift.headers["content-security-policy"].startswith("sandbox")  # upstream values never run as script
     assert DAY.isoformat() in login.get("/freshrec/reports/").text
 
 
