@@ -5,25 +5,10 @@
 # starts them on 127.0.0.1 and stops them by PID.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
+source "$(dirname "$0")/testlib.sh"
 cd "$ROOT"
 for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; done
-missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v initdb >/dev/null || missing+=(postgresql)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "need ${missing[*]} (Debian packages): sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "installing ${missing[*]} (Debian packages)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || exit 1
-  for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; done
-fi
+need_debian redis-server redis-server initdb postgresql || exit 1
+for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; done
 export PATH
-FRESHREC_TEST_DISTRIBUTED=1 python -m pytest -s -p no:cacheprovider tests/distributed "$@"
-rc=$?
-if [ "$rc" -eq 5 ]; then
-  echo "pytest collected no tests: that is a failure here" >&2
-  exit 1
-fi
-exit "$rc"
+FRESHREC_TEST_DISTRIBUTED=1 run_pytest -s -p no:cacheprovider tests/distributed "$@"

@@ -1,0 +1,25 @@
+# Helpers for the test scripts (source after env.sh).
+
+# need_debian CMD PKG [CMD PKG ...]: install the Debian package of each missing command (as root), or say how.
+need_debian() {
+  local missing=()
+  while [ $# -gt 1 ]; do command -v "$1" >/dev/null || missing+=("$2"); shift 2; done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "need ${missing[*]} (Debian packages): sudo apt-get install -y ${missing[*]}" >&2
+    return 1
+  fi
+  echo "installing ${missing[*]} (Debian packages)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# run_pytest ARGS...: pytest whose exit code 5 (no tests collected) is a failure.
+run_pytest() {
+  python -m pytest "$@"
+  local rc=$?
+  if [ "$rc" -eq 5 ]; then
+    echo "pytest collected no tests: that is a failure here" >&2
+    return 1
+  fi
+  return "$rc"
+}
