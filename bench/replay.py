@@ -19,9 +19,10 @@ The JSON report is rewritten (atomically) after every day with the days done so 
 
 `--set train.incremental.lr=1e-4` overrides any params.yaml value for the whole run;
 `--variant NAME:lr=1e-4,epochs=1` adds an incremental strategy with its own recipe (to compare
-recipes in one run); `--end YYYY-MM-DD` picks the window by its last day. `--combine A.json B.json
---out C.json` pools runs that share a warm-up (a window split across sessions, recipes run later):
-rows both runs measured must agree, or nothing is pooled.
+recipes in one run), `--variant NAME:mode=full,bucketing=true` a daily full retrain with its own;
+`--end YYYY-MM-DD` picks the window by its last day. `--combine A.json B.json --out C.json` pools
+runs that share a warm-up (a window split across sessions, recipes run later): rows both runs
+measured must agree, or nothing is pooled.
 """
 
 from __future__ import annotations
@@ -73,9 +74,27 @@ def set_dotted(params: dict, assignment: str) -> None:
 
 
 def parse_variant(text: str) -> tuple[str, tuple[str, dict]]:
+    """NAME:KEY=VALUE,... -> (NAME, (mode, overrides)): an incremental strategy whose recipe is
+    `train.incremental` with the overrides, or with `mode=full` a daily full retrain on `train.full`."""
     name, _, body = text.partition(":")
-    over = dict(kv.split("=", 1) for kv in body.split(",") if kv)
-    return name, ("incremental", {k: parse_value(v) for k, v in over.items()})
+    over = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in body.split(",") if kv)}
+    mode = over.pop("mode", "incremental")
+    if mode not in ("incremental", "full"):
+        raise SystemExit(f"--variant {text}: mode must be incremental or full, not {mode!r}")
+    return name, (mode, over)
+
+
+def check_variants(variants: dict, train_params: dict) -> None:
+    """A variant may set only what its section (or the training recipe) knows: a typo fails loudly."""
+    from dataclasses import fields
+
+    from tasks.train import Recipe
+
+    recipe = {f.name for f in fields(Recipe)} | {"lr_schedule"}
+    for name, (mode, over) in variants.items():
+        unknown = sorted(set(over) - set(train_params[mode]) - recipe)
+        if unknown:
+            raise SystemExit(f"--variant {name}: {unknown} are not keys of train.{mode} nor of a training recipe")
 
 
 def window_days(events, n: int, where: str, end=None) -> list:
@@ -141,7 +160,7 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
             seconds, passes = 0.0, 0
             if mode is not None and i < len(days) - 1:  # after the last day nothing is ranked: no training
                 tparams = copy.deepcopy(params["train"])
-                tparams["incremental"].update(over)
+                tparams[mode].update(over)
                 out = work / strategy / str(i)
                 t0 = time.perf_counter()
                 res = train(hist, catalogue, day, mode, tparams, features,
@@ -216,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
     variants = dict(parse_variant(v) for v in args.variant)
     strategies = {**STRATEGIES, **variants}
     names = args.strategies.split(",") + list(variants)
+    check_variants(variants, params["train"])
     unknown = [n for n in names if n not in strategies]
     if unknown:
         raise SystemExit(f"unknown strategies {unknown}: use {list(STRATEGIES)} or define them with --variant")
@@ -233,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dataset": name,
         "days": [str(d) for d in days],
         "train_params": params["train"],
-        "strategies": {k: {"mode": strategies[k][0], "incremental_overrides": strategies[k][1]} for k in names},
+        "strategies": {k: {"mode": strategies[k][0], "overrides": strategies[k][1]} for k in names},
     }
 
     def save_partial(rows: list[dict], warmup: dict) -> None:

@@ -47,13 +47,17 @@ def test_replay_runs_every_strategy_and_reports_cost_and_decline(slice_files, be
         ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
          "--features", str(tmp_path / "features"), "--days", "2",
          "--variant", "cosine:lr=1e-4,lr_schedule=warmup_cosine,chunks=all,replay_users=all",
+         "--variant", "full_bucketed:mode=full,bucketing=true",
          "--set", "train.incremental.epochs=1", "--out", str(out), "--plot", str(png)]
     )  # fmt: skip
     assert json.loads(out.read_text()) == report
     assert png.stat().st_size > 0
     assert report["days"] == ["1997-10-02", "1997-10-03"]
-    assert set(report["summary"]) == {*replay.STRATEGIES, "cosine"}
+    assert set(report["summary"]) == {*replay.STRATEGIES, "cosine", "full_bucketed"}
+    assert report["strategies"]["full_bucketed"] == {"mode": "full", "overrides": {"bucketing": True}}
     summary = report["summary"]
+    # a full-retrain variant retrains on everything, like full: the same examples, its own recipe
+    assert summary["full_bucketed"]["train_passes_per_day"] == summary["full"]["train_passes_per_day"]
     for s in summary.values():
         assert 0.0 <= s["mean_ndcg@10"] <= s["mean_hr@10"] <= 1.0
     assert summary["full"]["compute_vs_full"] == 1.0 and summary["full"]["ndcg_vs_full_ci90"] == [0.0, 0.0]
@@ -109,6 +113,10 @@ def test_replay_refuses_unknown_strategies_and_params(slice_files, bench_params,
         replay.main([*data, "--strategies", "stale,nope", "--out", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit, match=r"train\.incremental\.lrr is not a params\.yaml key"):
         replay.main([*data, "--set", "train.incremental.lrr=1", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match=r"--variant b: \['bucketin'\] are not keys of train\.full"):
+        replay.main([*data, "--variant", "b:mode=full,bucketin=true", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="mode must be incremental or full, not 'stale'"):
+        replay.main([*data, "--variant", "b:mode=stale", "--out", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit, match=r"--end 1997-10-09: the window must end after 1997-09-20 and by 1997-10-03"):
         replay.main([*data, "--end", "1997-10-09", "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
