@@ -63,21 +63,31 @@ def build_holdout(events: pd.DataFrame, day: dt.date, fraction: float, max_len: 
 
 
 @torch.inference_mode()
-def target_ranks(model: SeqRecModel, item_ids: list[str], holdout: Holdout, batch_size: int = 256) -> np.ndarray:
-    """1-based full-ranking rank of each target; +inf where the model does not know the item."""
+def target_ranks(
+    model: SeqRecModel, item_ids: list[str], holdout: Holdout, batch_size: int = 256, exclude_seen: bool = False
+) -> np.ndarray:
+    """1-based full-ranking rank of each target; +inf where the model does not know the item.
+
+    exclude_seen: items of the user's history (all of it, not only the model's window) are not
+    ranked, except the target itself: the "filter seen" protocol of papers on data without repeats."""
     index = {item: i + 1 for i, item in enumerate(item_ids)}
     ranks = np.full(len(holdout.targets), np.inf)
     device = next(model.parameters()).device
     for start in range(0, len(holdout.targets), batch_size):
-        hist = holdout.histories[start : start + batch_size]
-        x = np.stack(
-            [left_pad(np.array([index[i] for i in h if i in index], np.int64), model.config.max_len) for h in hist]
-        )
+        hist = [
+            np.array([index[i] for i in h if i in index], np.int64)
+            for h in holdout.histories[start : start + batch_size]
+        ]
+        x = np.stack([left_pad(h, model.config.max_len) for h in hist])
         scores = model.last_scores(torch.from_numpy(x).to(device)).float().cpu()  # (B, N)
         for j, target in enumerate(holdout.targets[start : start + batch_size]):
             t = index.get(target)
-            if t is not None:
-                ranks[start + j] = 1 + int((scores[j] > scores[j, t]).sum())
+            if t is None:
+                continue
+            better = scores[j] > scores[j, t]
+            if exclude_seen:
+                better[torch.from_numpy(hist[j][hist[j] != t])] = False
+            ranks[start + j] = 1 + int(better.sum())
     return ranks
 
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from tasks.evaluate import gate, metrics_from_ranks
+from models.seqrec import SeqRecConfig, SeqRecModel
+from tasks.evaluate import Holdout, gate, metrics_from_ranks, target_ranks
 
 
 def test_metrics_from_ranks():
@@ -17,6 +18,25 @@ def test_metrics_from_ranks():
     assert m["hr@10"] == 0.5
     assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(4)) / 4, abs=1e-5)
     assert math.isnan(metrics_from_ranks(np.array([]), 10)["ndcg@10"])
+
+
+def test_target_ranks_full_ranking_and_seen_excluded():
+    """Full ranking counts every better-scored item; exclude_seen skips the user's whole history (beyond
+    the model's window too), never the target, and never other users' items."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = SeqRecModel(SeqRecConfig(n_items=31, max_len=4, hidden_size=8, num_layers=1, num_heads=1)).eval()
+    items = [f"i{k}" for k in range(1, 31)]
+    history = [f"i{k}" for k in range(1, 21)]  # 20 items: 16 of them outside the 4-slot window
+    hold = Holdout([history, history], ["i25", "i3"], np.array(["u", "u"]), np.zeros(2, bool), np.zeros(2, bool))
+    scores = model.last_scores(torch.tensor([[17, 18, 19, 20]]))[0]
+    full = target_ranks(model, items, hold)
+    seen = target_ranks(model, items, hold, exclude_seen=True)
+    for rank_all, rank_unseen, t in zip(full, seen, (25, 3), strict=True):
+        better = (scores[1:] > scores[t]).nonzero().flatten() + 1  # item indices scored above the target
+        assert rank_all == 1 + len(better)
+        assert rank_unseen == 1 + sum(1 for b in better.tolist() if b > 20 or b == t)  # unseen items only
+    assert (seen <= full).all()
 
 
 GATE = {"max_ndcg_drop": 0.1, "gate_confidence": 0.9, "bootstrap_draws": 2000, "min_ndcg": 0.01}
