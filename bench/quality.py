@@ -13,7 +13,8 @@ figures are those of the best validation checkpoint.
 
 Resumable: the run checkpoints every --checkpoint-seconds (training state, the validation curve,
 the best weights so far) into --checkpoint-dir; the same command, run again after a kill, picks up
-where it stopped (a changed option starts over).
+where it stopped, with any thread count. A changed option refuses to start over that checkpoint:
+give another --out (or --checkpoint-dir), or move the old checkpoint away.
 
     python bench/quality.py --hidden 128 --layers 3 --heads 4 --dropout 0.3 --loss sampled \
         --negatives 1024 --bucketing --out bench/results/quality_ml1m_cpu.json   # this 2-core CPU: hours
@@ -69,7 +70,7 @@ def run(data: dict, features, text_init: bool, args) -> dict:
     from models.seqrec import SeqRecConfig, SeqRecModel
     from tasks.checkpoint import Checkpointing
     from tasks.evaluate import metrics_from_ranks, target_ranks
-    from tasks.train import fit, pick_device, set_seed, text_init_rows
+    from tasks.train import fit, init_origin, pick_device, set_seed, text_init_rows
 
     set_seed(args.seed)
     items, examples, val, test = data["items"], data["examples"], data["val"], data["test"]
@@ -81,7 +82,9 @@ def run(data: dict, features, text_init: bool, args) -> dict:
     if args.attn != "sdpa":
         model.backbone.set_attn_implementation(args.attn)
     device = pick_device()
-    ckpt = Checkpointing(args.checkpoint_dir / f"text_init-{text_init}", args.checkpoint_seconds)
+    origin = init_origin(model.config, args.seed, items, features if text_init else {}, attn=args.attn)
+    # hours of progress: a changed option refuses to run over them instead of starting over
+    ckpt = Checkpointing(args.checkpoint_dir / f"text_init-{text_init}", args.checkpoint_seconds, refuse_foreign=True)
     ckpt.extra = {"best": -1.0, "best_epoch": 0, "curve": [], "seconds": 0.0}
     t0, before = time.perf_counter(), []  # before: the seconds of earlier sittings (read from the checkpoint)
 
@@ -109,7 +112,8 @@ def run(data: dict, features, text_init: bool, args) -> dict:
             return True
         return epoch - st["best_epoch"] < args.patience * args.eval_every  # early stopping
 
-    fit(model, examples, recipe_of(args), args.seed, device, progress=True, on_epoch=validate, checkpointing=ckpt)
+    fit(model, examples, recipe_of(args), args.seed, device, progress=True, on_epoch=validate, checkpointing=ckpt,
+        origin=origin)  # fmt: skip
     train_seconds = elapsed()
     st = ckpt.extra
     model.load_state_dict({k[5:]: v for k, v in ckpt.extra_tensors.items()})
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args.checkpoint_dir = args.checkpoint_dir or ROOT / ".run" / "quality" / args.out.stem
 
+    from tasks.checkpoint import ForeignCheckpoint
     from tasks.common import git_commit
 
     events, items, name = load_data(args, need_items=False)
@@ -173,7 +178,10 @@ def main(argv: list[str] | None = None) -> dict:
     runs = []
     for text_init in inits:
         print(f"text_init={text_init}", flush=True)
-        runs.append(run(data, features, text_init, args))
+        try:
+            runs.append(run(data, features, text_init, args))
+        except ForeignCheckpoint as exc:
+            raise SystemExit(str(exc)) from None
     device = device_name()
     command = "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = {"command": command, "machine": {"device": device, "threads": torch.get_num_threads(),

@@ -12,9 +12,15 @@
 No pickle: safetensors and JSON only. The file is written under a temporary name in the same folder,
 fsynced, and renamed over the old one: a kill at any instant leaves the previous checkpoint or the
 new one, never a torn file. A checkpoint carries the fingerprint of its run (hyper-parameters, the
-training examples, the initial weights); one from any other run is ignored, so a changed delivery or
-recipe starts over instead of resuming into the wrong run. On CPU a resumed run ends with the same
-weights, bit for bit, as one that never stopped (tests/model/test_resume.py).
+training examples, and where the initial weights come from); one from any other run is ignored, so a
+changed delivery or recipe starts over instead of resuming into the wrong run (or, with
+`refuse_foreign`, is left alone and the run refuses to start). On CPU a resumed run ends with the
+same weights, bit for bit, as one that never stopped (tests/model/test_resume.py).
+
+The starting point enters the fingerprint as the caller's stable id of what the weights are made
+from (tasks.train.init_origin), not as the weights' bits: an init that goes through BLAS (an SVD, a
+ridge fit) rounds differently on another CPU or thread count, and a checkpoint pushed by one worker
+must resume on another.
 """
 
 from __future__ import annotations
@@ -38,15 +44,23 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 META_KEY = "freshrec"
 
 
-def fingerprint(config: dict, arrays: list[np.ndarray], model: torch.nn.Module) -> str:
-    """What a run is: its hyper-parameters, its training data and its starting weights."""
+def fingerprint(config: dict, arrays: list[np.ndarray], start: torch.nn.Module | str) -> str:
+    """What a run is: its hyper-parameters, its training data and its starting point: a stable id of
+    what the starting weights are made from, or (a module) the weights themselves."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
-    for name, t in sorted(model.state_dict().items()):
+    if isinstance(start, str):
+        h.update(b"origin:" + start.encode())
+        return h.hexdigest()
+    for name, t in sorted(start.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+class ForeignCheckpoint(RuntimeError):
+    """The checkpoint folder holds another run's checkpoint, and the caller asked to keep it."""
 
 
 @dataclass
@@ -67,7 +81,9 @@ class Checkpointing:
 
     `extra` / `extra_tensors` are the caller's own state (JSON / tensors), saved with each checkpoint
     (`before_save()` may refresh them) and filled back on a resume; `on_save(path)` runs after each
-    save (e.g. a push to the object store, so a run killed on one worker resumes on another)."""
+    save (e.g. a push to the object store, so a run killed on one worker resumes on another).
+    `refuse_foreign`: another run's checkpoint raises ForeignCheckpoint instead of being replaced
+    (a long benchmark whose hours of progress a changed option must not wipe)."""
 
     dir: Path
     every_seconds: float = 300.0
@@ -76,6 +92,7 @@ class Checkpointing:
     extra: dict = field(default_factory=dict)
     extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     fingerprint: str = ""
+    refuse_foreign: bool = False
     _last: float = field(default=0.0, repr=False)
 
     @property
@@ -92,6 +109,12 @@ class Checkpointing:
             LOG.warning("ignoring unreadable checkpoint %s (%s): training starts over", self.path, exc)
             return None
         if meta.get("fingerprint") != self.fingerprint:
+            if self.refuse_foreign:
+                raise ForeignCheckpoint(
+                    f"{self.path} is the checkpoint of another run (other options, data or starting point, "
+                    f"epoch {meta.get('epoch')}): rerun with the options it was started with to resume it, "
+                    "or move it away to start this run"
+                )
             LOG.info("checkpoint %s belongs to another run (other data or settings): training starts over", self.path)
             return None
         return meta

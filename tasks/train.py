@@ -19,6 +19,7 @@ choose sampled softmax with logQ correction, length bucketing, torch.compile or 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.seqrec import SeqRecConfig, SeqRecModel
+from models.seqrec import CONFIG_FILE, WEIGHTS_FILE, SeqRecConfig, SeqRecModel
 from tasks.checkpoint import Checkpointing, Position, fingerprint
 from tasks.common import (
     FreshrecError,
@@ -98,6 +99,32 @@ def _text_matrix(item_ids: list[str], features: dict[str, torch.Tensor]) -> tupl
             mat[i] = features[item]
             has[i] = True
     return mat, has
+
+
+def init_origin(
+    config: SeqRecConfig,
+    seed: int,
+    item_ids: list[str],
+    features: dict[str, torch.Tensor],
+    start_dir: Path | None = None,
+    **more,
+) -> str:
+    """A stable id of what a run's starting weights are made from: the model config, the seed, the
+    catalogue, the text vectors that initialise it, the warm start's files, and `more` (e.g. the
+    trainable set). It stands in for the weights in a checkpoint's fingerprint: the text init's SVD and
+    the new items' ridge map go through BLAS, whose last bits differ between CPUs and thread counts."""
+    head = {"config": asdict(config), "seed": seed, "items": item_ids, "more": more}
+    h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
+    for item in item_ids:
+        vec = features.get(item)
+        if vec is not None:
+            h.update(item.encode())
+            h.update(vec.detach().cpu().contiguous().numpy().tobytes())
+    if start_dir is not None:
+        for name in (CONFIG_FILE, WEIGHTS_FILE, ITEMS_FILE):
+            h.update(name.encode())
+            h.update((Path(start_dir) / name).read_bytes())
+    return h.hexdigest()
 
 
 def text_init_rows(item_ids: list[str], features: dict[str, torch.Tensor], hidden: int, std: float) -> torch.Tensor:
@@ -278,12 +305,15 @@ def fit(
     progress: bool = True,
     on_epoch: Callable[[int], bool] | None = None,
     checkpointing: Checkpointing | None = None,
+    origin: str | None = None,
 ) -> tuple[int, float]:
     """Next-item training; returns (steps, last epoch's mean loss).
 
     `on_epoch(epoch)` (1-based) runs after each epoch with the model in eval mode; returning False
     stops training early (one optimizer and one schedule span the whole run). With `checkpointing`
-    the run saves itself every few minutes and resumes from its own last checkpoint (tasks/checkpoint.py).
+    the run saves itself every few minutes and resumes from its own last checkpoint (tasks/checkpoint.py);
+    `origin` (init_origin) names the starting weights in the checkpoint's fingerprint, so a run resumes on
+    a machine whose init rounds differently (without it the weights' bits are the starting point).
     `progress` logs loss and speed at INFO about every 30 s and after every epoch.
     """
     inputs = torch.from_numpy(np.stack([e[0] for e in examples]))
@@ -300,7 +330,7 @@ def fit(
     pos = None
     if checkpointing is not None:
         checkpointing.fingerprint = fingerprint(
-            asdict(recipe) | {"seed": seed}, [inputs.numpy(), targets.numpy()], model
+            asdict(recipe) | {"seed": seed}, [inputs.numpy(), targets.numpy()], model if origin is None else origin
         )
         pos = checkpointing.restore(model, opt, sched, gen)
     model.to(device).train()
@@ -480,7 +510,17 @@ def train(
     LOG.info("train %s: mode %s (%s), %d sequences of up to %d items, %d items (%d new), %d epochs on %s",
              day, mode, trainable, len(examples), model.config.max_len, len(item_ids), new_items,
              cfg_section["epochs"], device)  # fmt: skip
-    _set_trainable(model, trainable, cfg_section.get("lora_rank", 8))
+    lora_rank = cfg_section.get("lora_rank", 8)
+    origin = init_origin(
+        model.config,
+        params["seed"],
+        item_ids,
+        features if text_init else {},
+        champion_dir if mode == "incremental" else None,
+        trainable=trainable,
+        lora_rank=lora_rank,
+    )
+    _set_trainable(model, trainable, lora_rank)
     checkpointing = None
     if checkpoint_dir is not None:
         checkpointing = Checkpointing(checkpoint_dir, params.get("checkpoint_seconds", 300), on_checkpoint)
@@ -492,6 +532,7 @@ def train(
         device,
         progress,
         checkpointing=checkpointing,
+        origin=origin,
     )
     _merge_lora(model)
     model.to("cpu")
