@@ -188,6 +188,36 @@ def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
         assert r["users"] > 50 and r["best_epoch"] in (1, 2)
 
 
+def test_quality_benchmark_resumes_and_refuses_to_run_over_another_runs_checkpoint(slice_files, tmp_path,
+                                                                                    monkeypatch):  # fmt: skip
+    import quality
+
+    from tasks.checkpoint import Checkpointing
+
+    save = Checkpointing.save
+
+    def save_then_die(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt("SIGKILL stand-in")
+
+    def options(lr: str) -> list[str]:
+        return ["--events", str(slice_files / "events.parquet"), "--text-init", "no", "--hidden", "16", "--layers",
+                "1", "--max-len", "20", "--max-epochs", "2", "--eval-every", "1", "--lr", lr, "--checkpoint-seconds",
+                "0", "--checkpoint-dir", str(tmp_path / "ckpt"), "--out", str(tmp_path / "q.json")]  # fmt: skip
+
+    monkeypatch.setattr(Checkpointing, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        quality.main(options("1e-3"))
+    monkeypatch.undo()
+    ckpt = next((tmp_path / "ckpt").rglob("checkpoint.safetensors"))
+    before = ckpt.read_bytes()
+    with pytest.raises(SystemExit, match=r"checkpoint of another run .*rerun with the options it was started with"):
+        quality.main(options("1e-2"))  # a changed option: hours of progress are not wiped
+    assert ckpt.read_bytes() == before
+    report = quality.main(options("1e-3"))  # the same command resumes it and finishes
+    assert report["runs"][0]["best_epoch"] in (1, 2) and not ckpt.exists()
+
+
 def test_incremental_examples_selection():
     seqs = {f"u{i}": np.arange(1, 2 + 30 * i) for i in range(1, 6)}  # u1 31 items ... u5 151 items
     day = {"u5": 120}  # the day's user and its events on the day

@@ -106,6 +106,50 @@ def test_the_caller_state_is_saved_and_restored_with_the_checkpoint(tmp_path):
     assert again.peek() and again.extra == {"curve": [1]} and again.extra_tensors["best"].tolist() == [1.0, 1.0]
 
 
+def test_a_run_resumes_from_its_origin_whatever_the_bits_of_its_init(tmp_path):
+    """With an origin (what the init is made from), a resume whose init rounded differently (another
+    CPU, another thread count: here one ulp) is the same run; without one, the bits are the run."""
+    recipe = RECIPES["full"]
+    whole, *_ = _train(recipe)
+
+    def kill(path):
+        raise Killed
+
+    def train_from(init_nudge: bool, origin, ckpt):
+        model = _model()
+        if init_nudge:
+            with torch.no_grad():
+                model.item_emb.weight.copy_(torch.nextafter(model.item_emb.weight, torch.tensor(1.0)))
+        fit(model, _examples(), recipe, 0, torch.device("cpu"), False, None, ckpt, origin=origin)
+        return model
+
+    with pytest.raises(Killed):
+        train_from(False, "init-a", Checkpointing(tmp_path, every_seconds=0, on_save=kill))
+    resumed = train_from(True, "init-a", Checkpointing(tmp_path, every_seconds=0))
+    assert _same(resumed, whole)  # resumed at step 1 from the checkpoint's weights, not the nudged init
+    with pytest.raises(Killed):
+        train_from(False, None, Checkpointing(tmp_path, every_seconds=0, on_save=kill))
+    assert not _same(train_from(True, None, Checkpointing(tmp_path, every_seconds=0)), whole)  # started over
+
+
+def test_a_long_run_can_refuse_to_replace_another_runs_checkpoint(tmp_path):
+    """refuse_foreign (bench/quality.py): a changed option stops with the reason instead of wiping hours."""
+    from tasks.checkpoint import ForeignCheckpoint
+
+    def kill(path):
+        raise Killed
+
+    with pytest.raises(Killed):
+        _train(RECIPES["full"], Checkpointing(tmp_path, every_seconds=0, on_save=kill))
+    before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    other = Recipe(3, 16, 1e-2, schedule="warmup_cosine")
+    with pytest.raises(ForeignCheckpoint, match=r"checkpoint of another run .* epoch 1.*rerun with the options"):
+        _train(other, Checkpointing(tmp_path, every_seconds=0, refuse_foreign=True))
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
+    resumed, *_ = _train(RECIPES["full"], Checkpointing(tmp_path, every_seconds=0, refuse_foreign=True))
+    assert _same(resumed, _train(RECIPES["full"])[0])  # its own run resumes as ever
+
+
 def test_a_checkpoint_of_another_run_or_a_damaged_one_is_not_resumed(tmp_path, caplog):
     recipe = RECIPES["full"]
     whole, *_ = _train(recipe)
