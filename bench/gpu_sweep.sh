@@ -33,8 +33,11 @@ PY
     OUT="${OUT:-.gpu/out}"
     mkdir -p "$OUT"
     common=(--events "$DATA/events.parquet" --features "$DATA/features" --max-len 200 --eval-every 5 --patience 4
-            --max-epochs 200 --lr-schedule warmup_cosine --checkpoint-dir "$OUT/ckpt")
-    run() { local name=$1; shift; echo "== $name"; python bench/quality.py "${common[@]}" "$@" --out "$OUT/quality_$name.json" || true; }
+            --max-epochs 200 --lr-schedule warmup_cosine)
+    run() {  # a checkpoint folder per recipe: one cut short does not block the next (nor is replaced by it)
+      local name=$1; shift; echo "== $name"
+      python bench/quality.py "${common[@]}" "$@" --checkpoint-dir "$OUT/ckpt/$name" --out "$OUT/quality_$name.json" || true
+    }
     run h128l3_full     --hidden 128 --layers 3 --heads 4 --dropout 0.3
     run h128l3_s1024    --hidden 128 --layers 3 --heads 4 --dropout 0.3 --loss sampled --negatives 1024
     run h128l3_bucket   --hidden 128 --layers 3 --heads 4 --dropout 0.3 --bucketing
