@@ -40,7 +40,7 @@ PY
     }
     run h128l3_full     --hidden 128 --layers 3 --heads 4 --dropout 0.3
     run h128l3_s1024    --hidden 128 --layers 3 --heads 4 --dropout 0.3 --loss sampled --negatives 1024
-    run h128l3_bucket   --hidden 128 --layers 3 --heads 4 --dropout 0.3 --bucketing
+    run h128l3_s256     --hidden 128 --layers 3 --heads 4 --dropout 0.3 --loss sampled --negatives 256 --bucketing
     run h256l3_full     --hidden 256 --layers 3 --heads 4 --dropout 0.4
     run h128l4_full     --hidden 128 --layers 4 --heads 4 --dropout 0.3
     run h64l2_s256      --hidden 64 --layers 2 --heads 2 --dropout 0.2 --loss sampled --negatives 256
