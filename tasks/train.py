@@ -511,19 +511,19 @@ def train(
              day, mode, trainable, len(examples), model.config.max_len, len(item_ids), new_items,
              cfg_section["epochs"], device)  # fmt: skip
     lora_rank = cfg_section.get("lora_rank", 8)
-    origin = init_origin(
-        model.config,
-        params["seed"],
-        item_ids,
-        features if text_init else {},
-        champion_dir if mode == "incremental" else None,
-        trainable=trainable,
-        lora_rank=lora_rank,
-    )
-    _set_trainable(model, trainable, lora_rank)
-    checkpointing = None
-    if checkpoint_dir is not None:
+    checkpointing, origin = None, None
+    if checkpoint_dir is not None:  # the origin names the run only for its checkpoints (replays train without)
         checkpointing = Checkpointing(checkpoint_dir, params.get("checkpoint_seconds", 300), on_checkpoint)
+        origin = init_origin(
+            model.config,
+            params["seed"],
+            item_ids,
+            features if text_init else {},
+            champion_dir if mode == "incremental" else None,
+            trainable=trainable,
+            lora_rank=lora_rank,
+        )
+    _set_trainable(model, trainable, lora_rank)
     steps, loss = fit(
         model,
         examples,
