@@ -125,9 +125,10 @@ def create_app() -> FastAPI:
     def day_index(day: str):
         d = day_str(_day(day))
         store, found = _store(), []
-        listed = (store.unit(FOLDERS["validation"].format(day=d)) or {}).get("files", {})
+        validation = store.unit(FOLDERS["validation"].format(day=d)) or {}
+        listed = validation.get("files", {})
         if "report.json" in listed:
-            docs = json.loads(store.read(FOLDERS["validation"].format(day=d), "report.json")).get("docs")
+            docs = json.loads(store.read(FOLDERS["validation"].format(day=d), "report.json", validation)).get("docs")
             if docs:
                 found.append(("Data Docs: the day's events (Great Expectations)", f"validation/{docs}"))
             if "data_docs/items/index.html" in listed:

@@ -190,10 +190,11 @@ class Store:
     def _fetch(self, meta: dict, dest: Path, what: str) -> None:
         dest.write_bytes(self._blob(meta, what))
 
-    def read(self, rel: str, name: str = "") -> bytes | None:
+    def read(self, rel: str, name: str = "", snapshot: dict | None = None) -> bytes | None:
         """One file of a stored unit (`name` inside a folder unit, "" for a file unit), sha256 checked;
-        None if the unit or the file is not there. Only names the unit lists are ever looked up."""
-        snapshot = self.unit(rel)
+        None if the unit or the file is not there. Only names the unit lists are ever looked up.
+        `snapshot`: the unit's listing when the caller already holds it (one GET fewer)."""
+        snapshot = snapshot if snapshot is not None else self.unit(rel)
         meta = (snapshot or {}).get("files", {}).get(name)
         return None if meta is None else self._blob(meta, f"{rel}/{name}" if name else rel)
 
