@@ -23,7 +23,6 @@ give another --out (or --checkpoint-dir), or move the old checkpoint away.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -62,9 +61,10 @@ def recipe_of(args):
                   compile=args.compile, bf16=args.bf16)  # fmt: skip
 
 
-def run(data: dict, features, text_init: bool, args) -> dict:
+def run(data: dict, features, text_init: bool, args):
     """Train with early stopping on validation NDCG@10; resumable: the curve, the best weights and the
-    training state are in one checkpoint (tasks/checkpoint.py), so a killed run picks up where it was."""
+    training state are in one checkpoint (tasks/checkpoint.py), so a killed run picks up where it was.
+    Returns (its checkpointing, its figures): the caller clears the checkpoint once the report is written."""
     import torch
 
     from models.seqrec import SeqRecConfig, SeqRecModel
@@ -120,8 +120,7 @@ def run(data: dict, features, text_init: bool, args) -> dict:
     t = metrics_from_ranks(target_ranks(model, items, test), 10)
     # the same model under the "filter seen" protocol some papers use (SASRec+'s filter_seen: True)
     f = metrics_from_ranks(target_ranks(model, items, test, exclude_seen=True), 10)
-    ckpt.clear()
-    return {"text_init": text_init, "device": str(device), "best_epoch": st["best_epoch"], "train_seconds":
+    return ckpt, {"text_init": text_init, "device": str(device), "best_epoch": st["best_epoch"], "train_seconds":
             round(train_seconds, 1), "val_ndcg@10": st["best"], "test_hr@10": t["hr@10"], "test_ndcg@10":
             t["ndcg@10"], "test_seen_excluded": {"hr@10": f["hr@10"], "ndcg@10": f["ndcg@10"]}, "users": t["n"],
             "items": len(items), "curve": st["curve"]}  # fmt: skip
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.checkpoint_dir = args.checkpoint_dir or ROOT / ".run" / "quality" / args.out.stem
 
     from tasks.checkpoint import ForeignCheckpoint
-    from tasks.common import git_commit
+    from tasks.common import git_commit, write_json
 
     events, items, name = load_data(args, need_items=False)
     features = features_for(args, items, name) if args.text_init != "no" else {}
@@ -175,13 +174,15 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--text-init needs item features: give --dataset, or --items with --events, or --features")
     data = split(events, args.max_len)
     inits = {"yes": [True], "no": [False], "both": [True, False]}[args.text_init]
-    runs = []
+    runs, checkpoints = [], []
     for text_init in inits:
         print(f"text_init={text_init}", flush=True)
         try:
-            runs.append(run(data, features, text_init, args))
+            ckpt, figures = run(data, features, text_init, args)
         except ForeignCheckpoint as exc:
             raise SystemExit(str(exc)) from None
+        checkpoints.append(ckpt)
+        runs.append(figures)
     device = device_name()
     command = "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = {"command": command, "machine": {"device": device, "threads": torch.get_num_threads(),
@@ -195,8 +196,9 @@ def main(argv: list[str] | None = None) -> dict:
         f = r["test_seen_excluded"]
         print(f"{r['text_init']!s:<10} {r['test_hr@10']:>7.4f} {r['test_ndcg@10']:>8.4f} {f['hr@10']:>21.4f} "
               f"{f['ndcg@10']:>8.4f} {r['best_epoch']:>10} {r['train_seconds']:>8.1f}  {r['device']}")  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)  # atomically; only then the checkpoints go: a kill before it loses no run
+    for ckpt in checkpoints:
+        ckpt.clear()
     return report
 
 

@@ -214,8 +214,19 @@ def test_quality_benchmark_resumes_and_refuses_to_run_over_another_runs_checkpoi
     with pytest.raises(SystemExit, match=r"checkpoint of another run .*rerun with the options it was started with"):
         quality.main(options("1e-2"))  # a changed option: hours of progress are not wiped
     assert ckpt.read_bytes() == before
-    report = quality.main(options("1e-3"))  # the same command resumes it and finishes
+    import tasks.common
+
+    def killed_while_writing(*args):
+        raise KeyboardInterrupt("SIGKILL stand-in: killed after training, before the report is written")
+
+    monkeypatch.setattr(tasks.common, "write_json", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        quality.main(options("1e-3"))  # the same command resumes it and finishes training ...
+    assert ckpt.exists() and not (tmp_path / "q.json").exists()  # ... and the run is not lost with the report
+    monkeypatch.undo()
+    report = quality.main(options("1e-3"))
     assert report["runs"][0]["best_epoch"] in (1, 2) and not ckpt.exists()
+    assert json.loads((tmp_path / "q.json").read_text()) == report
 
 
 def test_incremental_examples_selection():
