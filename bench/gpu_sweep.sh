@@ -4,8 +4,11 @@
 # GPU machine reaches no package index or hub). Step 2, on the GPU machine (device `run` with
 # carry [".gpu"]): each recipe of bench/quality.py, one after the other, JSON per recipe in $OUT.
 #
+# Step 3, here: add the reports that came back to the record (the GPU machine has no .git: --commit).
+#
 #   bash bench/gpu_sweep.sh prepare          # here: .gpu/ml1m/{events.parquet,features/}
 #   bash bench/gpu_sweep.sh run              # there; OUT=<dir> (default .gpu/out)
+#   python bench/record.py <files_at>/quality_*.json --commit "$(git rev-parse HEAD)" --into bench/results/quality_ml1m.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=.gpu/ml1m

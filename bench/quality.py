@@ -4,7 +4,7 @@ NDCG@10 averaged over users. The pipeline's own model (models.seqrec), training 
 (tasks.train.fit, full-softmax cross-entropy) and ranking code (tasks.evaluate.target_ranks).
 
     python bench/quality.py --hidden 128 --layers 3 --heads 4 --dropout 0.3 \
-        --out bench/results/quality_ml1m.json                                   # a GPU worker: minutes
+        --out bench/results/quality_ml1m_h128l3.json                            # a GPU worker: minutes
     python bench/quality.py --text-init both ...                                # MiniLM vs random init
 
 One optimizer and one learning-rate schedule span the run; validation NDCG@10 is checked every
@@ -16,8 +16,12 @@ the best weights so far) into --checkpoint-dir; the same command, run again afte
 where it stopped, with any thread count. A changed option refuses to start over that checkpoint:
 give another --out (or --checkpoint-dir), or move the old checkpoint away.
 
-    python bench/quality.py --hidden 128 --layers 3 --heads 4 --dropout 0.3 --loss sampled \
-        --negatives 1024 --bucketing --out bench/results/quality_ml1m_cpu.json   # this 2-core CPU: hours
+    python bench/quality.py --hidden 128 --layers 3 --heads 4 --dropout 0.3 --lr-schedule warmup_cosine \
+        --max-epochs 100 --loss sampled --negatives 256 --bucketing \
+        --out bench/results/quality_ml1m_cpu_sampled.json                       # this 2-core CPU: hours
+
+bench/results/quality_ml1m.json is the record of the runs docs/BENCHMARKS.md quotes, each with its
+command, machine and commit; a run writes its own --out and is added to the record.
 """
 
 from __future__ import annotations

@@ -186,6 +186,51 @@ def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
         seen_excluded = r["test_seen_excluded"]  # the same model, seen items not ranked: never worse
         assert r["test_ndcg@10"] <= seen_excluded["ndcg@10"] <= seen_excluded["hr@10"] <= 1.0
         assert r["users"] > 50 and r["best_epoch"] in (1, 2)
+    import record
+
+    into = tmp_path / "record.json"
+    into.write_text(json.dumps({"target": {"ndcg@10": 0.18, "hr@10": 0.31}, "runs": []}))
+    first = record.main([str(out), "--commit", "c0ffee", "--into", str(into)])
+    assert [e["text_init"] for e in first["runs"]] == [True, False] and first["target"]["ndcg@10"] == 0.18
+    for e in first["runs"]:
+        assert e["command"] == report["command"] and e["machine"] == report["machine"]
+        assert e["git_commit"] == (report["git_commit"] if report["git_commit"] != "unknown" else "c0ffee")
+    assert record.main([str(out), "--commit", "c0ffee", "--into", str(into)]) == first  # twice: no double entries
+
+
+def test_quality_record_names_what_it_lacks_and_keeps_the_record_whole(tmp_path):
+    import record
+
+    def report(command: str, ndcg: float, commit: str = "unknown") -> dict:
+        return {"command": command, "machine": {"device": "NVIDIA H200"}, "git_commit": commit, "config": {},
+                "runs": [{"text_init": True, "test_ndcg@10": ndcg, "test_hr@10": 2 * ndcg}]}  # fmt: skip
+
+    gpu, into = tmp_path / "gpu.json", tmp_path / "record.json"
+    gpu.write_text(json.dumps(report("python bench/quality.py --hidden 128", 0.18)))
+    into.write_text(json.dumps({"target": {"ndcg@10": 0.18, "hr@10": 0.31}, "runs": [
+        {**report("bench/quality.py --hidden 128", 0.17)["runs"][0], "command": "bench/quality.py --hidden 128"},
+        {**report("x", 0.1)["runs"][0], "command": "bench/quality.py --hidden 64"}]}))  # fmt: skip
+    before = into.read_bytes()
+    with pytest.raises(SystemExit, match=r"does not know its commit .* give --commit"):
+        record.main([str(gpu), "--into", str(into)])
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"command": "c", "machine": {}, "runs": [{"test_ndcg@10": 0.2}]}))
+    with pytest.raises(SystemExit, match="without test_ndcg@10 and test_hr@10"):
+        record.main([str(gpu), str(broken), "--commit", "c0ffee", "--into", str(into)])  # one bad report: none added
+    with pytest.raises(SystemExit, match="cannot read the report"):
+        record.main([str(tmp_path / "absent.json"), "--into", str(into)])
+    assert into.read_bytes() == before
+    rec = record.main([str(gpu), "--commit", "c0ffee", "--into", str(into)])
+    # the same command (with or without the "python " the older entries lack) is replaced, others kept
+    assert [(e["command"], e["test_ndcg@10"]) for e in rec["runs"]] == [
+        ("bench/quality.py --hidden 64", 0.1),
+        ("python bench/quality.py --hidden 128", 0.18),
+    ]
+    assert rec["runs"][1]["git_commit"] == "c0ffee" and record.meets(rec["runs"][1], rec["target"])
+    assert not record.meets(rec["runs"][0], rec["target"])
+    into.write_text("[]")
+    with pytest.raises(SystemExit, match="not a record"):
+        record.main([str(gpu), "--commit", "c0ffee", "--into", str(into)])
 
 
 def test_quality_benchmark_resumes_and_refuses_to_run_over_another_runs_checkpoint(slice_files, tmp_path,
