@@ -23,8 +23,8 @@ FIGURES = ("test_ndcg@10", "test_hr@10")
 
 def entries(report: dict, source: str, commit: str | None) -> list[dict]:
     """A report's runs as record entries: the figures plus the command, machine and commit behind them."""
-    missing = [k for k in ("command", "machine", "runs") if k not in report]
-    if missing or not report["runs"]:
+    missing = [k for k in ("command", "machine", "runs") if k not in report] if isinstance(report, dict) else ["keys"]
+    if missing or not isinstance(report["runs"], list) or not report["runs"]:
         raise SystemExit(f"{source}: not a bench/quality.py report (no {', '.join(missing) or 'runs'})")
     known = report.get("git_commit") not in (None, "unknown")
     if not known and not commit:
@@ -32,7 +32,7 @@ def entries(report: dict, source: str, commit: str | None) -> list[dict]:
                          "machine's): give --commit <the commit whose tree was carried there>")  # fmt: skip
     out = []
     for run in report["runs"]:
-        if any(not isinstance(run.get(k), (int, float)) for k in FIGURES):
+        if not isinstance(run, dict) or any(not isinstance(run.get(k), (int, float)) for k in FIGURES):
             raise SystemExit(f"{source}: a run without {' and '.join(FIGURES)}: not a finished quality run")
         out.append({"command": report["command"], "machine": report["machine"], "config": report.get("config"),
                     "git_commit": report["git_commit"] if known else commit, **run})  # fmt: skip

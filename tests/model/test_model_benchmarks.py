@@ -217,6 +217,10 @@ def test_quality_record_names_what_it_lacks_and_keeps_the_record_whole(tmp_path)
     broken.write_text(json.dumps({"command": "c", "machine": {}, "runs": [{"test_ndcg@10": 0.2}]}))
     with pytest.raises(SystemExit, match="without test_ndcg@10 and test_hr@10"):
         record.main([str(gpu), str(broken), "--commit", "c0ffee", "--into", str(into)])  # one bad report: none added
+    for not_one in ([], {"command": "c", "machine": {}, "runs": {"a": 1}}, {"command": "c", "runs": [1]}):
+        broken.write_text(json.dumps(not_one))
+        with pytest.raises(SystemExit, match=r"not a bench/quality\.py report"):
+            record.main([str(broken), "--commit", "c0ffee", "--into", str(into)])
     with pytest.raises(SystemExit, match="cannot read the report"):
         record.main([str(tmp_path / "absent.json"), "--into", str(into)])
     assert into.read_bytes() == before
