@@ -4,17 +4,23 @@
 # GPU machine reaches no package index or hub). Step 2, on the GPU machine (device `run` with
 # carry [".gpu"]): each recipe of bench/quality.py, one after the other, JSON per recipe in $OUT.
 #
-# Step 3, here: add the reports that came back to the record (the GPU machine has no .git: --commit).
+# Step 3, here: add the reports that came back to the record. The GPU machine has no .git, so prepare
+# (run it just before the device call) writes the commit the tree is at, and whether files differ
+# from it, to .gpu/COMMIT.
 #
-#   bash bench/gpu_sweep.sh prepare          # here: .gpu/ml1m/{events.parquet,features/}
+#   bash bench/gpu_sweep.sh prepare          # here: .gpu/ml1m/{events.parquet,features/}, .gpu/COMMIT
 #   bash bench/gpu_sweep.sh run              # there; OUT=<dir> (default .gpu/out)
-#   python bench/record.py <files_at>/quality_*.json --commit "$(git rev-parse HEAD)" --into bench/results/quality_ml1m.json
+#   python bench/record.py <files_at>/quality_*.json --commit "$(cat .gpu/COMMIT)" --into bench/results/quality_ml1m.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=.gpu/ml1m
 case "${1:-run}" in
   prepare)
     source scripts/env.sh
+    mkdir -p .gpu
+    commit=$(git rev-parse HEAD)
+    if [ -n "$(git status --porcelain)" ]; then commit="$commit plus uncommitted changes"; fi
+    echo "$commit" > .gpu/COMMIT
     python - <<'PY'
 import shutil, sys
 from pathlib import Path

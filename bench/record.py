@@ -1,12 +1,15 @@
 """Add bench/quality.py reports to a record: bench/results/quality_ml1m.json keeps every run that
 docs/BENCHMARKS.md quotes, each with its command, machine and commit, and says which reach the target.
 
-    python bench/record.py bench/results/quality_ml1m_cpu_sampled.json --into bench/results/quality_ml1m.json
-    python bench/record.py .gpu/out/quality_*.json --commit <sha> --into bench/results/quality_ml1m.json
+    python bench/record.py bench/results/quality_ml1m_cpu_full.json --into bench/results/quality_ml1m.json
+    python bench/record.py <files_at>/quality_*.json --commit "$(cat .gpu/COMMIT)" \
+        --into bench/results/quality_ml1m.json
 
 A GPU machine gets the working tree without .git, so its reports say `git_commit: unknown`: --commit
-names the commit whose tree was carried there. A run already in the record (same command, same item
-init) is replaced, so adding a report twice changes nothing. The record is written atomically.
+names the commit whose tree was carried there (`bench/gpu_sweep.sh prepare` writes it to .gpu/COMMIT).
+A run already in the record (same command, same item init) is replaced where it stands, so adding a
+report twice changes nothing. Every report and the record are checked before the record is written,
+atomically.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ def entries(report: dict, source: str, commit: str | None) -> list[dict]:
     if missing or not isinstance(report["runs"], list) or not report["runs"]:
         raise SystemExit(f"{source}: not a bench/quality.py report (no {', '.join(missing) or 'runs'})")
     known = report.get("git_commit") not in (None, "unknown")
+    if known and commit and commit != report["git_commit"]:
+        print(f"{source}: made at commit {report['git_commit']}; --commit {commit} not used for it", file=sys.stderr)
     if not known and not commit:
         raise SystemExit(f"{source}: the report does not know its commit (a tree without .git, such as the GPU "
                          "machine's): give --commit <the commit whose tree was carried there>")  # fmt: skip
@@ -39,14 +44,31 @@ def entries(report: dict, source: str, commit: str | None) -> list[dict]:
     return out
 
 
+def key(entry: dict) -> tuple:
+    """Which run an entry is: its command (older entries lack the leading `python `) and item init."""
+    return entry["command"].removeprefix("python "), entry.get("text_init")
+
+
 def add(record: dict, new: list[dict]) -> dict:
-    """The record with `new` in it; an entry of the same command and item init is replaced, not doubled."""
+    """The record with `new` in it: an entry of the same run is replaced where it stands (so adding a
+    report again changes nothing), a new run goes at the end; within `new` the last one of a run wins."""
+    fresh = {key(e): e for e in new}
+    runs = [fresh.pop(key(e), e) for e in record["runs"]]
+    return {**record, "runs": runs + list(fresh.values())}
 
-    def key(e: dict) -> tuple:
-        return e["command"].removeprefix("python "), e.get("text_init")
 
-    fresh = {key(e) for e in new}
-    return {**record, "runs": [e for e in record.get("runs", []) if key(e) not in fresh] + new}
+def check_record(record, path: Path) -> None:
+    """A record this script can add to and print, or a SystemExit that says what is wrong with it."""
+    if not isinstance(record, dict) or not isinstance(record.get("runs"), list):
+        raise SystemExit(f"{path}: not a record (a JSON object with a runs list); give another --into")
+    for i, e in enumerate(record["runs"]):
+        if (
+            not isinstance(e, dict)
+            or not isinstance(e.get("command"), str)
+            or any(not isinstance(e.get(k), (int, float)) for k in FIGURES)
+        ):
+            raise SystemExit(f"{path}: runs[{i}] lacks a command or {' / '.join(FIGURES)}: mend the record by hand "
+                             "(git log -p shows what it was) or give another --into")  # fmt: skip
 
 
 def meets(entry: dict, target: dict) -> bool:
@@ -64,9 +86,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     record = {"runs": []}
     if args.into.exists():
-        record = json.loads(args.into.read_text())
-        if not isinstance(record, dict) or not isinstance(record.get("runs"), list):
-            raise SystemExit(f"{args.into}: not a record (a JSON object with a runs list); give another --into")
+        try:
+            record = json.loads(args.into.read_text())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"{args.into}: cannot read the record ({exc}); give another --into") from None
+    check_record(record, args.into)
     new = []
     for path in args.reports:
         try:
@@ -80,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'NDCG@10':>8} {'HR@10':>7} {'target':>6}  {'machine':<24} command")
     for e in sorted(record["runs"], key=lambda e: -e["test_ndcg@10"]):
         ok = ("yes" if meets(e, target) else "no") if target else "-"
-        device = e.get("machine", {}).get("device", "?")
+        device = e["machine"].get("device", "?") if isinstance(e.get("machine"), dict) else "?"
         print(f"{e['test_ndcg@10']:>8.4f} {e['test_hr@10']:>7.4f} {ok:>6}  {device:<24} {e['command']}")
     return record
 

@@ -224,17 +224,28 @@ def test_quality_record_names_what_it_lacks_and_keeps_the_record_whole(tmp_path)
     with pytest.raises(SystemExit, match="cannot read the report"):
         record.main([str(tmp_path / "absent.json"), "--into", str(into)])
     assert into.read_bytes() == before
-    rec = record.main([str(gpu), "--commit", "c0ffee", "--into", str(into)])
-    # the same command (with or without the "python " the older entries lack) is replaced, others kept
+    gpu_later = tmp_path / "gpu_later.json"  # the same run again (a re-run), and a new one
+    gpu_later.write_text(json.dumps(report("python bench/quality.py --hidden 128", 0.185)))
+    new_run = tmp_path / "new_run.json"
+    new_run.write_text(json.dumps(report("python bench/quality.py --hidden 256", 0.15, commit="beef")))
+    rec = record.main([str(gpu), str(gpu_later), str(new_run), "--commit", "c0ffee", "--into", str(into)])
+    # the same run (with or without the "python " older entries lack) is replaced where it stands, once
     assert [(e["command"], e["test_ndcg@10"]) for e in rec["runs"]] == [
+        ("python bench/quality.py --hidden 128", 0.185),
         ("bench/quality.py --hidden 64", 0.1),
-        ("python bench/quality.py --hidden 128", 0.18),
+        ("python bench/quality.py --hidden 256", 0.15),
     ]
-    assert rec["runs"][1]["git_commit"] == "c0ffee" and record.meets(rec["runs"][1], rec["target"])
-    assert not record.meets(rec["runs"][0], rec["target"])
-    into.write_text("[]")
-    with pytest.raises(SystemExit, match="not a record"):
-        record.main([str(gpu), "--commit", "c0ffee", "--into", str(into)])
+    assert [e["git_commit"] for e in rec["runs"][::2]] == ["c0ffee", "beef"]  # a report's own commit wins
+    assert record.meets(rec["runs"][0], rec["target"]) and not record.meets(rec["runs"][1], rec["target"])
+    once = into.read_bytes()
+    assert record.main([str(gpu_later), "--commit", "c0ffee", "--into", str(into)]) == rec
+    assert into.read_bytes() == once  # adding a report again changes nothing, not even the order
+    for bad_record, says in (("[]", "not a record"), ("{", "cannot read the record"),
+                             ('{"runs": [{"command": "c", "test_hr@10": 0.3}]}', r"runs\[0\] lacks")):  # fmt: skip
+        into.write_text(bad_record)
+        with pytest.raises(SystemExit, match=says):
+            record.main([str(gpu), "--commit", "c0ffee", "--into", str(into)])
+        assert into.read_text() == bad_record
 
 
 def test_quality_benchmark_resumes_and_refuses_to_run_over_another_runs_checkpoint(slice_files, tmp_path,
