@@ -15,13 +15,27 @@ atomically.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 FIGURES = ("test_ndcg@10", "test_hr@10")
+
+
+def finished(run) -> bool:
+    """A run entry with its test figures (what the record sorts and checks against the target)."""
+    return isinstance(run, dict) and all(isinstance(run.get(k), (int, float)) for k in FIGURES)
+
+
+def load(path: Path, what: str, hint: str = "") -> object:
+    """The JSON in `path`, or a SystemExit that names the file and why it cannot be read."""
+    from tasks.common import read_json
+
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path}: cannot read the {what} ({exc}){hint}") from None
 
 
 def entries(report: dict, source: str, commit: str | None) -> list[dict]:
@@ -37,7 +51,7 @@ def entries(report: dict, source: str, commit: str | None) -> list[dict]:
                          "machine's): give --commit <the commit whose tree was carried there>")  # fmt: skip
     out = []
     for run in report["runs"]:
-        if not isinstance(run, dict) or any(not isinstance(run.get(k), (int, float)) for k in FIGURES):
+        if not finished(run):
             raise SystemExit(f"{source}: a run without {' and '.join(FIGURES)}: not a finished quality run")
         out.append({"command": report["command"], "machine": report["machine"], "config": report.get("config"),
                     "git_commit": report["git_commit"] if known else commit, **run})  # fmt: skip
@@ -62,11 +76,7 @@ def check_record(record, path: Path) -> None:
     if not isinstance(record, dict) or not isinstance(record.get("runs"), list):
         raise SystemExit(f"{path}: not a record (a JSON object with a runs list); give another --into")
     for i, e in enumerate(record["runs"]):
-        if (
-            not isinstance(e, dict)
-            or not isinstance(e.get("command"), str)
-            or any(not isinstance(e.get(k), (int, float)) for k in FIGURES)
-        ):
+        if not finished(e) or not isinstance(e.get("command"), str):
             raise SystemExit(f"{path}: runs[{i}] lacks a command or {' / '.join(FIGURES)}: mend the record by hand "
                              "(git log -p shows what it was) or give another --into")  # fmt: skip
 
@@ -84,20 +94,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     from tasks.common import write_json
 
-    record = {"runs": []}
-    if args.into.exists():
-        try:
-            record = json.loads(args.into.read_text())
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"{args.into}: cannot read the record ({exc}); give another --into") from None
+    record = load(args.into, "record", "; give another --into") if args.into.exists() else {"runs": []}
     check_record(record, args.into)
     new = []
-    for path in args.reports:
-        try:
-            report = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"{path}: cannot read the report ({exc})") from None
-        new += entries(report, str(path), args.commit)  # every report checked before the record is touched
+    for path in args.reports:  # every report checked before the record is touched
+        new += entries(load(path, "report"), str(path), args.commit)
     record = add(record, new)
     write_json(args.into, record)
     target = record.get("target", {})

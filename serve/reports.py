@@ -125,10 +125,11 @@ def create_app() -> FastAPI:
     def day_index(day: str):
         d = day_str(_day(day))
         store, found = _store(), []
-        validation = store.unit(FOLDERS["validation"].format(day=d)) or {}
+        at = FOLDERS["validation"].format(day=d)
+        validation = store.unit(at) or {}
         listed = validation.get("files", {})
         if "report.json" in listed:
-            docs = json.loads(store.read(FOLDERS["validation"].format(day=d), "report.json", validation)).get("docs")
+            docs = json.loads(store.read(at, "report.json", validation)).get("docs")
             if docs:
                 found.append(("Data Docs: the day's events (Great Expectations)", f"validation/{docs}"))
             if "data_docs/items/index.html" in listed:
