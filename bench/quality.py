@@ -14,7 +14,9 @@ figures are those of the best validation checkpoint.
 Resumable: the run checkpoints every --checkpoint-seconds (training state, the validation curve,
 the best weights so far) into --checkpoint-dir; the same command, run again after a kill, picks up
 where it stopped, with any thread count. A changed option refuses to start over that checkpoint:
-give another --out (or --checkpoint-dir), or move the old checkpoint away.
+give another --out (or --checkpoint-dir), or move the old checkpoint away. A run's `sittings` list
+the commit, device and threads of each sitting that trained it; the report's `machine` and
+`git_commit` are the last sitting's.
 
     python bench/quality.py --hidden 128 --layers 3 --heads 4 --dropout 0.3 --lr-schedule warmup_cosine \
         --max-epochs 100 --loss sampled --negatives 256 --bucketing \
@@ -65,9 +67,10 @@ def recipe_of(args):
                   compile=args.compile, bf16=args.bf16)  # fmt: skip
 
 
-def run(data: dict, features, text_init: bool, args):
+def run(data: dict, features, text_init: bool, args, sitting: dict):
     """Train with early stopping on validation NDCG@10; resumable: the curve, the best weights and the
     training state are in one checkpoint (tasks/checkpoint.py), so a killed run picks up where it was.
+    `sitting` (commit, device, threads) goes into the checkpoint's list of the sittings that trained it.
     Returns (its checkpointing, its figures): the caller clears the checkpoint once the report is written."""
     import torch
 
@@ -89,7 +92,7 @@ def run(data: dict, features, text_init: bool, args):
     origin = init_origin(model.config, args.seed, items, features if text_init else {}, attn=args.attn)
     # hours of progress: a changed option refuses to run over them instead of starting over
     ckpt = Checkpointing(args.checkpoint_dir / f"text_init-{text_init}", args.checkpoint_seconds, refuse_foreign=True)
-    ckpt.extra = {"best": -1.0, "best_epoch": 0, "curve": [], "seconds": 0.0}
+    ckpt.extra = {"best": -1.0, "best_epoch": 0, "curve": [], "seconds": 0.0, "sittings": []}
     t0, before = time.perf_counter(), []  # before: the seconds of earlier sittings (read from the checkpoint)
 
     def elapsed() -> float:
@@ -97,8 +100,11 @@ def run(data: dict, features, text_init: bool, args):
             before.append(ckpt.extra["seconds"])
         return before[0] + time.perf_counter() - t0
 
-    def keep_time() -> None:
+    def keep_time() -> None:  # and which commit and machine trained since: a run may span several
         ckpt.extra["seconds"] = round(elapsed(), 1)
+        sittings = ckpt.extra.setdefault("sittings", [])  # absent from checkpoints older than this list
+        if sittings[-1:] != [sitting]:
+            sittings.append(sitting)
 
     ckpt.before_save = keep_time
 
@@ -118,6 +124,7 @@ def run(data: dict, features, text_init: bool, args):
 
     fit(model, examples, recipe_of(args), args.seed, device, progress=True, on_epoch=validate, checkpointing=ckpt,
         origin=origin)  # fmt: skip
+    keep_time()
     train_seconds = elapsed()
     st = ckpt.extra
     model.load_state_dict({k[5:]: v for k, v in ckpt.extra_tensors.items()})
@@ -127,7 +134,7 @@ def run(data: dict, features, text_init: bool, args):
     return ckpt, {"text_init": text_init, "device": str(device), "best_epoch": st["best_epoch"], "train_seconds":
             round(train_seconds, 1), "val_ndcg@10": st["best"], "test_hr@10": t["hr@10"], "test_ndcg@10":
             t["ndcg@10"], "test_seen_excluded": {"hr@10": f["hr@10"], "ndcg@10": f["ndcg@10"]}, "users": t["n"],
-            "items": len(items), "curve": st["curve"]}  # fmt: skip
+            "items": len(items), "curve": st["curve"], "sittings": st["sittings"]}  # fmt: skip
 
 
 def add_args(ap) -> None:
@@ -179,19 +186,19 @@ def main(argv: list[str] | None = None) -> dict:
     data = split(events, args.max_len)
     inits = {"yes": [True], "no": [False], "both": [True, False]}[args.text_init]
     runs, checkpoints = [], []
+    sitting = {"git_commit": git_commit(), "device": device_name(), "threads": torch.get_num_threads()}
     for text_init in inits:
         print(f"text_init={text_init}", flush=True)
         try:
-            ckpt, figures = run(data, features, text_init, args)
+            ckpt, figures = run(data, features, text_init, args, sitting)
         except ForeignCheckpoint as exc:
             raise SystemExit(str(exc)) from None
         checkpoints.append(ckpt)
         runs.append(figures)
-    device = device_name()
     command = "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = {"command": command, "machine": {"device": device, "threads": torch.get_num_threads(),
+    report = {"command": command, "machine": {"device": sitting["device"], "threads": sitting["threads"],
                                               "torch": torch.__version__},
-              "git_commit": git_commit(), "config": {k: v for k, v in vars(args).items() if k not in ("out",)},
+              "git_commit": sitting["git_commit"], "config": {k: v for k, v in vars(args).items() if k not in ("out",)},
               "runs": runs}  # fmt: skip
     report["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in report["config"].items()}
     print(f"{'text init':<10} {'HR@10':>7} {'NDCG@10':>8} {'seen excluded: HR@10':>21} {'NDCG@10':>8} "

@@ -265,7 +265,10 @@ def test_quality_benchmark_resumes_and_refuses_to_run_over_another_runs_checkpoi
                 "1", "--max-len", "20", "--max-epochs", "2", "--eval-every", "1", "--lr", lr, "--checkpoint-seconds",
                 "0", "--checkpoint-dir", str(tmp_path / "ckpt"), "--out", str(tmp_path / "q.json")]  # fmt: skip
 
+    import tasks.common
+
     monkeypatch.setattr(Checkpointing, "save", save_then_die)
+    monkeypatch.setattr(tasks.common, "git_commit", lambda: "0ld")  # the first sitting ran older code
     with pytest.raises(KeyboardInterrupt):
         quality.main(options("1e-3"))
     monkeypatch.undo()
@@ -274,7 +277,6 @@ def test_quality_benchmark_resumes_and_refuses_to_run_over_another_runs_checkpoi
     with pytest.raises(SystemExit, match=r"checkpoint of another run .*rerun with the options it was started with"):
         quality.main(options("1e-2"))  # a changed option: hours of progress are not wiped
     assert ckpt.read_bytes() == before
-    import tasks.common
 
     def killed_while_writing(*args):
         raise KeyboardInterrupt("SIGKILL stand-in: killed after training, before the report is written")
@@ -287,6 +289,8 @@ def test_quality_benchmark_resumes_and_refuses_to_run_over_another_runs_checkpoi
     report = quality.main(options("1e-3"))
     assert report["runs"][0]["best_epoch"] in (1, 2) and not ckpt.exists()
     assert json.loads((tmp_path / "q.json").read_text()) == report
+    # the run spans sittings: each commit it trained under is named, not only the last one
+    assert [s["git_commit"] for s in report["runs"][0]["sittings"]] == ["0ld", report["git_commit"]]
 
 
 def test_incremental_examples_selection():
