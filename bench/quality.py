@@ -14,7 +14,7 @@ figures are those of the best validation checkpoint.
 Resumable: the run checkpoints every --checkpoint-seconds (training state, the validation curve,
 the best weights so far) into --checkpoint-dir; the same command, run again after a kill, picks up
 where it stopped, with any thread count. A changed option refuses to start over that checkpoint:
-give another --out (or --checkpoint-dir), or move the old checkpoint away. A run's `sittings` list
+give another --out (or --checkpoint-dir), or move the old checkpoint away. A run's `sittings` lists
 the commit, device and threads of each sitting that trained it; the report's `machine` and
 `git_commit` are the last sitting's.
 
@@ -59,6 +59,13 @@ def split(events, max_len: int) -> dict:
     return {"items": items, "examples": examples, "val": holdout(2), "test": holdout(1)}
 
 
+def model_config(args, n_items: int):
+    from models.seqrec import SeqRecConfig
+
+    return SeqRecConfig(n_items=n_items + 1, max_len=args.max_len, hidden_size=args.hidden, num_layers=args.layers,
+                        num_heads=args.heads, dropout=args.dropout, block=args.block)  # fmt: skip
+
+
 def recipe_of(args):
     from tasks.train import Recipe
 
@@ -74,15 +81,14 @@ def run(data: dict, features, text_init: bool, args, sitting: dict):
     Returns (its checkpointing, its figures): the caller clears the checkpoint once the report is written."""
     import torch
 
-    from models.seqrec import SeqRecConfig, SeqRecModel
+    from models.seqrec import SeqRecModel
     from tasks.checkpoint import Checkpointing
     from tasks.evaluate import metrics_from_ranks, target_ranks
     from tasks.train import fit, init_origin, pick_device, set_seed, text_init_rows
 
     set_seed(args.seed)
     items, examples, val, test = data["items"], data["examples"], data["val"], data["test"]
-    model = SeqRecModel(SeqRecConfig(n_items=len(items) + 1, max_len=args.max_len, hidden_size=args.hidden,
-                                     num_layers=args.layers, num_heads=args.heads, dropout=args.dropout))  # fmt: skip
+    model = SeqRecModel(model_config(args, len(items)))
     if text_init:
         with torch.no_grad():
             model.item_emb.weight[1:] = text_init_rows(items, features, args.hidden, std=0.02)
@@ -145,6 +151,7 @@ def add_args(ap) -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--block", choices=["gpt2", "ligr"], default="gpt2", help="transformer block (models/seqrec.py)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-schedule", choices=["constant", "warmup_cosine"], default="constant")

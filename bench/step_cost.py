@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -37,12 +36,15 @@ VARIANTS = {  # name -> bench/quality.py options; the first is the baseline
     "sampled 1024 + logQ + bucketing": ["--loss", "sampled", "--negatives", "1024", "--bucketing"],
     "full + torch.compile": ["--compile"],
     "full + bf16 autocast": ["--bf16", "on"],
+    "LiGR blocks (gated residuals, SwiGLU)": ["--block", "ligr"],
 }
 COST_ONLY_SAME_AS = {"sampled 1024, no logQ": "sampled 1024 + logQ"}  # same arithmetic: not timed twice
-# the variants that change what is learned; eager attention and torch.compile compute the same function,
-# bf16 the same in lower precision (its cost on a CPU without bf16 units rules it out here)
+# the variants that change what is learned (the loss, the batches, the block); eager attention and
+# torch.compile compute the same function, bf16 the same in lower precision (its cost on a CPU
+# without bf16 units rules it out here)
 QUALITY = ["full softmax (SDPA)", "sampled 256 + logQ", "sampled 1024 + logQ", "sampled 1024, no logQ",
-           "full + length bucketing", "sampled 1024 + logQ + bucketing"]  # fmt: skip
+           "full + length bucketing", "sampled 1024 + logQ + bucketing",
+           "LiGR blocks (gated residuals, SwiGLU)"]  # fmt: skip
 
 
 def quality_args(extra: list[str], common: list[str]):
@@ -58,15 +60,14 @@ def step_ms(data: dict, opts, batches: int, epochs: int, seed: int) -> float:
     import random
 
     import torch
-    from quality import recipe_of
+    from quality import model_config, recipe_of
 
-    from models.seqrec import SeqRecConfig, SeqRecModel
+    from models.seqrec import SeqRecModel
     from tasks.train import fit, set_seed
 
     set_seed(seed)
     sample = random.Random(seed).sample(data["examples"], batches * opts.batch_size)
-    model = SeqRecModel(SeqRecConfig(n_items=len(data["items"]) + 1, max_len=opts.max_len, hidden_size=opts.hidden,
-                                     num_layers=opts.layers, num_heads=opts.heads, dropout=opts.dropout))  # fmt: skip
+    model = SeqRecModel(model_config(opts, len(data["items"])))
     if opts.attn != "sdpa":
         model.backbone.set_attn_implementation(opts.attn)
     marks = [time.perf_counter()]
@@ -96,18 +97,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-cost", action="store_true")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--quality-features", type=Path, help="MiniLM cache of the quality dataset (default .run/features)")
+    ap.add_argument("--checkpoint-root", type=Path, help="the quality runs' checkpoints (default .run/step_cost)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     import quality
     import torch
 
-    from tasks.common import git_commit
+    from tasks.common import git_commit, write_json
 
     names = args.variants or list(VARIANTS)
+    if unknown := [n for n in names if n not in VARIANTS]:
+        raise SystemExit(f"unknown variant(s) {unknown}: the variants are {list(VARIANTS)}")
     common = args.config.split()
     base = quality_args([], common)
     cost: dict[str, list[float]] = {n: [] for n in names}
     ratios: dict[str, list[float]] = {n: [] for n in names}
+    checkpoints = []
     ns = argparse.Namespace(dataset=args.cost_dataset, events=None, items=None, features=None)
     data = None if args.skip_cost else quality.split(load_data(ns, need_items=False)[0], base.max_len)
     for r in range(0 if args.skip_cost else args.repeats):
@@ -128,16 +134,19 @@ def main(argv: list[str] | None = None) -> dict:
              "median_ms": statistics.median(cost[n]) if cost[n] else None,
              "ratio_to_baseline": statistics.median(ratios[n]) if ratios[n] else None} for n in names]  # fmt: skip
     if not args.skip_quality:
-        ns = argparse.Namespace(dataset=args.quality_dataset, events=None, items=None, features=None)
+        ns = argparse.Namespace(dataset=args.quality_dataset, events=None, items=None, features=args.quality_features)
         q_events, q_items, q_name = load_data(ns, need_items=False)
         from benchdata import features_for
 
         features = features_for(ns, q_items, q_name)
         q_common = args.quality_config.split()
+        sitting = {"git_commit": git_commit(), "device": device_name(), "threads": torch.get_num_threads()}
+        root = args.checkpoint_root or quality.ROOT / ".run" / "step_cost"
         for row in [r for r in rows if r["variant"] in QUALITY]:
             opts = quality_args(VARIANTS[row["variant"]], q_common)
-            opts.checkpoint_dir = quality.ROOT / ".run" / "step_cost" / row["variant"].replace(" ", "_")
-            res = quality.run(quality.split(q_events, opts.max_len), features, True, opts)  # resumable
+            opts.checkpoint_dir = root / row["variant"].replace(" ", "_")
+            ckpt, res = quality.run(quality.split(q_events, opts.max_len), features, True, opts, sitting)  # resumable
+            checkpoints.append(ckpt)
             row |= {"quality": {k: res[k] for k in ("test_ndcg@10", "test_hr@10", "best_epoch", "train_seconds")}}
             print(f"{row['variant']:<34} NDCG@10 {res['test_ndcg@10']:.4f}  HR@10 {res['test_hr@10']:.4f}", flush=True)
     report = {"command": "python bench/step_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -151,8 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
         nan = float("nan")
         print(f"{row['variant']:<34} {row['median_ms'] or nan:>9.1f} {row['ratio_to_baseline'] or nan:>7.2f} "
               f"{q.get('test_ndcg@10', nan):>8.4f} {q.get('test_hr@10', nan):>7.4f}")  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)  # atomically; only then the quality runs' checkpoints go
+    for ckpt in checkpoints:
+        ckpt.clear()
     return report
 
 

@@ -7,6 +7,11 @@ output projection is tied to the item embedding, so a score is a dot product
 between the sequence state and an item vector, and growing the catalogue is adding
 rows. Index 0 is padding; sequences are left-padded so the latest item sits at the
 last position.
+
+`block: ligr` swaps each GPT-2 block for a LiGR block (eSASRec, RecSys'25; LinkedIn's LiGR,
+arXiv 2502.03417): the same pre-LayerNorm attention, but each residual branch is scaled by a
+learned sigmoid gate of the stream it joins, and the feed-forward is SwiGLU. Everything else (the
+attention module, positions, masks, `top`/LoRA trainable sets, ONNX export) is GPT-2's.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import GPT2Config, GPT2Model
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block
+from transformers.pytorch_utils import Conv1D
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 PAD = 0
+BLOCKS = ("gpt2", "ligr")
 
 
 @dataclass
@@ -34,6 +42,11 @@ class SeqRecConfig:
     num_layers: int = 2
     num_heads: int = 2
     dropout: float = 0.2  # SASRec's 0.2 on MovieLens-sized data
+    block: str = "gpt2"  # gpt2 | ligr (gated residuals + SwiGLU: module docstring)
+
+    def __post_init__(self):
+        if self.block not in BLOCKS:
+            raise ValueError(f"unknown transformer block {self.block!r}: use one of {', '.join(BLOCKS)}")
 
     def backbone_config(self) -> GPT2Config:
         return GPT2Config(
@@ -58,6 +71,38 @@ class SeqRecConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+class SwiGLU(nn.Module):
+    """LiGR's feed-forward: down(silu(gate(x)) * up(x)); gate and up are one matmul (c_fc). The layers
+    are GPT-2's Conv1D under GPT-2's MLP names, so LoRA (tasks/train.py) adapts them like any other."""
+
+    def __init__(self, hidden: int, inner: int, dropout: float):
+        super().__init__()
+        self.c_fc = Conv1D(2 * inner, hidden)
+        self.c_proj = Conv1D(hidden, inner)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.c_fc(x).chunk(2, dim=-1)
+        return self.dropout(self.c_proj(nn.functional.silu(gate) * up))
+
+
+class LiGRBlock(GPT2Block):
+    """A GPT-2 block whose residual branches are gated: x + sigmoid(W x) * branch(LayerNorm(x))."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int):
+        super().__init__(config, layer_idx=layer_idx)
+        h = config.hidden_size
+        self.mlp = SwiGLU(h, config.n_inner, config.resid_pdrop)
+        self.gate_attn = nn.Linear(h, h)
+        self.gate_mlp = nn.Linear(h, h)
+
+    def forward(self, hidden_states, past_key_values=None, attention_mask=None, *args, use_cache=False, **kwargs):
+        attn, _ = self.attn(self.ln_1(hidden_states), past_key_values=past_key_values,
+                            attention_mask=attention_mask, use_cache=use_cache, **kwargs)  # fmt: skip
+        x = hidden_states + torch.sigmoid(self.gate_attn(hidden_states)) * attn
+        return x + torch.sigmoid(self.gate_mlp(x)) * self.mlp(self.ln_2(x))
+
+
 class SeqRecModel(nn.Module):
     def __init__(self, config: SeqRecConfig):
         super().__init__()
@@ -67,6 +112,12 @@ class SeqRecModel(nn.Module):
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
         self.backbone = GPT2Model(config.backbone_config())
+        if config.block == "ligr":
+            bc = self.backbone.config
+            self.backbone.h = nn.ModuleList(LiGRBlock(bc, layer_idx=i) for i in range(config.num_layers))
+            self.backbone.h.apply(self.backbone._init_weights)  # GPT-2's init: N(0, 0.02), zero biases ...
+            for block in self.backbone.h:  # ... and its depth-scaled init of the layers that write the residual
+                nn.init.normal_(block.mlp.c_proj.weight, std=bc.initializer_range / math.sqrt(2 * config.num_layers))
         self.emb_scale = math.sqrt(config.hidden_size)
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,10 @@ def init_origin(
     catalogue, the text vectors that initialise it, the warm start's files, and `more` (e.g. the
     trainable set). It stands in for the weights in a checkpoint's fingerprint: the text init's SVD and
     the new items' ridge map go through BLAS, whose last bits differ between CPUs and thread counts."""
-    head = {"config": asdict(config), "seed": seed, "items": item_ids, "more": more}
+    cfg = asdict(config)
+    if cfg["block"] == "gpt2":  # the default left out: checkpoints made before `block` existed still resume
+        del cfg["block"]
+    head = {"config": cfg, "seed": seed, "items": item_ids, "more": more}
     h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
     for item in item_ids:
         vec = features.get(item)
@@ -479,6 +482,7 @@ def train(
                 num_layers=params["num_layers"],
                 num_heads=params["num_heads"],
                 dropout=params["dropout"],
+                block=params.get("block", "gpt2"),
             )
         )
         if text_init:

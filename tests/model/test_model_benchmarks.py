@@ -198,6 +198,31 @@ def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
     assert record.main([str(out), "--commit", "c0ffee", "--into", str(into)]) == first  # twice: no double entries
 
 
+def test_step_cost_times_and_trains_the_variants_side_by_side(tmp_path):
+    """bench/step_cost.py on ML-100K at a tiny size: ms per step with the ratio to the baseline, then each
+    variant trained by bench/quality.py's protocol; the checkpoints go once the report is written."""
+    import step_cost
+
+    size = "--hidden 16 --layers 1 --heads 2 --max-len 20"
+    ligr = "LiGR blocks (gated residuals, SwiGLU)"
+    out, ckpt = tmp_path / "cost.json", tmp_path / "checkpoints"
+    report = step_cost.main(
+        ["--cost-dataset", "ml-100k", "--quality-dataset", "ml-100k", "--config", size, "--batches", "2",
+         "--epochs", "2", "--repeats", "1", "--variants", "full softmax (SDPA)", ligr,
+         "--quality-config", f"{size} --max-epochs 1 --eval-every 1", "--quality-features", str(tmp_path / "f"),
+         "--checkpoint-root", str(ckpt), "--out", str(out)]
+    )  # fmt: skip
+    assert json.loads(out.read_text()) == report
+    base, row = report["rows"]
+    assert base["ratio_to_baseline"] == 1.0 and row["median_ms"] > 0 and row["options"] == "--block ligr"
+    for r in (base, row):
+        assert 0.0 <= r["quality"]["test_ndcg@10"] <= r["quality"]["test_hr@10"] <= 1.0
+        assert r["quality"]["best_epoch"] == 1
+    assert not list(ckpt.rglob("*.safetensors"))
+    with pytest.raises(SystemExit, match=r"unknown variant\(s\) \['LiGR'\]"):
+        step_cost.main(["--variants", "LiGR", "--out", str(out)])
+
+
 def test_quality_record_names_what_it_lacks_and_keeps_the_record_whole(tmp_path):
     import record
 

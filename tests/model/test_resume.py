@@ -47,9 +47,9 @@ def _examples(n: int = 120, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]
     return out
 
 
-def _model() -> SeqRecModel:
+def _model(block: str = "gpt2") -> SeqRecModel:
     torch.manual_seed(0)
-    return SeqRecModel(SeqRecConfig(**CFG))
+    return SeqRecModel(SeqRecConfig(**CFG, block=block))
 
 
 def _train(recipe, ckpt=None, on_epoch=None):
@@ -250,8 +250,9 @@ def test_sampled_softmax_masks_accidental_hits_and_corrects_for_popularity():
     assert not torch.allclose(c, d)
 
 
-def test_a_batch_cut_to_its_longest_sequence_scores_like_the_full_window():
-    model = _model().eval()
+@pytest.mark.parametrize("block", ["gpt2", "ligr"])
+def test_a_batch_cut_to_its_longest_sequence_scores_like_the_full_window(block):
+    model = _model(block).eval()
     x = torch.zeros(3, 12, dtype=torch.long)
     x[:, -5:] = torch.randint(1, 60, (3, 5))
     with torch.no_grad():
@@ -267,3 +268,17 @@ def test_bad_recipes_are_refused_with_the_setting_named():
         Recipe(1, 8, 1e-3, loss="sampled", negatives=0)
     with pytest.raises(FreshrecError, match="bf16='yes'"):
         Recipe(1, 8, 1e-3, bf16="yes")
+
+
+def test_the_fingerprint_of_a_gpt2_run_is_what_it_was_before_blocks_existed():
+    """Checkpoints written before `block` existed resume: the default block is left out of the
+    fingerprint, another block changes it."""
+    import hashlib
+
+    from tasks.train import init_origin
+
+    cfg = SeqRecConfig(**CFG)
+    before = {"config": dict(CFG), "seed": 1, "items": ["a", "b"], "more": {}}  # the config as it was hashed
+    old = hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()
+    assert init_origin(cfg, 1, ["a", "b"], {}) == old
+    assert init_origin(SeqRecConfig(**CFG, block="ligr"), 1, ["a", "b"], {}) != old

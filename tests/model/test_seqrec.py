@@ -7,16 +7,68 @@ import numpy as np
 import pytest
 import torch
 
-from models.seqrec import SeqRecConfig, SeqRecModel, TopKScorer
+from models.seqrec import BLOCKS, SeqRecConfig, SeqRecModel, TopKScorer
 from tasks.train import Recipe, fit, mapped_rows, text_init_rows
 
 CFG = SeqRecConfig(n_items=60, max_len=12, hidden_size=32, num_layers=2, num_heads=2, dropout=0.0)
 
 
-@pytest.fixture
-def model():
+@pytest.fixture(params=BLOCKS)
+def model(request):
     torch.manual_seed(0)
-    return SeqRecModel(SeqRecConfig(**vars(CFG))).eval()
+    return SeqRecModel(SeqRecConfig(**{**vars(CFG), "block": request.param})).eval()
+
+
+def test_an_unknown_block_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"unknown transformer block 'ligrr': use one of gpt2, ligr"):
+        SeqRecConfig(n_items=10, block="ligrr")
+
+
+def test_ligr_blocks_gate_their_residuals_and_keep_gpt2_module_names():
+    torch.manual_seed(0)
+    model = SeqRecModel(SeqRecConfig(**{**vars(CFG), "block": "ligr"}))
+    names = set(model.state_dict())
+    for i in range(CFG.num_layers):  # the names `top` and LoRA (tasks/train.py) select by
+        assert {f"backbone.h.{i}.attn.c_attn.weight", f"backbone.h.{i}.mlp.c_fc.weight",
+                f"backbone.h.{i}.mlp.c_proj.weight", f"backbone.h.{i}.gate_attn.weight",
+                f"backbone.h.{i}.gate_mlp.weight"} <= names  # fmt: skip
+    block = model.backbone.h[0]
+    assert block.mlp.c_fc.weight.shape == (32, 2 * 4 * 32)  # gate and up of SwiGLU, inner 4 x hidden
+    with torch.no_grad():  # a gate shut at both branches: the block passes its input through unchanged
+        for gate in (block.gate_attn, block.gate_mlp):
+            gate.weight.zero_()
+            gate.bias.fill_(-1e4)
+    x = torch.randn(2, 12, 32)
+    torch.testing.assert_close(block(x, attention_mask=None), x)
+
+
+@pytest.mark.parametrize("trainable", ["top", "lora"])
+def test_ligr_trains_under_top_and_lora_and_merges_back(trainable):
+    """LoRA finds SwiGLU's layers as it finds GPT-2's; merged back, the model computes what the adapted
+    one did, with the plain model's weights."""
+    from tasks.train import _merge_lora, _set_trainable
+
+    torch.manual_seed(0)
+    model = SeqRecModel(SeqRecConfig(**{**vars(CFG), "block": "ligr"}))
+    plain = set(model.state_dict())
+    model = _set_trainable(model, trainable, 4)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    if trainable == "lora":
+        assert any("mlp.c_fc.lora_A" in n for n in trained) and any("mlp.c_proj.lora_B" in n for n in trained)
+        with torch.no_grad():  # LoRA starts as a no-op (B = 0): give it something to merge
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(std=0.05)
+    else:
+        assert all(n.startswith(("item_emb", "backbone.h.1.", "backbone.ln_f")) for n in trained)
+    model.eval()
+    x = torch.randint(1, 60, (3, 12))
+    with torch.no_grad():
+        before = model(x)
+    _merge_lora(model)
+    assert set(model.state_dict()) == plain
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-4)
 
 
 def test_causal_future_items_do_not_change_the_past(model):
