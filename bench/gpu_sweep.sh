@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The ML-1M quality sweep for a lent GPU machine (~12 minutes of an H100/H200), prepared here and run
-# there in one call. Step 1, on this machine: export ML-1M and its MiniLM features into .gpu/ (the
+# The ML-1M quality sweep for a lent GPU machine (one device call: SWEEP_SECONDS, default 540), prepared
+# here and run there. Step 1, on this machine: export ML-1M and its MiniLM features into .gpu/ (the
 # GPU machine reaches no package index or hub). Step 2, on the GPU machine (device `run` with
 # carry [".gpu"]): each recipe of bench/quality.py, one after the other, JSON per recipe in $OUT.
 #
@@ -43,16 +43,22 @@ PY
     mkdir -p "$OUT"
     common=(--events "$DATA/events.parquet" --features "$DATA/features" --max-len 200 --eval-every 5 --patience 4
             --max-epochs 200 --lr-schedule warmup_cosine)
+    # one device call runs at most 600 s: the recipes run in priority order until SWEEP_SECONDS are spent
+    deadline=$(( $(date +%s) + ${SWEEP_SECONDS:-540} ))
     run() {  # a checkpoint folder per recipe: one cut short does not block the next (nor is replaced by it)
-      local name=$1; shift; echo "== $name"
-      python bench/quality.py "${common[@]}" "$@" --checkpoint-dir "$OUT/ckpt/$name" --out "$OUT/quality_$name.json" || true
+      local name=$1 left=$(( deadline - $(date +%s) )); shift
+      if (( left < 60 )); then echo "== $name: skipped, ${left} s of the sweep left"; return; fi
+      echo "== $name"
+      timeout "$left" python bench/quality.py "${common[@]}" "$@" --checkpoint-dir "$OUT/ckpt/$name" \
+        --out "$OUT/quality_$name.json" || true
     }
     run h128l3_full     --hidden 128 --layers 3 --heads 4 --dropout 0.3
+    run h128l3_ligr     --hidden 128 --layers 3 --heads 4 --dropout 0.3 --block ligr
     run h128l3_s1024    --hidden 128 --layers 3 --heads 4 --dropout 0.3 --loss sampled --negatives 1024
     run h128l3_s256     --hidden 128 --layers 3 --heads 4 --dropout 0.3 --loss sampled --negatives 256 --bucketing
     run h256l3_full     --hidden 256 --layers 3 --heads 4 --dropout 0.4
     run h128l4_full     --hidden 128 --layers 4 --heads 4 --dropout 0.3
-    run h64l2_s256      --hidden 64 --layers 2 --heads 2 --dropout 0.2 --loss sampled --negatives 256
+    run esasrec_ml1m    --hidden 64 --layers 2 --heads 1 --dropout 0.1 --loss sampled --negatives 256 --block ligr
     ;;
   *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
 esac

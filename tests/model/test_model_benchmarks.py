@@ -369,3 +369,15 @@ def test_warmup_cosine_schedule():
     assert lr_lambda("constant", 100)(99) == 1.0
     with pytest.raises(FreshrecError, match="lr_schedule='linear'"):
         lr_lambda("linear", 10)
+
+
+def test_gpu_sweep_runs_no_recipe_past_its_deadline(tmp_path):
+    """One device call runs at most 600 s: a sweep without a minute left for a recipe skips it."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "SWEEP_SECONDS": "30", "OUT": str(tmp_path)}
+    sweep = ["bash", "bench/gpu_sweep.sh", "run"]
+    done = subprocess.run(sweep, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("skipped") == 7 and not list(tmp_path.glob("quality_*.json"))
