@@ -66,6 +66,15 @@ def model_config(args, n_items: int):
                         num_heads=args.heads, dropout=args.dropout, block=args.block)  # fmt: skip
 
 
+def this_sitting() -> dict:
+    """The commit, device and threads a run trains under now (one entry of a report's `sittings`)."""
+    import torch
+
+    from tasks.common import git_commit
+
+    return {"git_commit": git_commit(), "device": device_name(), "threads": torch.get_num_threads()}
+
+
 def recipe_of(args):
     from tasks.train import Recipe
 
@@ -184,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.checkpoint_dir = args.checkpoint_dir or ROOT / ".run" / "quality" / args.out.stem
 
     from tasks.checkpoint import ForeignCheckpoint
-    from tasks.common import git_commit, write_json
+    from tasks.common import write_json
 
     events, items, name = load_data(args, need_items=False)
     features = features_for(args, items, name) if args.text_init != "no" else {}
@@ -193,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = split(events, args.max_len)
     inits = {"yes": [True], "no": [False], "both": [True, False]}[args.text_init]
     runs, checkpoints = [], []
-    sitting = {"git_commit": git_commit(), "device": device_name(), "threads": torch.get_num_threads()}
+    sitting = this_sitting()
     for text_init in inits:
         print(f"text_init={text_init}", flush=True)
         try:

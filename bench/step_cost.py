@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchdata import device_name, load_data
+from benchdata import load_data
 
 VARIANTS = {  # name -> bench/quality.py options; the first is the baseline
     "full softmax (SDPA)": [],
@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> dict:
     import quality
     import torch
 
-    from tasks.common import git_commit, write_json
+    from tasks.common import write_json
 
+    sitting = quality.this_sitting()  # once: the report's commit and machine, and the quality runs'
     names = args.variants or list(VARIANTS)
     if unknown := [n for n in names if n not in VARIANTS]:
         raise SystemExit(f"unknown variant(s) {unknown}: the variants are {list(VARIANTS)}")
@@ -140,7 +141,6 @@ def main(argv: list[str] | None = None) -> dict:
 
         features = features_for(ns, q_items, q_name)
         q_common = args.quality_config.split()
-        sitting = {"git_commit": git_commit(), "device": device_name(), "threads": torch.get_num_threads()}
         root = args.checkpoint_root or quality.ROOT / ".run" / "step_cost"
         for row in [r for r in rows if r["variant"] in QUALITY]:
             opts = quality_args(VARIANTS[row["variant"]], q_common)
@@ -150,10 +150,10 @@ def main(argv: list[str] | None = None) -> dict:
             row |= {"quality": {k: res[k] for k in ("test_ndcg@10", "test_hr@10", "best_epoch", "train_seconds")}}
             print(f"{row['variant']:<34} NDCG@10 {res['test_ndcg@10']:.4f}  HR@10 {res['test_hr@10']:.4f}", flush=True)
     report = {"command": "python bench/step_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": {"device": device_name(), "threads": torch.get_num_threads(), "torch": torch.__version__},
-              "git_commit": git_commit(), "cost_dataset": args.cost_dataset, "quality_dataset": args.quality_dataset,
-              "config": args.config, "quality_config": args.quality_config, "batch_size": base.batch_size,
-              "sample_batches": args.batches, "rows": rows}  # fmt: skip
+              "machine": {"device": sitting["device"], "threads": sitting["threads"], "torch": torch.__version__},
+              "git_commit": sitting["git_commit"], "cost_dataset": args.cost_dataset,
+              "quality_dataset": args.quality_dataset, "config": args.config, "quality_config": args.quality_config,
+              "batch_size": base.batch_size, "sample_batches": args.batches, "rows": rows}  # fmt: skip
     print(f"\n{'variant':<34} {'ms/step':>9} {'x base':>7} {'NDCG@10':>8} {'HR@10':>7}")
     for row in rows:
         q = row.get("quality", {})
