@@ -262,6 +262,10 @@ def test_quality_record_names_what_it_lacks_and_keeps_the_record_whole(tmp_path)
     ]
     assert [e["git_commit"] for e in rec["runs"][::2]] == ["c0ffee", "beef"]  # a report's own commit wins
     assert record.meets(rec["runs"][0], rec["target"]) and not record.meets(rec["runs"][1], rec["target"])
+    # the published protocol (seen items excluded) is judged on its own figures, and only where measured
+    below = {**rec["runs"][1], "test_seen_excluded": {"ndcg@10": 0.2, "hr@10": 0.35}}
+    assert not record.meets(below, rec["target"]) and record.meets(below, rec["target"], seen_excluded=True)
+    assert record.meets(rec["runs"][0], rec["target"], seen_excluded=True) is None
     once = into.read_bytes()
     assert record.main([str(gpu_later), "--commit", "c0ffee", "--into", str(into)]) == rec
     assert into.read_bytes() == once  # adding a report again changes nothing, not even the order
