@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.seqrec import SeqRecModel
+from models.seqrec import PAD, SeqRecModel
 from tasks.common import GateFailed, Layout, step_cli, write_json
 from tasks.history import holdout_mask, left_pad, load_events
 from tasks.train import ITEMS_FILE, read_items
@@ -62,14 +62,21 @@ def build_holdout(events: pd.DataFrame, day: dt.date, fraction: float, max_len: 
     return Holdout(histories, targets, np.array(users, dtype=object), np.array(new_item, bool), np.array(cold, bool))
 
 
+EXCLUDE = ("nothing", "history", "window")
+
+
 @torch.inference_mode()
 def target_ranks(
-    model: SeqRecModel, item_ids: list[str], holdout: Holdout, batch_size: int = 256, exclude_seen: bool = False
+    model: SeqRecModel, item_ids: list[str], holdout: Holdout, batch_size: int = 256, exclude: str = "nothing"
 ) -> np.ndarray:
     """1-based full-ranking rank of each target; +inf where the model does not know the item.
 
-    exclude_seen: items of the user's history (all of it, not only the model's window) are not
-    ranked, except the target itself: the "filter seen" protocol of papers on data without repeats."""
+    exclude: which of the user's items are not ranked, never the target itself: "nothing" (every item
+    competes), "history" (all of the user's history: the "filter seen" protocol of the published
+    figures on data without repeats), or "window" (only the items in the model's input window: what a
+    filter inside the serving graph can see)."""
+    if exclude not in EXCLUDE:
+        raise ValueError(f"exclude={exclude!r}: use one of {', '.join(EXCLUDE)}")
     index = {item: i + 1 for i, item in enumerate(item_ids)}
     ranks = np.full(len(holdout.targets), np.inf)
     device = next(model.parameters()).device
@@ -85,8 +92,9 @@ def target_ranks(
             if t is None:
                 continue
             better = scores[j] > scores[j, t]
-            if exclude_seen:
-                better[torch.from_numpy(hist[j][hist[j] != t])] = False
+            if exclude != "nothing":
+                seen = hist[j] if exclude == "history" else x[j][x[j] != PAD]
+                better[torch.from_numpy(seen[seen != t])] = False
             ranks[start + j] = 1 + int(better.sum())
     return ranks
 

@@ -184,7 +184,9 @@ def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
     for r in report["runs"]:
         assert 0.0 <= r["test_ndcg@10"] <= r["test_hr@10"] <= 1.0
         seen_excluded = r["test_seen_excluded"]  # the same model, seen items not ranked: never worse
-        assert r["test_ndcg@10"] <= seen_excluded["ndcg@10"] <= seen_excluded["hr@10"] <= 1.0
+        window_excluded = r["test_window_excluded"]  # ... and only the window's: in between
+        assert r["test_ndcg@10"] <= window_excluded["ndcg@10"] <= seen_excluded["ndcg@10"] <= seen_excluded["hr@10"]
+        assert r["test_hr@10"] <= window_excluded["hr@10"] <= seen_excluded["hr@10"] <= 1.0
         assert r["users"] > 50 and r["best_epoch"] in (1, 2)
     import record
 

@@ -21,8 +21,9 @@ def test_metrics_from_ranks():
 
 
 def test_target_ranks_full_ranking_and_seen_excluded():
-    """Full ranking counts every better-scored item; exclude_seen skips the user's whole history (beyond
-    the model's window too), never the target, and never other users' items."""
+    """Full ranking counts every better-scored item; exclude="history" skips the user's whole history
+    (beyond the model's window too), "window" only the items in the model's window; never the target,
+    and never other users' items."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     model = SeqRecModel(SeqRecConfig(n_items=31, max_len=4, hidden_size=8, num_layers=1, num_heads=1)).eval()
@@ -31,12 +32,16 @@ def test_target_ranks_full_ranking_and_seen_excluded():
     hold = Holdout([history, history], ["i25", "i3"], np.array(["u", "u"]), np.zeros(2, bool), np.zeros(2, bool))
     scores = model.last_scores(torch.tensor([[17, 18, 19, 20]]))[0]
     full = target_ranks(model, items, hold)
-    seen = target_ranks(model, items, hold, exclude_seen=True)
-    for rank_all, rank_unseen, t in zip(full, seen, (25, 3), strict=True):
+    seen = target_ranks(model, items, hold, exclude="history")
+    window = target_ranks(model, items, hold, exclude="window")
+    for rank_all, rank_unseen, rank_window, t in zip(full, seen, window, (25, 3), strict=True):
         better = (scores[1:] > scores[t]).nonzero().flatten() + 1  # item indices scored above the target
         assert rank_all == 1 + len(better)
         assert rank_unseen == 1 + sum(1 for b in better.tolist() if b > 20 or b == t)  # unseen items only
-    assert (seen <= full).all()
+        assert rank_window == 1 + sum(1 for b in better.tolist() if not 17 <= b <= 20 or b == t)  # not in the window
+    assert (seen <= window).all() and (window <= full).all()
+    with pytest.raises(ValueError, match="exclude='seen': use one of nothing, history, window"):
+        target_ranks(model, items, hold, exclude="seen")
 
 
 GATE = {"max_ndcg_drop": 0.1, "gate_confidence": 0.9, "bootstrap_draws": 2000, "min_ndcg": 0.01}
