@@ -8,7 +8,9 @@ event as input; tasks.evaluate's code), and only then learns from D: `stale` nev
 recipe in params.yaml `train.incremental` with the strategy's trainable set and replay), `full`
 retrains from scratch on everything through D (`train.full`). Reports mean next-day NDCG@10 /
 HR@10, the new-item slice (items first seen in the last 7 days), training seconds and sequence
-passes (examples x epochs) per day, and the stale model's decline against full retraining.
+passes (examples x epochs) per day, and the stale model's decline against full retraining. The same
+ranks are also taken as the exported graph serves them with `export.exclude_seen` (the items of the
+user's input window never recommended): `window_excluded_ndcg@10` / `_hr@10`, from the same models.
 
     python bench/replay.py --dataset ml-100k --days 30 --out bench/results/replay_ml-100k.json \
         --plot docs/replay_ml-100k.png
@@ -156,6 +158,7 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
         for strategy in names:
             ranks = model_ranks(current[strategy], hold)
             m, new = metrics_from_ranks(ranks, 10), metrics_from_ranks(ranks[hold.new_item], 10)
+            served = metrics_from_ranks(model_ranks(current[strategy], hold, exclude="window"), 10)
             mode, over = strategies[strategy]
             seconds, passes = 0.0, 0
             if mode is not None and i < len(days) - 1:  # after the last day nothing is ranked: no training
@@ -177,6 +180,8 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
                     "new_items_n": new["n"],
                     "new_items_ndcg@10": new["ndcg@10"],
                     "new_items_hr@10": new["hr@10"],
+                    "window_excluded_ndcg@10": served["ndcg@10"],
+                    "window_excluded_hr@10": served["hr@10"],
                     "train_seconds": round(seconds, 3),
                     "train_passes": passes,
                 }
@@ -306,6 +311,8 @@ def summarize(rows: list[dict], names: list[str], warmup: dict) -> dict:
             "new_items_events": sum(r["new_items_n"] for r in new) if has_new else None,
             "new_items_ndcg@10": new_slice("new_items_ndcg@10"),
             "new_items_hr@10": new_slice("new_items_hr@10"),
+            "window_excluded_ndcg@10": _mean(rs, "window_excluded_ndcg@10"),  # None for rows that predate it
+            "window_excluded_hr@10": _mean(rs, "window_excluded_hr@10"),
             "train_seconds_per_day": round(statistics.mean(r["train_seconds"] for r in trained), 3),
             "train_passes_per_day": round(statistics.mean(r["train_passes"] for r in trained), 1),
         }
@@ -383,15 +390,23 @@ def print_table(report: dict) -> None:
     summary, decline = report["summary"], report["stale_decline"]
     full = "full" in summary
     print(f"{'strategy':<27} {'days':>4} {'NDCG@10':>8} {'HR@10':>7} {'vs full [90% CI]':>23} {'new-item HR':>11} "
-          f"{'s/day':>7} {'passes/day':>10} {'compute':>8}")  # fmt: skip
+          f"{'s/day':>7} {'passes/day':>10} {'compute':>8} {'window excl. NDCG/HR':>20}")  # fmt: skip
     for strategy, s in summary.items():
         lo, hi = s.get("ndcg_vs_full_ci90") or (0, 0)
         vs = f"{s['ndcg_vs_full']:+.1%} [{lo:+.1%}, {hi:+.1%}]" if full else "—"
         comp = f"{s['compute_vs_full']:.1%}" if full and s["compute_vs_full"] is not None else "—"
-        hr, new_hr = (f"{v:.4f}" if v is not None else "—" for v in (s["mean_hr@10"], s["new_items_hr@10"]))
+        hr, new_hr, w_ndcg, w_hr = (
+            f"{v:.4f}" if v is not None else "—"
+            for v in (
+                s["mean_hr@10"],
+                s["new_items_hr@10"],
+                s.get("window_excluded_ndcg@10"),
+                s.get("window_excluded_hr@10"),
+            )
+        )
         print(f"{strategy:<27} {s['days']:>4} {s['mean_ndcg@10']:>8.4f} {hr:>7} {vs:>23} "
               f"{new_hr:>11} {s['train_seconds_per_day']:>7.2f} "
-              f"{s['train_passes_per_day']:>10.0f} {comp:>8}")  # fmt: skip
+              f"{s['train_passes_per_day']:>10.0f} {comp:>8} {w_ndcg + ' / ' + w_hr:>20}")  # fmt: skip
     if decline:
         print(f"stale - full NDCG@10: first third {decline['gap_first_third']:+.4f}, last third "
               f"{decline['gap_last_third']:+.4f}, slope {decline['gap_slope_per_day']:+.5f}/day")  # fmt: skip

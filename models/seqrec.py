@@ -183,17 +183,25 @@ class SeqRecModel(nn.Module):
 
 
 class TopKScorer(nn.Module):
-    """ONNX-exportable serving graph: item-id sequence -> top-K item indices and scores."""
+    """ONNX-exportable serving graph: item-id sequence -> top-K item indices and scores.
 
-    def __init__(self, model: SeqRecModel, k: int):
+    exclude_seen: the items of the input window are never recommended (`export.exclude_seen`: for
+    catalogues where nobody consumes an item twice, such as rated movies). A user who has seen all but
+    j < K items gets those j first; the other K - j entries score -inf and the caller drops them."""
+
+    def __init__(self, model: SeqRecModel, k: int, exclude_seen: bool = False):
         super().__init__()
         self.model = model
         self.k = k
+        self.exclude_seen = exclude_seen
 
     def forward(self, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         states = self.model(item_ids)[:, -1, :]  # (B, H)
         logits = states @ self.model.item_emb.weight.T  # (B, N)
         pad_mask = torch.zeros_like(logits[:1])
         pad_mask[:, PAD] = float("-inf")
-        scores, idx = torch.topk(logits + pad_mask, self.k, dim=-1)  # (B, K) each
+        logits = logits + pad_mask
+        if self.exclude_seen:  # the window's items (and padding's column 0) to -inf, one ScatterElements
+            logits = logits.scatter(1, item_ids, float("-inf"))
+        scores, idx = torch.topk(logits, self.k, dim=-1)  # (B, K) each
         return scores, idx

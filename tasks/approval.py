@@ -57,7 +57,9 @@ def evidence_markdown(day: dt.date, layout: Layout, thresholds: dict, api: str |
             for r in signals(drift, thresholds)
         ],
         "",
-        f"**Quality** on {ev['holdout_events']} held-out events, full ranking — gate: {ev['gate']['reason']}",
+        f"**Quality** on {ev['holdout_events']} held-out events, full ranking"
+        + (", as served: items of the user's last window never recommended" if ev.get("excluded") == "window" else "")
+        + f" — gate: {ev['gate']['reason']}",
         "",
         f"| slice | n | champion NDCG@{k} | challenger NDCG@{k} | champion HR@{k} | challenger HR@{k} |",
         "|---|---|---|---|---|---|",

@@ -2,9 +2,11 @@
 
 The holdout is the last share of each active user's day-D events (tasks.history.
 holdout_mask); the challenger never trained on it. Every held-out event is ranked
-against every item the model knows (nothing excluded but padding); an item a model
-does not know yet is a miss for that model, so a champion that cannot recommend a
-new item pays for it. HR@10 and NDCG@10 overall, and on slices: new items (first
+against every item the model knows, as the exported graph serves: padding is never
+ranked, and with `export.exclude_seen` neither are the items of the user's input
+window (a held-out item in the window is a miss, as the graph never recommends it).
+An item a model does not know yet is a miss for that model, so a champion that
+cannot recommend a new item pays for it. HR@10 and NDCG@10 overall, and on slices: new items (first
 seen in the last 7 days) and cold users (fewer than 5 earlier events).
 """
 
@@ -73,8 +75,9 @@ def target_ranks(
 
     exclude: which of the user's items are not ranked, never the target itself: "nothing" (every item
     competes), "history" (all of the user's history: the "filter seen" protocol of the published
-    figures on data without repeats), or "window" (only the items in the model's input window: what a
-    filter inside the serving graph can see)."""
+    figures on data without repeats), or "window" (the items of the model's input window, as the
+    served graph does with `export.exclude_seen`: a target in the window is a miss, since the graph
+    never recommends it)."""
     if exclude not in EXCLUDE:
         raise ValueError(f"exclude={exclude!r}: use one of {', '.join(EXCLUDE)}")
     index = {item: i + 1 for i, item in enumerate(item_ids)}
@@ -94,6 +97,8 @@ def target_ranks(
             better = scores[j] > scores[j, t]
             if exclude != "nothing":
                 seen = hist[j] if exclude == "history" else x[j][x[j] != PAD]
+                if exclude == "window" and (seen == t).any():
+                    continue  # never served: a miss (its rank stays +inf)
                 better[torch.from_numpy(seen[seen != t])] = False
             ranks[start + j] = 1 + int(better.sum())
     return ranks
@@ -115,8 +120,8 @@ def metrics_from_ranks(ranks: np.ndarray, k: int) -> dict[str, float | int]:
     }
 
 
-def model_ranks(model_dir: Path, holdout: Holdout) -> np.ndarray:
-    return target_ranks(SeqRecModel.load(model_dir), read_items(model_dir), holdout)
+def model_ranks(model_dir: Path, holdout: Holdout, exclude: str = "nothing") -> np.ndarray:
+    return target_ranks(SeqRecModel.load(model_dir), read_items(model_dir), holdout, exclude=exclude)
 
 
 def slice_metrics(ranks: np.ndarray, holdout: Holdout, k: int) -> dict:
@@ -181,15 +186,24 @@ def gate(champion: np.ndarray | None, challenger: np.ndarray, users: np.ndarray,
 
 
 def evaluate(
-    events: pd.DataFrame, day: dt.date, champion_dir: Path | None, challenger_dir: Path, params: dict, max_len: int
+    events: pd.DataFrame,
+    day: dt.date,
+    champion_dir: Path | None,
+    challenger_dir: Path,
+    params: dict,
+    max_len: int,
+    exclude: str = "nothing",
 ) -> dict:
+    """Both models on the day's holdout, ranked as served: `exclude` is "window" where the served graph
+    leaves out the input window's items (`export.exclude_seen`), so the gate compares what users get."""
     k = params["k"]
     holdout = build_holdout(events, day, params["holdout_fraction"], max_len)
-    champ_ranks = model_ranks(champion_dir, holdout) if champion_dir is not None else None
-    chall_ranks = model_ranks(challenger_dir, holdout)
+    champ_ranks = model_ranks(champion_dir, holdout, exclude) if champion_dir is not None else None
+    chall_ranks = model_ranks(challenger_dir, holdout, exclude)
     return {
         "day": str(day),
         "k": k,
+        "excluded": exclude,
         "holdout_events": len(holdout.targets),
         "holdout_users": len(np.unique(holdout.users)),
         "champion": slice_metrics(champ_ranks, holdout, k) if champ_ranks is not None else None,
@@ -207,14 +221,15 @@ def run(day: dt.date, params: dict, layout: Layout) -> dict:
     """Score champion and challenger on day D's holdout; raise GateFailed if the challenger loses."""
     run_dir = layout.run(day)
     champion = run_dir / "champion" if (run_dir / "champion" / ITEMS_FILE).exists() else None
-    report = evaluate(
-        load_events(layout, day), day, champion, run_dir / "challenger", params["evaluate"], params["train"]["max_len"]
-    )
+    exclude = "window" if params["export"]["exclude_seen"] else "nothing"
+    report = evaluate(load_events(layout, day), day, champion, run_dir / "challenger", params["evaluate"],
+                      params["train"]["max_len"], exclude)  # fmt: skip
     write_json(run_dir / EVALUATION_FILE, report)
     champ = (report["champion"] or {}).get("all", {})
     chall = report["challenger"]["all"]
-    LOG.info("evaluate %s on %d held-out events (full ranking): NDCG@10 champion %s, challenger %.4f; HR@10 champion "
-             "%s, challenger %.4f; gate %s: %s", day, report["holdout_events"], champ.get("ndcg@10", "—"),
+    LOG.info("evaluate %s on %d held-out events (full ranking, excluded: %s): NDCG@10 champion %s, challenger "
+             "%.4f; HR@10 champion %s, challenger %.4f; gate %s: %s", day, report["holdout_events"], exclude,
+             champ.get("ndcg@10", "—"),
              chall["ndcg@10"], champ.get("hr@10", "—"), chall["hr@10"],
              "passed" if report["gate"]["passed"] else "FAILED", report["gate"]["reason"])  # fmt: skip
     if not report["gate"]["passed"]:

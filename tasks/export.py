@@ -2,6 +2,8 @@
 
 Graph: item_ids int64 (batch, max_len), left-padded -> scores float32 (batch, K),
 items int64 (batch, K) (internal indices; `items.json` maps index i to item id i-1).
+With `export.exclude_seen` (params.yaml) the graph never recommends an item of its input window;
+a row with fewer than K other items ends in -inf scores, which the caller drops.
 Parity against torch on the day's holdout histories: mean top-K overlap and max
 |score difference|; fp32 must pass or the export fails; int8 that falls short is
 recorded as not servable rather than failing the run.
@@ -45,8 +47,8 @@ class Parity:
     passed: bool
 
 
-def export_onnx(model: SeqRecModel, out: Path, top_k: int, opset: int) -> None:
-    scorer = TopKScorer(model.eval(), top_k).eval()
+def export_onnx(model: SeqRecModel, out: Path, top_k: int, opset: int, exclude_seen: bool = False) -> None:
+    scorer = TopKScorer(model.eval(), top_k, exclude_seen).eval()
     example = torch.ones(2, model.config.max_len, dtype=torch.long)
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(
@@ -97,13 +99,21 @@ def parity(
     variant: str,
     min_overlap: float,
     max_abs_diff: float | None,
+    exclude_seen: bool = False,
 ) -> Parity:
-    scorer = TopKScorer(model.eval(), top_k).eval()
+    """Top-K agreement of the ONNX graph with torch on `inputs`. Only recommendable entries count: with
+    exclude_seen a user who has seen nearly everything gets fewer than K (the rest score -inf, in any
+    order), and a differing count of them is a mismatch."""
+    scorer = TopKScorer(model.eval(), top_k, exclude_seen).eval()
     with torch.inference_mode():
         t_scores, t_items = (t.numpy() for t in scorer(torch.from_numpy(inputs)))
     o_scores, o_items = session(onnx_path).run(None, {"item_ids": inputs})
-    overlap = float(np.mean([len(set(a) & set(b)) / top_k for a, b in zip(t_items, o_items, strict=True)]))
-    diff = float(np.max(np.abs(np.sort(t_scores, 1) - np.sort(o_scores, 1))))
+    t_ok, o_ok = np.isfinite(t_scores), np.isfinite(o_scores)
+    overlap = float(np.mean([len(set(a[fa]) & set(b[fb])) / max(fa.sum(), fb.sum(), 1)
+                             for a, b, fa, fb in zip(t_items, o_items, t_ok, o_ok, strict=True)]))  # fmt: skip
+    same = t_ok.sum(1) == o_ok.sum(1)  # rows with as many recommendable entries; the others already cost overlap
+    gaps = np.abs(np.where(t_ok, t_scores, 0) - np.where(o_ok, o_scores, 0))[same]  # sorted descending: aligned
+    diff = float(gaps.max()) if gaps.size else 0.0
     ok = overlap >= min_overlap and (max_abs_diff is None or diff <= max_abs_diff)
     return Parity(variant, round(overlap, 5), diff, ok)
 
@@ -111,19 +121,20 @@ def parity(
 def export(model_dir: Path, out_dir: Path, inputs: np.ndarray, params: dict) -> dict:
     """Write model.onnx + model.int8.onnx into out_dir (atomically) and return the parity report."""
     model = SeqRecModel.load(model_dir)
-    k = params["top_k"]
+    k, exclude_seen = params["top_k"], params["exclude_seen"]
     t0 = time.perf_counter()
     with atomic_dir(out_dir) as tmp:
-        export_onnx(model, tmp / FP32_FILE, k, params["opset"])
+        export_onnx(model, tmp / FP32_FILE, k, params["opset"], exclude_seen)
         quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
         seconds = time.perf_counter() - t0
-        fp32 = parity(
-            model, tmp / FP32_FILE, inputs, k, "fp32", params["fp32_min_overlap"], params["fp32_max_abs_diff"]
-        )
-        int8 = parity(model, tmp / INT8_FILE, inputs, k, "int8", params["int8_min_overlap"], None)
+        fp32 = parity(model, tmp / FP32_FILE, inputs, k, "fp32", params["fp32_min_overlap"],
+                      params["fp32_max_abs_diff"], exclude_seen)  # fmt: skip
+        int8 = parity(model, tmp / INT8_FILE, inputs, k, "int8", params["int8_min_overlap"], None, exclude_seen)
         report = {
             "seconds": round(seconds, 3),
             "inputs": len(inputs),
+            "top_k": k,
+            "exclude_seen": exclude_seen,  # what the graph serves; tasks/benchmark.py times the same
             "fp32": asdict(fp32),
             "int8": asdict(int8),
             "size_bytes": {"fp32": (tmp / FP32_FILE).stat().st_size, "int8": (tmp / INT8_FILE).stat().st_size},

@@ -120,6 +120,29 @@ def test_empty_history_matches_between_torch_and_onnx(model, tmp_path):
     assert parity(model, tmp_path / FP32_FILE, x, 10, "fp32", 1.0, 1e-4).passed
 
 
+def test_served_graph_never_recommends_the_input_window(model, tmp_path):
+    """export.exclude_seen: torch and ONNX leave out the window's items; a user with fewer unseen items
+    than K gets those first and -inf after them, and parity counts only the recommendable entries."""
+    from tasks.export import FP32_FILE, export_onnx, parity
+
+    k = 50  # 59 items, 12 of them in a full window: 47 recommendable, 3 slots left at -inf
+    export_onnx(model, tmp_path / FP32_FILE, top_k=k, opset=18, exclude_seen=True)
+    x = np.zeros((3, 12), dtype=np.int64)
+    x[0] = np.arange(1, 13)  # a full window
+    x[1, -3:] = [7, 7, 30]  # a short one, with a repeat
+    assert parity(model, tmp_path / FP32_FILE, x, k, "fp32", 1.0, 1e-4, exclude_seen=True).passed
+    with torch.inference_mode():
+        scores, items = TopKScorer(model, k, exclude_seen=True)(torch.from_numpy(x))
+        plain_scores, plain_items = TopKScorer(model, k)(torch.from_numpy(x[2:]))
+    for row, s, window in zip(items, scores, x, strict=True):
+        served = row[torch.isfinite(s)].tolist()
+        assert not set(served) & set(window.tolist()) and 0 not in served
+        assert len(served) == min(k, 59 - len(set(window.tolist()) - {0}))
+    assert torch.isinf(scores[0, -3:]).all() and torch.isfinite(scores[1]).all()
+    torch.testing.assert_close(scores[2], plain_scores[0])  # nothing seen: the plain top-K
+    assert items[2].tolist() == plain_items[0].tolist()
+
+
 def test_save_load_roundtrip_uses_safetensors(model, tmp_path):
     model.save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "weights.safetensors"]
