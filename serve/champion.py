@@ -67,7 +67,9 @@ class ChampionFollower:
         return True
 
     def recommend(self, history: list[str]) -> list[tuple[str, float]]:
-        """Top-K (item id, score) after a user's history (oldest first); unknown items are ignored."""
+        """Top-K (item id, score) after a user's history (oldest first); unknown items are ignored.
+        Fewer than K where a graph that leaves out the user's seen items has too few others left: those
+        slots score -inf in the graph and are dropped here."""
         from tasks.history import left_pad
 
         model = self.current
@@ -75,4 +77,5 @@ class ChampionFollower:
             raise RuntimeError("no champion loaded yet: call refresh() once a champion is promoted")
         seq = np.array([model.index[i] for i in history if i in model.index], np.int64)
         scores, idx = model.session.run(None, {"item_ids": left_pad(seq, model.max_len)[None, :]})
-        return [(model.item_ids[i - 1], float(s)) for i, s in zip(idx[0], scores[0], strict=True) if i > 0]
+        pairs = zip(idx[0], scores[0], strict=True)
+        return [(model.item_ids[i - 1], float(s)) for i, s in pairs if i > 0 and np.isfinite(s)]

@@ -143,6 +143,22 @@ def test_served_graph_never_recommends_the_input_window(model, tmp_path):
     assert items[2].tolist() == plain_items[0].tolist()
 
 
+def test_serving_drops_the_slots_a_seen_filter_leaves_empty(model, tmp_path):
+    """serve.champion: a user whose window leaves fewer than K items gets only those, never a seen one."""
+    from serve.champion import ChampionFollower, Loaded
+    from tasks.export import FP32_FILE, export_onnx, session
+
+    export_onnx(model, tmp_path / FP32_FILE, top_k=50, opset=18, exclude_seen=True)
+    items = [f"m{i}" for i in range(1, 60)]
+    follower = ChampionFollower(registry=None, cache_dir=tmp_path / "cache")
+    follower.current = Loaded("v", session(tmp_path / FP32_FILE), items, {m: i + 1 for i, m in enumerate(items)}, 12,
+                              FP32_FILE)  # fmt: skip
+    history = items[:12]
+    recs = follower.recommend(history)
+    assert len(recs) == 59 - 12 and not {m for m, _ in recs} & set(history)
+    assert all(np.isfinite(score) for _, score in recs)
+
+
 def test_save_load_roundtrip_uses_safetensors(model, tmp_path):
     model.save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "weights.safetensors"]
