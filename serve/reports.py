@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from tasks.common import day_str, load_params, parse_day
-from tasks.reports import DAYS_PARENT, FOLDERS, PAGES
+from tasks.reports import DAYS_PARENT, FOLDERS, PAGES, ranking_note
 
 DAG_ID = "freshrec_daily"
 SANDBOX = {"Content-Security-Policy": "sandbox allow-popups allow-popups-to-escape-sandbox"}
@@ -81,7 +81,7 @@ def _evaluation_html(ev: dict) -> str:
     gate = ev.get("gate", {})
     return (
         f"<p><b>Gate</b>: {'passed' if gate.get('passed') else 'failed'} — {html.escape(str(gate.get('reason')))}</p>"
-        f"<p>{ev.get('holdout_events')} held-out events, full ranking.</p>"
+        f"<p>{ev.get('holdout_events')} held-out events, {ranking_note(ev)}.</p>"
         + _table(
             ["slice", "n", f"champion NDCG@{k}", f"challenger NDCG@{k}", f"champion HR@{k}", f"challenger HR@{k}"], rows
         )

@@ -11,7 +11,7 @@ import math
 from tasks.common import Layout, read_json
 from tasks.day import challenger_version
 from tasks.drift import signals
-from tasks.reports import links
+from tasks.reports import links, ranking_note
 from tasks.validate import describe
 
 
@@ -57,9 +57,7 @@ def evidence_markdown(day: dt.date, layout: Layout, thresholds: dict, api: str |
             for r in signals(drift, thresholds)
         ],
         "",
-        f"**Quality** on {ev['holdout_events']} held-out events, full ranking"
-        + (", as served: items of the user's last window never recommended" if ev.get("excluded") == "window" else "")
-        + f" — gate: {ev['gate']['reason']}",
+        f"**Quality** on {ev['holdout_events']} held-out events, {ranking_note(ev)} — gate: {ev['gate']['reason']}",
         "",
         f"| slice | n | champion NDCG@{k} | challenger NDCG@{k} | champion HR@{k} | challenger HR@{k} |",
         "|---|---|---|---|---|---|",

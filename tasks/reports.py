@@ -26,6 +26,12 @@ BIND_ALL = ("0.0.0.0", "::")  # noqa: S104 (a server bound to every interface is
 DAYS_PARENT = "reports/validation"  # a day has reports once it was validated
 
 
+def ranking_note(evaluation: dict) -> str:
+    """How an evaluation.json ranked its held-out events, in words for the person reading it."""
+    served = evaluation.get("excluded") == "window"
+    return "full ranking" + (", as served: items of the user's last window never recommended" if served else "")
+
+
 def api_url(base_url: str | None, host: str | None, port: str | int | None) -> str:
     """The API server's address as a browser reaches it (Airflow's [api] settings)."""
     if base_url:

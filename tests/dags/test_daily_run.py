@@ -83,6 +83,7 @@ def test_approved_day_is_promoted_and_pointer_moves(bootstrapped, registry, dail
     body = log[0][2]
     assert "Candidate version" in body and "Drift" in body and "p99" in body  # the evidence is in the request
     assert "| drift signal | value |" in body and "js_item_popularity" in body  # signal values, not just words
+    assert "as served: items of the user's last window never recommended" in body  # export.exclude_seen, in words
     links = re.findall(r"\]\((http[^)]+)\)", body) + re.findall(r"reports: (http\S+)", body)
     assert len(links) >= 3  # Data Docs, drift report, the day's index
     for link in links:  # each opens through the API server (the plugin), none is a worker's path
