@@ -6,6 +6,10 @@ ratios measured within each repeat. Prints a table and writes JSON.
 
     python bench/latency.py --data .run/demo/data --day 1998-03-03 --repeats 5 \
         --out bench/results/latency_ml100k.json
+
+`--compare-exclude-seen` exports the day's challenger twice more, with and without the seen-item
+filter (`export.exclude_seen`), and times both in each repeat, alternately: the filter's cost as
+a ratio measured within each repeat.
 """
 
 from __future__ import annotations
@@ -21,6 +25,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def compare_filter(model_dir: Path, inputs, params: dict, bparams: dict, repeats: int) -> dict:
+    """p50 of the graph with the seen-item filter over the same graph without, per runtime and batch:
+    the median over repeats of the ratio within each repeat (both timed back to back)."""
+    import tempfile
+
+    from tasks.benchmark import benchmark
+    from tasks.export import export
+
+    with tempfile.TemporaryDirectory(prefix="freshrec-latency-") as tmp:
+        dirs = {flag: Path(tmp) / str(flag) for flag in (True, False)}
+        for flag, out in dirs.items():
+            export(model_dir, out, inputs, {**params["export"], "exclude_seen": flag})
+        ratios: dict[str, list[float]] = {}
+        for _ in range(repeats):
+            p50 = {flag: {(r["runtime"], r["batch"]): r["p50_ms"] for r in
+                          benchmark(model_dir, out, inputs, bparams, params["export"]["top_k"])["rows"]}
+                   for flag, out in dirs.items()}  # fmt: skip
+            for key, filtered in p50[True].items():
+                ratios.setdefault(f"{key[0]} batch {key[1]}", []).append(filtered / p50[False][key])
+    return {k: round(statistics.median(v), 3) for k, v in ratios.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True)
@@ -28,6 +54,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--compare-exclude-seen", action="store_true", help="time the graph with and without the filter")
     args = ap.parse_args()
 
     import torch
@@ -46,10 +73,11 @@ def main() -> None:
         load_events(layout, day), day, params, read_items(run / "challenger"), params["train"]["max_len"]
     )
     bparams = {**params["benchmark"], "iterations": args.iterations}
-    reports = [
-        benchmark(run / "challenger", run / "onnx", inputs, bparams, params["export"]["top_k"])
-        for _ in range(args.repeats)
-    ]
+    top_k = params["export"]["top_k"]
+    if args.compare_exclude_seen:
+        filter_ratios = compare_filter(run / "challenger", inputs, params, bparams, args.repeats)
+        print("filtered / unfiltered p50 (median of per-repeat ratios):", json.dumps(filter_ratios))
+    reports = [benchmark(run / "challenger", run / "onnx", inputs, bparams, top_k) for _ in range(args.repeats)]
     keys = sorted({(r["runtime"], r["batch"]) for r in reports[0]["rows"]}, key=lambda k: (k[1], k[0]))
     rows = []
     for runtime, batch in keys:
@@ -88,7 +116,10 @@ def main() -> None:
         "ratios_within_run_median": ratios,
         "onnx_size_bytes": sizes,
         "serve_variant_per_repeat": [r["serve_variant"] for r in reports],
+        "exclude_seen": json.loads((run / "onnx" / "export.json").read_text()).get("exclude_seen", False),
     }
+    if args.compare_exclude_seen:
+        report["exclude_seen_vs_none_p50_ratio"] = filter_ratios
     print(
         f"{'runtime':<12} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'QPS':>10}   (median of "
         f"{args.repeats} runs x {args.iterations} calls)"
