@@ -336,19 +336,41 @@ def windows(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, refer
     return reference, current, before, (ref_day, since, until)
 
 
+def champion_performance(
+    events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params: dict, scored: bool = True
+) -> dict:
+    """The champion's NDCG@10 on day D's holdout (`scored`: D has events) against its own baseline (its
+    evaluation when it was the challenger), ranked the way that baseline was: an evaluation records which
+    items it left out of the ranking (`excluded`; none before `export.exclude_seen`), and two protocols
+    are never mixed."""
+    from tasks.evaluate import build_holdout, score_model
+
+    perf: dict = {"baseline_ndcg@10": None, "ndcg@10": None, "relative_drop": None, "excluded": None}
+    if champion_dir is None:
+        return perf
+    metrics_file = champion_dir / "metrics.json"
+    if metrics_file.exists():
+        metrics = read_json(metrics_file)
+        perf["baseline_ndcg@10"] = metrics["challenger"]["all"]["ndcg@10"]
+        perf["excluded"] = metrics.get("excluded", "nothing")
+    if not scored:
+        return perf
+    holdout = build_holdout(events, day, params["evaluate"]["holdout_fraction"], params["train"]["max_len"])
+    now = score_model(champion_dir, holdout, 10, perf["excluded"] or "nothing")["all"]["ndcg@10"]
+    perf["ndcg@10"] = now
+    baseline = perf["baseline_ndcg@10"]
+    if baseline and not math.isnan(now):
+        perf["relative_drop"] = round(max(0.0, (baseline - now) / baseline), 5)
+    return perf
+
+
 def detect(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params: dict, wins: tuple) -> dict:
     """Measure drift for `day` (events must include everything through `day`; `wins` = windows()) and decide."""
-    from tasks.evaluate import build_holdout, score_model
     from tasks.train import read_items
 
     t = params["drift"]
     reference, current, before, (ref_day, since, until) = wins
-    if champion_dir is None:
-        champion_items, baseline = set(), None
-    else:
-        champion_items = set(read_items(champion_dir))
-        metrics_file = champion_dir / "metrics.json"
-        baseline = read_json(metrics_file)["challenger"]["all"]["ndcg@10"] if metrics_file.exists() else None
+    champion_items = set(read_items(champion_dir)) if champion_dir is not None else set()
     m = measure(reference, current, before, champion_items, t["psi_bins"])
     m["reference_events"] = len(reference)
     if champion_dir is not None and len(current):
@@ -372,13 +394,7 @@ def detect(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params
         )
         m["representation_mmd2"] = round(mmd["mmd2"], 6)
         m["representation_p_value"] = round(mmd["p_value"], 4)
-    perf: dict = {"baseline_ndcg@10": baseline, "ndcg@10": None, "relative_drop": None}
-    if champion_dir is not None and len(current):
-        holdout = build_holdout(events, day, params["evaluate"]["holdout_fraction"], params["train"]["max_len"])
-        now = score_model(champion_dir, holdout, 10)["all"]["ndcg@10"]
-        perf["ndcg@10"] = now
-        if baseline and not math.isnan(now):
-            perf["relative_drop"] = round(max(0.0, (baseline - now) / baseline), 5)
+    perf = champion_performance(events, day, champion_dir, params, scored=len(current) > 0)
     decision, reasons = decide(m, t, champion_dir is not None, perf["relative_drop"])
     drifted = [r.split(" ")[0].rstrip(":") for r in reasons if not r.startswith(("no ", "only ", "forced "))]
     return {

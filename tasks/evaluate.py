@@ -6,8 +6,8 @@ against every item the model knows, as the exported graph serves: padding is nev
 ranked, and with `export.exclude_seen` neither are the items of the user's input
 window (a held-out item in the window is a miss, as the graph never recommends it).
 An item a model does not know yet is a miss for that model, so a champion that
-cannot recommend a new item pays for it. HR@10 and NDCG@10 overall, and on slices: new items (first
-seen in the last 7 days) and cold users (fewer than 5 earlier events).
+cannot recommend a new item pays for it. HR@10 and NDCG@10 overall, and on slices:
+new items (first seen in the last 7 days) and cold users (fewer than 5 earlier events).
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ def slice_metrics(ranks: np.ndarray, holdout: Holdout, k: int) -> dict:
     }
 
 
-def score_model(model_dir: Path, holdout: Holdout, k: int) -> dict:
-    return slice_metrics(model_ranks(model_dir, holdout), holdout, k)
+def score_model(model_dir: Path, holdout: Holdout, k: int, exclude: str = "nothing") -> dict:
+    return slice_metrics(model_ranks(model_dir, holdout, exclude), holdout, k)
 
 
 def prob_worse(champion: np.ndarray, challenger: np.ndarray, users: np.ndarray, draws: int, seed: int = 0) -> float:
@@ -229,8 +229,7 @@ def run(day: dt.date, params: dict, layout: Layout) -> dict:
     chall = report["challenger"]["all"]
     LOG.info("evaluate %s on %d held-out events (full ranking, excluded: %s): NDCG@10 champion %s, challenger "
              "%.4f; HR@10 champion %s, challenger %.4f; gate %s: %s", day, report["holdout_events"], exclude,
-             champ.get("ndcg@10", "—"),
-             chall["ndcg@10"], champ.get("hr@10", "—"), chall["hr@10"],
+             champ.get("ndcg@10", "—"), chall["ndcg@10"], champ.get("hr@10", "—"), chall["hr@10"],
              "passed" if report["gate"]["passed"] else "FAILED", report["gate"]["reason"])  # fmt: skip
     if not report["gate"]["passed"]:
         raise GateFailed(f"quality gate failed for {day}: {report['gate']['reason']}; nothing will be promoted")
