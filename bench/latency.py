@@ -100,7 +100,7 @@ def main() -> None:
                 statistics.median(p50(r, "ort_fp32") / p50(r, "ort_int8") for r in reports), 2
             ),
         }
-    sizes = json.loads((run / "onnx" / "export.json").read_text())["size_bytes"]
+    exported = json.loads((run / "onnx" / "export.json").read_text())
     report = {
         "command": " ".join(sys.argv),
         "machine": {
@@ -114,9 +114,9 @@ def main() -> None:
         "iterations": args.iterations,
         "median_rows": rows,
         "ratios_within_run_median": ratios,
-        "onnx_size_bytes": sizes,
+        "onnx_size_bytes": exported["size_bytes"],
         "serve_variant_per_repeat": [r["serve_variant"] for r in reports],
-        "exclude_seen": json.loads((run / "onnx" / "export.json").read_text()).get("exclude_seen", False),
+        "exclude_seen": exported.get("exclude_seen", False),
     }
     if args.compare_exclude_seen:
         report["exclude_seen_vs_none_p50_ratio"] = filter_ratios

@@ -92,7 +92,7 @@ def run(data: dict, features, text_init: bool, args, sitting: dict):
 
     from models.seqrec import SeqRecModel
     from tasks.checkpoint import Checkpointing
-    from tasks.evaluate import metrics_from_ranks, target_ranks
+    from tasks.evaluate import metrics_from_ranks, ranks_by_exclusion, target_ranks
     from tasks.train import fit, init_origin, pick_device, set_seed, text_init_rows
 
     set_seed(args.seed)
@@ -143,11 +143,10 @@ def run(data: dict, features, text_init: bool, args, sitting: dict):
     train_seconds = elapsed()
     st = ckpt.extra
     model.load_state_dict({k[5:]: v for k, v in ckpt.extra_tensors.items()})
-    t = metrics_from_ranks(target_ranks(model, items, test), 10)
-    # the same model under the "filter seen" protocol of the published figures (docs/BENCHMARKS.md), and
-    # with only the seen items of its input window excluded (what a filter in the serving graph can see)
-    f = metrics_from_ranks(target_ranks(model, items, test, exclude="history"), 10)
-    w = metrics_from_ranks(target_ranks(model, items, test, exclude="window"), 10)
+    # one pass, three rankings: as ANCHORS.md writes it, under the "filter seen" protocol of the published
+    # figures (docs/BENCHMARKS.md), and with only its input window's items out (what the served graph sees)
+    ranks = ranks_by_exclusion(model, items, test, ("nothing", "history", "window"))
+    t, f, w = (metrics_from_ranks(ranks[e], 10) for e in ("nothing", "history", "window"))
     return ckpt, {"text_init": text_init, "device": str(device), "best_epoch": st["best_epoch"], "train_seconds":
             round(train_seconds, 1), "val_ndcg@10": st["best"], "test_hr@10": t["hr@10"], "test_ndcg@10":
             t["ndcg@10"], "test_seen_excluded": {"hr@10": f["hr@10"], "ndcg@10": f["ndcg@10"]},

@@ -68,20 +68,21 @@ EXCLUDE = ("nothing", "history", "window")
 
 
 @torch.inference_mode()
-def target_ranks(
-    model: SeqRecModel, item_ids: list[str], holdout: Holdout, batch_size: int = 256, exclude: str = "nothing"
-) -> np.ndarray:
-    """1-based full-ranking rank of each target; +inf where the model does not know the item.
+def ranks_by_exclusion(
+    model: SeqRecModel, item_ids: list[str], holdout: Holdout, excludes: tuple[str, ...], batch_size: int = 256
+) -> dict[str, np.ndarray]:
+    """1-based full-ranking rank of each target under each of `excludes`, from one pass of the model
+    over the holdout; +inf where the model does not know the item.
 
-    exclude: which of the user's items are not ranked, never the target itself: "nothing" (every item
-    competes), "history" (all of the user's history: the "filter seen" protocol of the published
-    figures on data without repeats), or "window" (the items of the model's input window, as the
-    served graph does with `export.exclude_seen`: a target in the window is a miss, since the graph
-    never recommends it)."""
-    if exclude not in EXCLUDE:
-        raise ValueError(f"exclude={exclude!r}: use one of {', '.join(EXCLUDE)}")
+    An exclusion says which of the user's items are not ranked, never the target itself: "nothing"
+    (every item competes), "history" (all of the user's history: the "filter seen" protocol of the
+    published figures on data without repeats), or "window" (the items of the model's input window,
+    as the served graph does with `export.exclude_seen`: a target in the window is a miss, since the
+    graph never recommends it)."""
+    if unknown := [e for e in excludes if e not in EXCLUDE]:
+        raise ValueError(f"exclude={unknown[0]!r}: use one of {', '.join(EXCLUDE)}")
     index = {item: i + 1 for i, item in enumerate(item_ids)}
-    ranks = np.full(len(holdout.targets), np.inf)
+    ranks = {e: np.full(len(holdout.targets), np.inf) for e in excludes}
     device = next(model.parameters()).device
     for start in range(0, len(holdout.targets), batch_size):
         hist = [
@@ -95,13 +96,24 @@ def target_ranks(
             if t is None:
                 continue
             better = scores[j] > scores[j, t]
-            if exclude != "nothing":
+            n_better = int(better.sum())
+            for exclude, out in ranks.items():
+                if exclude == "nothing":
+                    out[start + j] = 1 + n_better
+                    continue
                 seen = hist[j] if exclude == "history" else x[j][x[j] != PAD]
                 if exclude == "window" and (seen == t).any():
                     continue  # never served: a miss (its rank stays +inf)
-                better[torch.from_numpy(seen[seen != t])] = False
-            ranks[start + j] = 1 + int(better.sum())
+                seen = torch.from_numpy(np.unique(seen[seen != t]))  # a repeat is one item, not two
+                out[start + j] = 1 + n_better - int(better[seen].sum())
     return ranks
+
+
+def target_ranks(
+    model: SeqRecModel, item_ids: list[str], holdout: Holdout, batch_size: int = 256, exclude: str = "nothing"
+) -> np.ndarray:
+    """The targets' ranks under one exclusion (ranks_by_exclusion)."""
+    return ranks_by_exclusion(model, item_ids, holdout, (exclude,), batch_size)[exclude]
 
 
 def event_ndcg(ranks: np.ndarray, k: int) -> np.ndarray:
@@ -120,8 +132,10 @@ def metrics_from_ranks(ranks: np.ndarray, k: int) -> dict[str, float | int]:
     }
 
 
-def model_ranks(model_dir: Path, holdout: Holdout, exclude: str = "nothing") -> np.ndarray:
-    return target_ranks(SeqRecModel.load(model_dir), read_items(model_dir), holdout, exclude=exclude)
+def model_ranks(model_dir: Path, holdout: Holdout, *excludes: str) -> dict[str, np.ndarray]:
+    """A saved model's ranks on the holdout under each of `excludes` (default: nothing excluded), one pass."""
+    excludes = excludes or ("nothing",)
+    return ranks_by_exclusion(SeqRecModel.load(model_dir), read_items(model_dir), holdout, excludes)
 
 
 def slice_metrics(ranks: np.ndarray, holdout: Holdout, k: int) -> dict:
@@ -133,7 +147,7 @@ def slice_metrics(ranks: np.ndarray, holdout: Holdout, k: int) -> dict:
 
 
 def score_model(model_dir: Path, holdout: Holdout, k: int, exclude: str = "nothing") -> dict:
-    return slice_metrics(model_ranks(model_dir, holdout, exclude), holdout, k)
+    return slice_metrics(model_ranks(model_dir, holdout, exclude)[exclude], holdout, k)
 
 
 def prob_worse(champion: np.ndarray, challenger: np.ndarray, users: np.ndarray, draws: int, seed: int = 0) -> float:
@@ -198,8 +212,8 @@ def evaluate(
     leaves out the input window's items (`export.exclude_seen`), so the gate compares what users get."""
     k = params["k"]
     holdout = build_holdout(events, day, params["holdout_fraction"], max_len)
-    champ_ranks = model_ranks(champion_dir, holdout, exclude) if champion_dir is not None else None
-    chall_ranks = model_ranks(challenger_dir, holdout, exclude)
+    champ_ranks = model_ranks(champion_dir, holdout, exclude)[exclude] if champion_dir is not None else None
+    chall_ranks = model_ranks(challenger_dir, holdout, exclude)[exclude]
     return {
         "day": str(day),
         "k": k,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.seqrec import SeqRecConfig, SeqRecModel
-from tasks.evaluate import Holdout, gate, metrics_from_ranks, target_ranks
+from tasks.evaluate import EXCLUDE, Holdout, gate, metrics_from_ranks, ranks_by_exclusion, target_ranks
 
 
 def test_metrics_from_ranks():
@@ -43,6 +43,24 @@ def test_target_ranks_full_ranking_and_seen_excluded():
     assert (seen <= window)[:2].all() and (window <= full)[:2].all()
     with pytest.raises(ValueError, match="exclude='seen': use one of nothing, history, window"):
         target_ranks(model, items, hold, exclude="seen")
+
+
+def test_one_pass_ranks_every_exclusion_as_its_own_pass_would():
+    """ranks_by_exclusion scores the holdout once for several exclusions; a user who rated an item twice
+    (i2 below) loses it once from the better-scored count, as a one-exclusion pass does."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    model = SeqRecModel(SeqRecConfig(n_items=31, max_len=4, hidden_size=8, num_layers=1, num_heads=1)).eval()
+    items = [f"i{k}" for k in range(1, 31)]
+    histories = [["i2", "i5", "i2", "i7", "i9", "i2"], [f"i{k}" for k in range(1, 21)], []]
+    hold = Holdout(histories, ["i11", "i30", "i4"], np.array(["a", "b", "c"]), np.zeros(3, bool), np.zeros(3, bool))
+    together = ranks_by_exclusion(model, items, hold, EXCLUDE)
+    for exclude in EXCLUDE:
+        np.testing.assert_array_equal(together[exclude], target_ranks(model, items, hold, exclude=exclude))
+    scores = model.last_scores(torch.tensor([[2, 7, 9, 2]]))[0]  # the first user's 4-slot window
+    better = set(((scores[1:] > scores[11]).nonzero().flatten() + 1).tolist())
+    assert together["history"][0] == 1 + len(better - {2, 5, 7, 9})  # i2 counted once although rated thrice
+    assert together["window"][0] == 1 + len(better - {2, 7, 9})
 
 
 GATE = {"max_ndcg_drop": 0.1, "gate_confidence": 0.9, "bootstrap_draws": 2000, "min_ndcg": 0.01}
