@@ -23,6 +23,8 @@ def test_follower_loads_hot_swaps_and_refuses_tampered(bootstrapped, registry, t
     assert len(recs) == 10
     assert all(item in follower.current.index for item, _ in recs)
     assert not {item for item, _ in recs} & set(history)  # export.exclude_seen: nothing the user has seen
+    seen = history + [item for item, _ in recs[:5]]  # the user watches the top five: they are not served again
+    assert not {item for item, _ in follower.recommend(seen)} & set(seen)
     assert not follower.refresh()  # same pointer: nothing reloaded
 
     # a new version (same weights, int8 graph as the served file) is promoted: hot swap
