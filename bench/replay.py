@@ -24,7 +24,9 @@ The JSON report is rewritten (atomically) after every day with the days done so 
 recipes in one run), `--variant NAME:mode=full,bucketing=true` a daily full retrain with its own;
 `--end YYYY-MM-DD` picks the window by its last day. `--combine A.json B.json --out C.json` pools
 runs that share a warm-up (a window split across sessions, recipes run later): rows both runs
-measured must agree, or nothing is pooled.
+measured must agree, or nothing is pooled. A change that needs its own warm-up (the model's
+layers: `--set train.block=ligr`) is a second run over the same window, set beside the first day by
+day with `--compare BASE.json NEW.json --out C.json`.
 """
 
 from __future__ import annotations
@@ -192,17 +194,21 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
     return rows, warmup
 
 
-def vs_full_ci(rows: list[dict], strategy: str, draws: int = 2000, seed: int = 0) -> list[float]:
-    """90 % interval of (mean NDCG@10 / full's - 1), by a paired bootstrap over the window's days."""
+def paired_ci(a, b, draws: int = 2000, seed: int = 0) -> list[float]:
+    """90 % interval of (mean of a / mean of b - 1), a and b paired by day, by a bootstrap over days."""
     import numpy as np
 
-    by = {(r["day"], r["strategy"]): r["ndcg@10"] for r in rows}
-    days = [r["day"] for r in rows if r["strategy"] == strategy and (r["day"], "full") in by]
-    a = np.array([by[d, strategy] for d in days])
-    b = np.array([by[d, "full"] for d in days])
-    idx = np.random.default_rng(seed).integers(0, len(days), size=(draws, len(days)))
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(draws, len(a)))
     ratios = a[idx].mean(1) / b[idx].mean(1) - 1
     return [round(float(q), 4) for q in np.quantile(ratios, [0.05, 0.95])]
+
+
+def vs_full_ci(rows: list[dict], strategy: str, draws: int = 2000, seed: int = 0) -> list[float]:
+    """90 % interval of (mean NDCG@10 / full's - 1), by a paired bootstrap over the window's days."""
+    by = {(r["day"], r["strategy"]): r["ndcg@10"] for r in rows}
+    days = [r["day"] for r in rows if r["strategy"] == strategy and (r["day"], "full") in by]
+    return paired_ci([by[d, strategy] for d in days], [by[d, "full"] for d in days], draws, seed)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -220,7 +226,18 @@ def main(argv: list[str] | None = None) -> dict:
                     help="pool the rows of earlier runs' reports into --out instead of running")  # fmt: skip
     ap.add_argument("--tolerance", type=float, default=0.0,
                     help="with --combine: how far a row two runs both measured may differ (NDCG@10)")  # fmt: skip
+    ap.add_argument("--compare", type=Path, nargs=2, metavar=("BASE", "NEW"),
+                    help="pair two complete runs day by day (a change needing its own warm-up)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.combine and args.compare:
+        raise SystemExit("--combine and --compare are two different jobs: give one")
+    if args.compare:
+        from tasks.common import write_json
+
+        report = compare(*args.compare)
+        print_comparison(report)
+        write_json(args.out, report)
+        return report
     if args.combine:
         from tasks.common import write_json
 
@@ -384,6 +401,92 @@ def combine(paths: list[Path], tolerance: float = 0.0) -> dict:
     }
     summary = summarize(pooled, names, first["warmup"])
     return {**head, **summary, "complete": all(r.get("complete") for r in reports)}
+
+
+def _changed(a, b, prefix: str = "") -> dict:
+    """The dotted keys whose values differ between two nested dicts: {key: [a's, b's]}."""
+    out = {}
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out |= _changed(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out[prefix + key] = [x, y]
+    return out
+
+
+COMPARED = ("ndcg@10", "window_excluded_ndcg@10")
+
+
+def compare(base_path: Path, new_path: Path) -> dict:
+    """Two complete runs over the same data and days, paired by day: for a change that needs its own
+    warm-up (a model change such as `--set train.block=ligr`), which `--variant` cannot share. Per
+    strategy both ran, the new run's mean next-day NDCG@10 (as ranked, and as served with the window
+    excluded) over the base run's, with a 90 % interval from a paired bootstrap over the days and the
+    count of days the new run is ahead. Training seconds come from two runs, so their ratio is only
+    indicative; `changed` lists the params that differ (what the comparison is about)."""
+    from tasks.common import read_json
+
+    base, new = read_json(base_path), read_json(new_path)
+    for path, report in ((base_path, base), (new_path, new)):
+        if not report.get("complete"):
+            raise SystemExit(f"--compare: {path} is an incomplete run (complete: false); finish it or rerun it first")
+    if (base["dataset"], base["days"]) != (new["dataset"], new["days"]):
+        raise SystemExit(
+            f"--compare: the runs replay different windows ({base['dataset']} {base['days'][0]}..{base['days'][-1]}, "
+            f"{new['dataset']} {new['days'][0]}..{new['days'][-1]}); rerun one with the other's --dataset/--days/--end"
+        )
+    ran = [list(dict.fromkeys(r["strategy"] for r in rep["rows"])) for rep in (base, new)]
+    shared = [s for s in ran[0] if s in ran[1]]
+    if not shared:
+        raise SystemExit(f"--compare: no strategy ran in both ({ran[0]} vs {ran[1]})")
+    strategies = {}
+    for strategy in shared:
+        by = [{r["day"]: r for r in rep["rows"] if r["strategy"] == strategy} for rep in (base, new)]
+        days = sorted(set(by[0]) & set(by[1]))
+        out = {"days": len(days)}
+        for key in COMPARED:
+            if not all(key in by[i][d] for i in (0, 1) for d in days):
+                continue  # a run from before the window-excluded figure
+            b, a = ([by[i][d][key] for d in days] for i in (0, 1))
+            out[key] = {
+                "base": round(statistics.mean(b), 5),
+                "new": round(statistics.mean(a), 5),
+                "new_vs_base": round(sum(a) / sum(b) - 1, 4),
+                "ci90": paired_ci(a, b),
+                "days_new_ahead": sum(x > y for x, y in zip(a, b, strict=True)),
+            }
+        secs = []
+        for rows in by:  # as summarize: the last day trains nothing
+            trained = [r for r in rows.values() if r["train_passes"]] or list(rows.values())
+            secs.append(round(statistics.mean(r["train_seconds"] for r in trained), 3))
+        out["train_seconds_per_day"] = {"base": secs[0], "new": secs[1]}
+        strategies[strategy] = out
+    return {
+        "command": f"python bench/replay.py --compare {base_path} {new_path}",
+        "dataset": base["dataset"],
+        "days": base["days"],
+        "base": {k: base.get(k) for k in ("command", "git_commit", "machine", "warmup")},
+        "new": {k: new.get(k) for k in ("command", "git_commit", "machine", "warmup")},
+        "changed": _changed(base.get("train_params", {}), new.get("train_params", {})),
+        "strategies": strategies,
+    }
+
+
+def print_comparison(report: dict) -> None:
+    changed = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in report["changed"].items()) or "no params"
+    print(f"{report['dataset']}, {len(report['days'])} days; changed: {changed}")
+    print(f"{'strategy':<27} {'ranking':<17} {'base':>7} {'new':>7} {'new vs base [90% CI]':>26} {'days ahead':>10}")
+    for strategy, s in report["strategies"].items():
+        for key in COMPARED:
+            if key not in s:
+                continue
+            m = s[key]
+            lo, hi = m["ci90"]
+            label = "as ranked" if key == "ndcg@10" else "window excluded"
+            vs = f"{m['new_vs_base']:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+            print(f"{strategy:<27} {label:<17} {m['base']:>7.4f} {m['new']:>7.4f} {vs:>26} "
+                  f"{m['days_new_ahead']:>5}/{s['days']:<4}")  # fmt: skip
 
 
 def print_table(report: dict) -> None:

@@ -169,6 +169,54 @@ def test_replay_combine_pools_runs_that_agree_and_refuses_runs_that_do_not(tmp_p
     assert top["days"] == 1 and top["ndcg_vs_full"] == round(0.17 / 0.18 - 1, 4)
 
 
+def test_replay_compare_pairs_two_runs_by_day_and_refuses_what_cannot_be_paired(tmp_path):
+    """A model change needs its own warm-up, so it is a second run over the same window: --compare pairs
+    the two runs' days (the interval is a bootstrap over days), says which params differ, and refuses
+    an unfinished run or another window instead of comparing unlike with unlike."""
+    import replay
+
+    def run(name, block, rows, complete=True, days=None):
+        _report(tmp_path, name, rows)
+        path = tmp_path / f"{name}.json"
+        report = json.loads(path.read_text())
+        report |= {"complete": complete, "train_params": {"block": block, "incremental": {"lr": 1e-4}}}
+        for r in report["rows"]:
+            r["window_excluded_ndcg@10"] = round(r["ndcg@10"] * 1.4, 5)
+        if days:
+            report["days"] = days
+        path.write_text(json.dumps(report))
+        return str(path)
+
+    base = run("gpt2", "gpt2", [("d1", "stale", 0.10, 0), ("d1", "inc", 0.10, 40),
+                                ("d2", "stale", 0.20, 0), ("d2", "inc", 0.22, 40), ("d3", "inc", 0.30, 0)])  # fmt: skip
+    new = run("ligr", "ligr", [("d1", "stale", 0.11, 0), ("d1", "inc", 0.12, 80),
+                               ("d2", "stale", 0.19, 0), ("d2", "inc", 0.24, 80), ("d3", "inc", 0.27, 0),
+                               ("d1", "full", 0.2, 900)])  # fmt: skip
+    out = tmp_path / "compared.json"
+    report = replay.main(["--compare", base, new, "--out", str(out)])
+    assert json.loads(out.read_text()) == report
+    assert report["changed"] == {"block": ["gpt2", "ligr"]}
+    assert list(report["strategies"]) == ["stale", "inc"]  # full ran in one run only
+    inc = report["strategies"]["inc"]
+    assert inc["days"] == 3 and inc["ndcg@10"]["days_new_ahead"] == 2
+    assert inc["ndcg@10"]["new_vs_base"] == round(0.63 / 0.62 - 1, 4)
+    assert inc["ndcg@10"]["base"] == round(0.62 / 3, 5) and inc["window_excluded_ndcg@10"]["days_new_ahead"] == 2
+    lo, hi = inc["ndcg@10"]["ci90"]
+    assert lo < inc["ndcg@10"]["new_vs_base"] < hi  # days resampled: d3 alone is 10 % behind, d1 20 % ahead
+    assert inc["train_seconds_per_day"] == {"base": 0.4, "new": 0.8}  # the untrained last day left out
+    assert report["strategies"]["stale"]["ndcg@10"]["new_vs_base"] == 0.0
+
+    unfinished = run("unfinished", "ligr", [("d1", "inc", 0.12, 80)], complete=False)
+    with pytest.raises(SystemExit, match=r"unfinished\.json is an incomplete run"):
+        replay.main(["--compare", base, unfinished, "--out", str(tmp_path / "refused.json")])
+    other = run("other", "ligr", [("d1", "inc", 0.12, 80)], days=["d0", "d1"])
+    with pytest.raises(SystemExit, match="the runs replay different windows"):
+        replay.main(["--compare", base, other, "--out", str(tmp_path / "refused.json")])
+    with pytest.raises(SystemExit, match="two different jobs"):
+        replay.main(["--compare", base, new, "--combine", base, "--out", str(tmp_path / "refused.json")])
+    assert not (tmp_path / "refused.json").exists()
+
+
 def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
     import quality
 
