@@ -449,6 +449,9 @@ def compare(base_path: Path, new_path: Path) -> dict:
             if not all(key in by[i][d] for i in (0, 1) for d in days):
                 continue  # a run from before the window-excluded figure
             b, a = ([by[i][d][key] for d in days] for i in (0, 1))
+            if not sum(b):
+                raise SystemExit(f"--compare: {base_path} ranks no event of {strategy} in the top 10 ({key} 0 on "
+                                 "every day), so there is no ratio to take; replay a longer window")  # fmt: skip
             out[key] = {
                 "base": round(statistics.mean(b), 5),
                 "new": round(statistics.mean(a), 5),

@@ -212,6 +212,9 @@ def test_replay_compare_pairs_two_runs_by_day_and_refuses_what_cannot_be_paired(
     other = run("other", "ligr", [("d1", "inc", 0.12, 80)], days=["d0", "d1"])
     with pytest.raises(SystemExit, match="the runs replay different windows"):
         replay.main(["--compare", base, other, "--out", str(tmp_path / "refused.json")])
+    zero = run("zero", "gpt2", [("d1", "inc", 0.0, 40), ("d2", "inc", 0.0, 40), ("d3", "inc", 0.0, 0)])
+    with pytest.raises(SystemExit, match=r"zero\.json ranks no event of inc in the top 10"):
+        replay.main(["--compare", zero, new, "--out", str(tmp_path / "refused.json")])
     with pytest.raises(SystemExit, match="two different jobs"):
         replay.main(["--compare", base, new, "--combine", base, "--out", str(tmp_path / "refused.json")])
     assert not (tmp_path / "refused.json").exists()
