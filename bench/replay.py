@@ -301,6 +301,13 @@ def _mean(rs: list[dict], key: str, weight: str | None = None) -> float | None:
     return round(sum(r[key] * r[weight] for r in rs) / max(1, sum(r[weight] for r in rs)), 5)
 
 
+def _per_trained_day(rs: list[dict], key: str, digits: int) -> float:
+    """Mean of `key` over the days a strategy trained: the last day trains nothing (nothing is ranked
+    after it); a strategy that never trains (stale) averages its zeros."""
+    trained = [r for r in rs if r["train_passes"]] or rs
+    return round(statistics.mean(r[key] for r in trained), digits)
+
+
 def _ratio(pairs: list[tuple[dict, dict]], key: str) -> float | None:
     """sum of a strategy's `key` / full's, over (strategy row, full row) pairs of the same days."""
     den = sum(f[key] for _, f in pairs)
@@ -315,7 +322,6 @@ def summarize(rows: list[dict], names: list[str], warmup: dict) -> dict:
         rs = [r for r in rows if r["strategy"] == strategy]
         new = [r for r in rs if r.get("new_items_n")]
         has_new = all("new_items_n" in r for r in rs)  # recovered rows lack the new-item slice
-        trained = [r for r in rs if r["train_passes"]] or rs  # the last day trains nothing (nothing is ranked after it)
 
         def new_slice(key: str, new=new, has_new=has_new) -> float | None:
             return (_mean(new, key, "new_items_n") if new else 0.0) if has_new else None
@@ -330,8 +336,8 @@ def summarize(rows: list[dict], names: list[str], warmup: dict) -> dict:
             "new_items_hr@10": new_slice("new_items_hr@10"),
             "window_excluded_ndcg@10": _mean(rs, "window_excluded_ndcg@10"),  # None for rows that predate it
             "window_excluded_hr@10": _mean(rs, "window_excluded_hr@10"),
-            "train_seconds_per_day": round(statistics.mean(r["train_seconds"] for r in trained), 3),
-            "train_passes_per_day": round(statistics.mean(r["train_passes"] for r in trained), 1),
+            "train_seconds_per_day": _per_trained_day(rs, "train_seconds", 3),
+            "train_passes_per_day": _per_trained_day(rs, "train_passes", 1),
         }
     full = {r["day"]: r for r in rows if r["strategy"] == "full"}
     for strategy, s in summary.items():
@@ -459,10 +465,7 @@ def compare(base_path: Path, new_path: Path) -> dict:
                 "ci90": paired_ci(a, b),
                 "days_new_ahead": sum(x > y for x, y in zip(a, b, strict=True)),
             }
-        secs = []
-        for rows in by:  # as summarize: the last day trains nothing
-            trained = [r for r in rows.values() if r["train_passes"]] or list(rows.values())
-            secs.append(round(statistics.mean(r["train_seconds"] for r in trained), 3))
+        secs = [_per_trained_day(list(rows.values()), "train_seconds", 3) for rows in by]
         out["train_seconds_per_day"] = {"base": secs[0], "new": secs[1]}
         strategies[strategy] = out
     return {
