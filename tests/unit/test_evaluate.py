@@ -57,6 +57,14 @@ def test_one_pass_ranks_every_exclusion_as_its_own_pass_would():
     together = ranks_by_exclusion(model, items, hold, EXCLUDE)
     for exclude in EXCLUDE:
         np.testing.assert_array_equal(together[exclude], target_ranks(model, items, hold, exclude=exclude))
+    for u, (history, target) in enumerate(zip(histories, hold.targets, strict=True)):  # brute force, per user
+        ids, t = [int(i[1:]) for i in history], int(target[1:])
+        window = ids[-4:]
+        row = model.last_scores(torch.tensor([[0] * (4 - len(window)) + window]))[0]
+        above = {i for i in range(1, 31) if i != t and row[i] > row[t]}
+        assert together["nothing"][u] == 1 + len(above)
+        assert together["history"][u] == 1 + len(above - set(ids))
+        assert together["window"][u] == (np.inf if t in window else 1 + len(above - set(window)))
     scores = model.last_scores(torch.tensor([[2, 7, 9, 2]]))[0]  # the first user's 4-slot window
     better = set(((scores[1:] > scores[11]).nonzero().flatten() + 1).tolist())
     assert together["history"][0] == 1 + len(better - {2, 5, 7, 9})  # i2 counted once although rated thrice
