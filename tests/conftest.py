@@ -34,6 +34,9 @@ os.environ.update(
     }
 )
 
+# a thread-timer backstop for pytest-timeout, whose SIGALRM Airflow clears (see tests/watchdog.py)
+pytest_plugins = ["tests.watchdog"]
+
 # tests/distributed starts a whole Celery cluster: `make test-distributed` runs it (and CI, via .ci/run)
 collect_ignore = [] if os.environ.get("FRESHREC_TEST_DISTRIBUTED") else ["distributed"]
 # tests/ui drives Debian's headless Chromium through the Airflow UI: `make test-ui` runs it (and CI)

@@ -5,6 +5,7 @@ pointer unchanged), and a corrupted partition (quarantined, champion unchanged, 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import threading
 import time
@@ -18,6 +19,7 @@ from tasks.replay import EVENTS_FILE, landing_path
 
 pytestmark = [pytest.mark.slow]
 DAGS = Path(__file__).resolve().parents[2] / "dags"
+ANSWER_S = 120  # for the approver to have its answer taken, once the approval waits
 
 
 @pytest.fixture(scope="module")
@@ -35,36 +37,99 @@ def daily(airflow_db):
     return DagBag(dag_folder=str(DAGS)).dags["freshrec_daily"]
 
 
-def _answer(api, decision: str, stop: threading.Event, log: list, timeout: float = 300) -> None:
-    """Play the approver: wait for the pending approval of freshrec_daily and answer it over REST."""
-    deadline = time.monotonic() + timeout
-    while not stop.is_set() and time.monotonic() < deadline:
-        r = api.get("/api/v2/dags/freshrec_daily/dagRuns/~/hitlDetails", params={"response_received": False})
-        for d in r.json().get("hitl_details", []):
-            ti = d["task_instance"]
-            url = (
-                f"/api/v2/dags/freshrec_daily/dagRuns/{ti['dag_run_id']}/taskInstances/"
-                f"{ti['task_id']}/{ti['map_index']}/hitlDetails"
-            )
-            resp = api.patch(url, json={"chosen_options": [decision], "params_input": {}})
-            log.append((ti["task_id"], resp.status_code, d.get("body") or ""))
+class _Parked(logging.Handler):
+    """Set once dag.test() logs that its loop waits for human input.
+
+    dag.test() runs the approval task in-process, and after it parks writes the task's state back
+    (`ti.set_state(...)`, a merge of its stale copy). An answer recorded before that write is
+    overwritten: the task sits in `awaiting_input` with its response already taken, and dag.test()
+    waits for ever. (A real worker parks through the Execution API, which checks for an early
+    answer; only dag.test() has this window.) Once the loop logs that it waits, nothing in
+    dag.test() writes the task until an answer resumes it, so the approver answers after that."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.event = threading.Event()
+
+    def emit(self, record):
+        if record.getMessage().startswith("Waiting for Human-in-the-loop input"):
+            self.event.set()
+
+
+def _answer(api, decision: str, parked: threading.Event, done: threading.Event, log: list) -> None:
+    """Play the approver: once the approval is parked, answer it over REST. If no answer is taken
+    within ANSWER_S, fail the waiting task so that dag.test() ends and the test fails with the
+    reasons in `log`, instead of waiting for ever."""
+    while not parked.wait(0.5):
+        if done.is_set():  # the run ended without asking
             return
+    deadline = time.monotonic() + ANSWER_S
+    while not done.is_set() and time.monotonic() < deadline:
+        try:
+            r = api.get("/api/v2/dags/freshrec_daily/dagRuns/~/hitlDetails", params={"response_received": False})
+            for d in r.json().get("hitl_details", []):
+                ti = d["task_instance"]
+                url = (
+                    f"/api/v2/dags/freshrec_daily/dagRuns/{ti['dag_run_id']}/taskInstances/"
+                    f"{ti['task_id']}/{ti['map_index']}/hitlDetails"
+                )
+                resp = api.patch(url, json={"chosen_options": [decision], "params_input": {}})
+                log.append((ti["task_id"], resp.status_code, d.get("body") or ""))
+                if resp.status_code == 200 and _resumed(api, url.removesuffix("/hitlDetails"), done, deadline):
+                    return
+                if resp.status_code == 200:
+                    log.append(("stranded", "answer taken but the task still awaits input", ""))
+                    break
+        except Exception as e:  # any failure is retried, and kept for the test's message
+            log.append(("error", repr(e), ""))
         time.sleep(0.5)
+    if not done.is_set():
+        _fail_waiting_approvals()
+
+
+def _resumed(api, ti_url: str, done: threading.Event, deadline: float) -> bool:
+    """Whether the answered task ran to an end (or the run ended) before the deadline. Leaving
+    `awaiting_input` is not enough: an overwritten answer shows `scheduled` for a moment first."""
+    while not done.is_set() and time.monotonic() < deadline:
+        if api.get(ti_url).json().get("state") in {"success", "failed", "skipped"}:
+            return True
+        time.sleep(0.5)
+    return done.is_set()
+
+
+def _fail_waiting_approvals() -> None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import update
+
+    with create_session() as session:
+        session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.dag_id == "freshrec_daily", TaskInstance.state == TaskInstanceState.AWAITING_INPUT)
+            .values(state=TaskInstanceState.FAILED)
+        )
 
 
 def _run_day(dag, day: dt.date, conf: dict, api=None, decision: str | None = None):
-    stop, log = threading.Event(), []
-    thread = None
+    done, log = threading.Event(), []
+    parked, thread = _Parked(), None
+    dag_log = logging.getLogger("airflow.sdk.definitions.dag")  # where dag.test() says it waits
+    level = dag_log.level
     if decision:
-        thread = threading.Thread(target=_answer, args=(api, decision, stop, log), daemon=True)
+        dag_log.addHandler(parked)
+        dag_log.setLevel(logging.INFO)
+        thread = threading.Thread(target=_answer, args=(api, decision, parked.event, done, log), daemon=True)
         thread.start()
     try:
         logical = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
         dr = dag.test(logical_date=logical, run_conf=conf)
     finally:
-        stop.set()
+        done.set()
         if thread:
             thread.join(10)
+            dag_log.removeHandler(parked)
+            dag_log.setLevel(level)
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
     return dr, states, log
 
@@ -79,8 +144,8 @@ def test_approved_day_is_promoted_and_pointer_moves(bootstrapped, registry, dail
     day = bootstrapped["day1"]
     _land(bootstrapped, day)
     dr, states, log = _run_day(daily, day, {"auto_approve": False}, api, "Approve")
-    assert log and log[0][:2] == ("approve_promotion", 200)
-    body = log[0][2]
+    assert log and log[-1][:2] == ("approve_promotion", 200), log
+    body = log[-1][2]
     assert "Candidate version" in body and "Drift" in body and "p99" in body  # the evidence is in the request
     assert "| drift signal | value |" in body and "js_item_popularity" in body  # signal values, not just words
     assert "as served: items of the user's last window never recommended" in body  # export.exclude_seen, in words
@@ -102,12 +167,24 @@ def test_approved_day_is_promoted_and_pointer_moves(bootstrapped, registry, dail
     assert set(manifest["files"]) >= {"model.onnx", "model.int8.onnx", "weights.safetensors", "metrics.json"}
 
 
-def test_rejected_day_promotes_nothing(bootstrapped, registry, daily, api):
+def test_rejected_day_promotes_nothing(bootstrapped, registry, daily, api, monkeypatch):
+    """Also with dag.test()'s write-back of the parked task slowed to 2 s: the window in which an
+    answer used to be overwritten (the approval then waited for ever, and CI hit its time limit)."""
+    from airflow.models.taskinstance import TaskInstance
+
+    set_state = TaskInstance.set_state
+
+    def slow_park(self, state, **kw):
+        if state == "awaiting_input":
+            time.sleep(2)
+        return set_state(self, state, **kw)
+
+    monkeypatch.setattr(TaskInstance, "set_state", slow_park)
     day = bootstrapped["day1"]
     _land(bootstrapped, day)
     versions_before = registry.versions()
     _dr, states, log = _run_day(daily, day, {"auto_approve": False}, api, "Reject")
-    assert log and log[0][1] == 200
+    assert log and log[-1][1] == 200, log
     assert states["approve_promotion"] == "success" and states["promote_champion"] == "skipped"
     assert registry.pointer()[0]["version"] == bootstrapped["champion"]
     assert registry.versions() == versions_before
