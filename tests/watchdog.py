@@ -23,20 +23,33 @@ import os
 import signal
 import sys
 import threading
+import traceback
 
 import pytest
 
 GRACE_S = 120.0  # after the test's pytest-timeout limit; that limit stays the first, cleaner, line
+LAST_RESORT_S = 60.0  # after GRACE_S: faulthandler exits the process if even the timer thread could not run
 
 
 def _limit_of(item: pytest.Item) -> float:
-    marker = item.get_closest_marker("timeout")
-    if marker is not None and (marker.args or "timeout" in marker.kwargs):
-        return float(marker.args[0] if marker.args else marker.kwargs["timeout"])
+    """The test's pytest-timeout limit, read as pytest-timeout reads it (marker, --timeout,
+    PYTEST_TIMEOUT, ini); 0 when it has none (or pytest-timeout is absent)."""
     try:
-        return float(item.config.getoption("timeout") or item.config.getini("timeout") or 0)
-    except (ValueError, TypeError):  # pytest-timeout absent: no limit to watch
+        import pytest_timeout
+
+        return float(pytest_timeout._get_item_settings(item).timeout or 0)
+    except (ImportError, AttributeError, TypeError, ValueError):
         return 0.0
+
+
+def _debugging() -> bool:
+    """pytest's pdb was entered: pytest-timeout stands down then, and so does the watchdog."""
+    try:
+        import pytest_timeout
+
+        return bool(pytest_timeout.SUPPRESS_TIMEOUT)
+    except (ImportError, AttributeError):
+        return False
 
 
 def _stop_children(wait_s: float = 10.0) -> list[int]:
@@ -45,33 +58,39 @@ def _stop_children(wait_s: float = 10.0) -> list[int]:
 
     children = psutil.Process().children(recursive=True)
     for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
+        with contextlib.suppress(psutil.Error):
             child.terminate()
     _, alive = psutil.wait_procs(children, timeout=wait_s)
     for child in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
+        with contextlib.suppress(psutil.Error):
             child.kill()
     psutil.wait_procs(alive, timeout=wait_s)
     return [c.pid for c in children]
 
 
 def _hung(item: pytest.Item, after_s: float) -> None:
-    capture = item.config.pluginmanager.getplugin("capturemanager")
-    if capture is not None:
-        capture.suspend_global_capture(in_=True)  # so what follows reaches the console / CI log
-    out = sys.__stderr__
-    out.write(
-        f"\n\n+++ watchdog: {item.nodeid} is still running after {after_s:.0f} s, past its pytest-timeout "
-        f"limit; that timeout never fired (SIGALRM re-armed by Airflow) or could not interrupt it.\n"
-        "+++ The stack of every thread follows; then the processes this session started are stopped "
-        "and pytest exits with status 1.\n"
-    )
-    out.flush()
-    faulthandler.dump_traceback(file=out, all_threads=True)
-    stopped = _stop_children()
-    out.write(f"+++ watchdog: stopped child processes {stopped}; exiting.\n")
-    out.flush()
-    os._exit(1)
+    if _debugging():
+        return
+    try:
+        capture = item.config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:
+            capture.suspend_global_capture(in_=True)  # so what follows reaches the console / CI log
+        out = sys.__stderr__
+        out.write(
+            f"\n\n+++ watchdog: {item.nodeid} is still running after {after_s:.0f} s, past its pytest-timeout "
+            f"limit; that timeout never fired (SIGALRM re-armed by Airflow) or could not interrupt it.\n"
+            "+++ The stack of every thread follows; then the processes this session started are stopped "
+            "and pytest exits with status 1.\n"
+        )
+        out.flush()
+        faulthandler.dump_traceback(file=out, all_threads=True)
+        stopped = _stop_children()
+        out.write(f"+++ watchdog: stopped child processes {stopped}; exiting.\n")
+        out.flush()
+    except BaseException:  # whatever fails here, the session must still end
+        traceback.print_exc()
+    finally:
+        os._exit(1)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -88,9 +107,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
         timer.daemon = True
         timer.name = f"watchdog {item.nodeid}"
         timer.start()
+        # and a last resort on a C thread, for a main thread stuck in C code that holds the GIL
+        faulthandler.dump_traceback_later(after + LAST_RESORT_S, exit=True)
     try:
         yield
     finally:
         if timer is not None:
             timer.cancel()
+            faulthandler.cancel_dump_traceback_later()
         signal.signal(signal.SIGTERM, on_term)

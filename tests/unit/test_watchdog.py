@@ -89,6 +89,7 @@ def test_a_session_that_ran_an_airflow_task_still_stops_on_sigterm(tmp_path):
         deadline = time.monotonic() + 60
         while not (tmp_path / "waiting").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert (tmp_path / "waiting").exists(), "the second test never started"
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)
     except subprocess.TimeoutExpired:
