@@ -115,4 +115,5 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
         if timer is not None:
             timer.cancel()
             faulthandler.cancel_dump_traceback_later()
-        signal.signal(signal.SIGTERM, on_term)
+        if on_term is not None:  # None: a handler set from C, which Python cannot put back
+            signal.signal(signal.SIGTERM, on_term)
