@@ -7,8 +7,9 @@ and so does a task with an `execution_timeout` run in-process by `dag.test()`. A
 DagBag of a test, that test has no timeout at all: a hung `dag.test()` ran until CI's 90-minute
 limit killed the whole job, with no word of where it hung.
 
-This timer is a thread, which no signal handler can cancel. It fires `GRACE_S` after the test's
-pytest-timeout limit, that is only when pytest-timeout did not end the test: it prints the test's
+This timer is a thread, which no signal handler can cancel, armed and cancelled through
+pytest-timeout's own hooks. It fires `GRACE_S` after the test's pytest-timeout limit, that is only
+when pytest-timeout did not end the test: it prints the test's
 name and the stack of every thread, stops the processes the test session started (servers,
 workers: by PID, TERM then KILL), and exits with status 1 so the run fails at once, and says why.
 
@@ -29,27 +30,7 @@ import pytest
 
 GRACE_S = 120.0  # after the test's pytest-timeout limit; that limit stays the first, cleaner, line
 LAST_RESORT_S = 60.0  # after GRACE_S: faulthandler exits the process if even the timer thread could not run
-
-
-def _limit_of(item: pytest.Item) -> float:
-    """The test's pytest-timeout limit, read as pytest-timeout reads it (marker, --timeout,
-    PYTEST_TIMEOUT, ini); 0 when it has none (or pytest-timeout is absent)."""
-    try:
-        import pytest_timeout
-
-        return float(pytest_timeout._get_item_settings(item).timeout or 0)
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return 0.0
-
-
-def _debugging() -> bool:
-    """pytest's pdb was entered: pytest-timeout stands down then, and so does the watchdog."""
-    try:
-        import pytest_timeout
-
-        return bool(pytest_timeout.SUPPRESS_TIMEOUT)
-    except (ImportError, AttributeError):
-        return False
+_TIMER = pytest.StashKey[threading.Timer]()  # the test's watchdog, for the cancel hook
 
 
 def _stop_children(wait_s: float = 10.0) -> list[int]:
@@ -68,9 +49,11 @@ def _stop_children(wait_s: float = 10.0) -> list[int]:
     return [c.pid for c in children]
 
 
-def _hung(item: pytest.Item, after_s: float) -> None:
-    if _debugging():
-        return
+def _hung(item: pytest.Item, settings, after_s: float) -> None:
+    import pytest_timeout
+
+    if not settings.disable_debugger_detection and pytest_timeout.is_debugging():
+        return  # pdb is open: pytest-timeout stands down then, and so does the watchdog
     try:
         capture = item.config.pluginmanager.getplugin("capturemanager")
         if capture is not None:
@@ -83,7 +66,7 @@ def _hung(item: pytest.Item, after_s: float) -> None:
             "and pytest exits with status 1.\n"
         )
         out.flush()
-        faulthandler.dump_traceback(file=out, all_threads=True)
+        faulthandler.dump_traceback(file=out, all_threads=True)  # before the servers go: where it hung
         stopped = _stop_children()
         out.write(f"+++ watchdog: stopped child processes {stopped}; exiting.\n")
         out.flush()
@@ -93,27 +76,37 @@ def _hung(item: pytest.Item, after_s: float) -> None:
         os._exit(1)
 
 
+# pytest-timeout's own extension point: it calls these with the test's settings (marker, --timeout,
+# PYTEST_TIMEOUT, ini; func_only) whenever it arms or cancels its timer. Returning None lets its
+# own SIGALRM timer arm too, so a test it can still interrupt fails alone, as before.
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings) -> None:
+    after = settings.timeout + GRACE_S
+    timer = threading.Timer(after, _hung, args=(item, settings, after))
+    timer.daemon = True
+    timer.name = f"watchdog {item.nodeid}"
+    timer.start()
+    item.stash[_TIMER] = timer
+    # and a last resort on a C thread, for a main thread stuck in C code that holds the GIL
+    faulthandler.dump_traceback_later(after + LAST_RESORT_S, exit=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    timer = item.stash.get(_TIMER, None)
+    if timer is not None:
+        timer.cancel()
+        faulthandler.cancel_dump_traceback_later()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     # dag.test() runs tasks in this process, and Airflow's task runner sets a SIGTERM handler that
     # only calls the operator's on_kill, never restored: the session would then ignore `kill PID`
     # and `timeout`. Each test gives back the handler it found.
     on_term = signal.getsignal(signal.SIGTERM)
-    limit = _limit_of(item)
-    timer = None
-    if limit > 0:
-        after = limit + GRACE_S
-        timer = threading.Timer(after, _hung, args=(item, after))
-        timer.daemon = True
-        timer.name = f"watchdog {item.nodeid}"
-        timer.start()
-        # and a last resort on a C thread, for a main thread stuck in C code that holds the GIL
-        faulthandler.dump_traceback_later(after + LAST_RESORT_S, exit=True)
     try:
         yield
     finally:
-        if timer is not None:
-            timer.cancel()
-            faulthandler.cancel_dump_traceback_later()
         if on_term is not None:  # None: a handler set from C, which Python cannot put back
             signal.signal(signal.SIGTERM, on_term)
