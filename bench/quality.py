@@ -63,7 +63,8 @@ def model_config(args, n_items: int):
     from models.seqrec import SeqRecConfig
 
     return SeqRecConfig(n_items=n_items + 1, max_len=args.max_len, hidden_size=args.hidden, num_layers=args.layers,
-                        num_heads=args.heads, dropout=args.dropout, block=args.block)  # fmt: skip
+                        num_heads=args.heads, dropout=args.dropout, block=args.block,
+                        repeat_score=args.repeat_score)  # fmt: skip
 
 
 def this_sitting() -> dict:
@@ -128,9 +129,12 @@ def run(data: dict, features, text_init: bool, args, sitting: dict):
         if epoch % args.eval_every:
             return True
         v = metrics_from_ranks(target_ranks(model, items, val), 10)
-        st["curve"].append({"epoch": epoch, "val_ndcg@10": v["ndcg@10"], "seconds": round(elapsed(), 1)})
-        print(f"  epoch {epoch:>4}  val NDCG@10 {v['ndcg@10']:.4f}  HR@10 {v['hr@10']:.4f}  {elapsed():.0f} s",
-              flush=True)  # fmt: skip
+        point = {"epoch": epoch, "val_ndcg@10": v["ndcg@10"], "seconds": round(elapsed(), 1)}
+        if model.config.repeat_score:
+            point["repeat_weight"] = round(model.repeat_weight.item(), 4)
+        st["curve"].append(point)
+        print(f"  epoch {epoch:>4}  val NDCG@10 {v['ndcg@10']:.4f}  HR@10 {v['hr@10']:.4f}  {elapsed():.0f} s"
+              + (f"  repeat weight {point['repeat_weight']:.3f}" if "repeat_weight" in point else ""), flush=True)
         if v["ndcg@10"] > st["best"]:
             st["best"], st["best_epoch"] = v["ndcg@10"], epoch
             ckpt.extra_tensors = {f"best.{k}": t.detach().cpu().clone() for k, t in model.state_dict().items()}
@@ -151,7 +155,8 @@ def run(data: dict, features, text_init: bool, args, sitting: dict):
             round(train_seconds, 1), "val_ndcg@10": st["best"], "test_hr@10": t["hr@10"], "test_ndcg@10":
             t["ndcg@10"], "test_seen_excluded": {"hr@10": f["hr@10"], "ndcg@10": f["ndcg@10"]},
             "test_window_excluded": {"hr@10": w["hr@10"], "ndcg@10": w["ndcg@10"]}, "users": t["n"],
-            "items": len(items), "curve": st["curve"], "sittings": st["sittings"]}  # fmt: skip
+            "items": len(items), "curve": st["curve"], "sittings": st["sittings"]} | (
+            {"repeat_weight": round(model.repeat_weight.item(), 4)} if model.config.repeat_score else {})  # fmt: skip
 
 
 def add_args(ap) -> None:
@@ -163,6 +168,8 @@ def add_args(ap) -> None:
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--block", choices=["gpt2", "ligr"], default="gpt2", help="transformer block (models/seqrec.py)")
+    ap.add_argument("--repeat-score", action="store_true",
+                    help="learn a score for items already in the window (models/seqrec.py)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-schedule", choices=["constant", "warmup_cosine"], default="constant")

@@ -12,6 +12,13 @@ last position.
 arXiv 2502.03417): the same pre-LayerNorm attention, but each residual branch is scaled by a
 learned sigmoid gate of the stream it joins, and the feed-forward is SwiGLU. Everything else (the
 attention module, positions, masks, `top`/LoRA trainable sets, ONNX export) is GPT-2's.
+
+`repeat_score: true` adds one learned scalar to the score of every item already in the input window
+(RepeatNet's repeat-vs-explore question, AAAI'19, as a single learned weight): the model learns from
+the data whether users come back to what they had, instead of a fixed rule deciding it. On MovieLens,
+where nobody rates a movie twice, it learns a large negative weight; on listening or shopping data
+it can learn a positive one. Training adds it at every position for the items up to that position
+(`seen_mask`), scoring for the items of the window it is given.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ class SeqRecConfig:
     num_heads: int = 2
     dropout: float = 0.2  # SASRec's 0.2 on MovieLens-sized data
     block: str = "gpt2"  # gpt2 | ligr (gated residuals + SwiGLU: module docstring)
+    repeat_score: bool = False  # a learned score for items already in the window (module docstring)
 
     def __post_init__(self):
         if self.block not in BLOCKS:
@@ -119,6 +127,8 @@ class SeqRecModel(nn.Module):
             for block in self.backbone.h:  # ... and its depth-scaled init of the layers that write the residual
                 nn.init.normal_(block.mlp.c_proj.weight, std=bc.initializer_range / math.sqrt(2 * config.num_layers))
         self.emb_scale = math.sqrt(config.hidden_size)
+        if config.repeat_score:  # 0 at the start: the data decides its sign
+            self.repeat_weight = nn.Parameter(torch.zeros(()))
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
         """item_ids (B, T <= max_len) left-padded -> sequence states (B, T, H); a shorter T gives the same
@@ -150,10 +160,33 @@ class SeqRecModel(nn.Module):
         """
         return states @ self.item_emb.weight[1:].T
 
+    def seen_mask(self, item_ids: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """1.0 where a position has already seen an item, else 0.0, padding's column 0 included:
+        (B, T) -> (B, N) for the sequence's last position (its whole window) or, with `keep` (B, T)
+        bool, (M, N) for the M kept positions, each over the items up to and including it (what
+        training scores there)."""
+        n = self.config.n_items
+        if keep is None:
+            return torch.zeros(item_ids.shape[0], n, device=item_ids.device).scatter_(1, item_ids, 1.0)
+        t = item_ids.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=item_ids.device).tril()  # (t, s): s <= t
+        prefix = item_ids.unsqueeze(1).masked_fill(~causal, PAD)[keep]  # (M, T): later items point at padding
+        return torch.zeros(prefix.shape[0], n, device=item_ids.device).scatter_(1, prefix, 1.0)
+
+    def add_repeat_score(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """logits (..., C) plus the learned repeat weight where `seen` (..., C) is 1; unchanged without
+        `repeat_score`."""
+        if not self.config.repeat_score:
+            return logits
+        return torch.addcmul(logits, seen.to(logits.dtype), self.repeat_weight.to(logits.dtype))
+
     @torch.inference_mode()
     def last_scores(self, item_ids: torch.Tensor) -> torch.Tensor:
         """Scores for the next item after each sequence: (B, T) -> (B, N)."""
-        return self.scores(self(item_ids)[:, -1, :])
+        scores = self.scores(self(item_ids)[:, -1, :])
+        if self.config.repeat_score:
+            scores = self.add_repeat_score(scores, self.seen_mask(item_ids))
+        return scores
 
     def grow_items(self, n_new: int, init: torch.Tensor | None = None) -> None:
         """Append `n_new` item rows (new catalogue entries), keeping every trained row."""
@@ -201,6 +234,9 @@ class TopKScorer(nn.Module):
         pad_mask = torch.zeros_like(logits[:1])
         pad_mask[:, PAD] = float("-inf")
         logits = logits + pad_mask
+        if self.model.config.repeat_score:  # the learned repeat weight on the window's items
+            seen = torch.zeros_like(logits).scatter(1, item_ids, 1.0)
+            logits = logits + self.model.repeat_weight * seen
         if self.exclude_seen:  # the window's items (and padding's column 0) to -inf, one ScatterElements
             logits = logits.scatter(1, item_ids, float("-inf"))
         scores, idx = torch.topk(logits, self.k, dim=-1)  # (B, K) each

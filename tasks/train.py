@@ -56,6 +56,7 @@ TRAINABLE = ("all", "top", "lora")
 CHUNKS = ("last", "all")
 DAY_CHUNKS = ("last", "day")
 SCHEDULES = ("constant", "warmup_cosine")
+REPEAT_LR_SCALE = 30.0  # the repeat weight's learning rate over the recipe's (param_groups)
 LOSSES = ("full", "sampled")
 BF16 = ("auto", "on", "off")
 
@@ -114,8 +115,9 @@ def init_origin(
     trainable set). It stands in for the weights in a checkpoint's fingerprint: the text init's SVD and
     the new items' ridge map go through BLAS, whose last bits differ between CPUs and thread counts."""
     cfg = asdict(config)
-    if cfg["block"] == "gpt2":  # the default left out: checkpoints made before `block` existed still resume
-        del cfg["block"]
+    for key, default in (("block", "gpt2"), ("repeat_score", False)):  # defaults left out: checkpoints made
+        if cfg[key] == default:  # before the option existed still resume
+            del cfg[key]
     head = {"config": cfg, "seed": seed, "items": item_ids, "more": more}
     h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
     for item in item_ids:
@@ -170,6 +172,8 @@ def _set_trainable(model: SeqRecModel, trainable: str, lora_rank: int) -> SeqRec
         for mod in (model.item_emb, model.backbone.h[-1], model.backbone.ln_f):
             for p in mod.parameters():
                 p.requires_grad = True
+        if model.config.repeat_score:
+            model.repeat_weight.requires_grad = True
         return model
     if trainable == "lora":
         from peft import LoraConfig, get_peft_model
@@ -183,6 +187,8 @@ def _set_trainable(model: SeqRecModel, trainable: str, lora_rank: int) -> SeqRec
         )  # GPT-2 uses Conv1D: weights are (in, out)
         model.backbone = get_peft_model(model.backbone, cfg)
         model.item_emb.weight.requires_grad = True  # new items must still learn their rows
+        if model.config.repeat_score:
+            model.repeat_weight.requires_grad = True
         return model
     raise FreshrecError(f"train.incremental.trainable={trainable!r}: use one of {TRAINABLE}")
 
@@ -284,12 +290,16 @@ def popularity(targets: torch.Tensor, n_items: int) -> torch.Tensor:
     return counts / counts.sum()
 
 
-def sampled_softmax(model, states, y, q, negatives: int, logq: bool, gen: torch.Generator) -> torch.Tensor:
-    """Cross-entropy over [target, `negatives` shared popularity-sampled items] per position."""
+def sampled_softmax(model, states, y, q, negatives: int, logq: bool, gen: torch.Generator, seen=None) -> torch.Tensor:
+    """Cross-entropy over [target, `negatives` shared popularity-sampled items] per position; `seen`
+    (M, N), the items each position has seen (SeqRecModel.seen_mask), with `repeat_score`."""
     neg = torch.multinomial(q, negatives, replacement=True, generator=gen).to(states.device)  # (S,) columns
     emb = model.item_emb.weight[1:]
     pos_logit = (states * emb[y - 1]).sum(-1, keepdim=True).float()  # (M, 1)
     neg_logit = (states @ emb[neg].T).float()  # (M, S)
+    if seen is not None:  # item i is column i of `seen`, column i - 1 here
+        pos_logit = model.add_repeat_score(pos_logit, seen.gather(1, y.unsqueeze(1)))
+        neg_logit = model.add_repeat_score(neg_logit, seen[:, neg + 1])
     if logq:
         log_expected = torch.log(q.to(states.device).float() * negatives)
         pos_logit = pos_logit - log_expected[y - 1].unsqueeze(1)
@@ -297,6 +307,17 @@ def sampled_softmax(model, states, y, q, negatives: int, logq: bool, gen: torch.
     neg_logit = neg_logit.masked_fill((y - 1).unsqueeze(1) == neg.unsqueeze(0), float("-inf"))  # accidental hits
     logits = torch.cat([pos_logit, neg_logit], dim=1)
     return torch.nn.functional.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long, device=states.device))
+
+
+def param_groups(model: SeqRecModel, params: list[torch.nn.Parameter], recipe: Recipe) -> list[dict]:
+    """AdamW's groups: everything at the recipe's rate, except the repeat weight (one scalar that must
+    travel several logits' worth, where Adam moves a parameter about one lr a step): REPEAT_LR_SCALE
+    times faster and never decayed."""
+    rw = getattr(model, "repeat_weight", None)
+    groups = [{"params": [p for p in params if p is not rw]}]
+    if rw is not None and any(p is rw for p in params):
+        groups.append({"params": [rw], "lr": recipe.lr * REPEAT_LR_SCALE, "weight_decay": 0.0})
+    return groups
 
 
 def fit(
@@ -323,7 +344,7 @@ def fit(
     targets = torch.from_numpy(np.stack([e[1] for e in examples]))
     lengths = (inputs != 0).sum(1)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, params, recipe), lr=recipe.lr, weight_decay=recipe.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     q = popularity(targets, model.config.n_items) if recipe.loss == "sampled" else None
     use_bf16 = _bf16(recipe, device)
@@ -354,11 +375,14 @@ def fit(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 states = forward(x)  # (B, T, H)
                 keep = y != 0
+                seen = model.seen_mask(x, keep) if model.config.repeat_score else None  # (M, N)
                 if recipe.loss == "full":
                     logits = model.item_logits(states[keep]).float()  # (M, N - 1) only real target positions
+                    if seen is not None:
+                        logits = model.add_repeat_score(logits, seen[:, 1:])
                     loss = torch.nn.functional.cross_entropy(logits, y[keep] - 1)  # item i is column i - 1
                 else:
-                    loss = sampled_softmax(model, states[keep], y[keep], q, recipe.negatives, recipe.logq, gen)
+                    loss = sampled_softmax(model, states[keep], y[keep], q, recipe.negatives, recipe.logq, gen, seen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -483,6 +507,7 @@ def train(
                 num_heads=params["num_heads"],
                 dropout=params["dropout"],
                 block=params.get("block", "gpt2"),
+                repeat_score=params.get("repeat_score", False),
             )
         )
         if text_init:
