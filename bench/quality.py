@@ -133,8 +133,11 @@ def run(data: dict, features, text_init: bool, args, sitting: dict):
         if model.config.repeat_score:
             point["repeat_weight"] = round(model.repeat_weight.item(), 4)
         st["curve"].append(point)
-        print(f"  epoch {epoch:>4}  val NDCG@10 {v['ndcg@10']:.4f}  HR@10 {v['hr@10']:.4f}  {elapsed():.0f} s"
-              + (f"  repeat weight {point['repeat_weight']:.3f}" if "repeat_weight" in point else ""), flush=True)
+        print(
+            f"  epoch {epoch:>4}  val NDCG@10 {v['ndcg@10']:.4f}  HR@10 {v['hr@10']:.4f}  {elapsed():.0f} s"
+            + (f"  repeat weight {point['repeat_weight']:.3f}" if "repeat_weight" in point else ""),
+            flush=True,
+        )
         if v["ndcg@10"] > st["best"]:
             st["best"], st["best_epoch"] = v["ndcg@10"], epoch
             ckpt.extra_tensors = {f"best.{k}": t.detach().cpu().clone() for k, t in model.state_dict().items()}
@@ -168,8 +171,9 @@ def add_args(ap) -> None:
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--block", choices=["gpt2", "ligr"], default="gpt2", help="transformer block (models/seqrec.py)")
-    ap.add_argument("--repeat-score", action="store_true",
-                    help="learn a score for items already in the window (models/seqrec.py)")
+    ap.add_argument(
+        "--repeat-score", action="store_true", help="learn a score for items already in the window (models/seqrec.py)"
+    )
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-schedule", choices=["constant", "warmup_cosine"], default="constant")
