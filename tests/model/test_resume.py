@@ -47,13 +47,13 @@ def _examples(n: int = 120, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]
     return out
 
 
-def _model(block: str = "gpt2") -> SeqRecModel:
+def _model(block: str = "gpt2", repeat_score: bool = False) -> SeqRecModel:
     torch.manual_seed(0)
-    return SeqRecModel(SeqRecConfig(**CFG, block=block))
+    return SeqRecModel(SeqRecConfig(**CFG, block=block, repeat_score=repeat_score))
 
 
-def _train(recipe, ckpt=None, on_epoch=None):
-    model = _model()
+def _train(recipe, ckpt=None, on_epoch=None, repeat_score=False):
+    model = _model(repeat_score=repeat_score)
     steps, loss = fit(model, _examples(), recipe, 0, torch.device("cpu"), False, on_epoch, ckpt)
     return model, steps, loss
 
@@ -63,10 +63,11 @@ def _same(a: SeqRecModel, b: SeqRecModel) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("name", list(RECIPES))
-def test_a_killed_run_resumes_to_the_same_weights(name, tmp_path):
+@pytest.mark.parametrize(("name", "repeat_score"), [(n, False) for n in RECIPES] + [("full", True)],
+                         ids=[*RECIPES, "full+repeat_score"])  # fmt: skip
+def test_a_killed_run_resumes_to_the_same_weights(name, repeat_score, tmp_path):
     recipe = RECIPES[name]
-    whole, whole_steps, whole_loss = _train(recipe)
+    whole, whole_steps, whole_loss = _train(recipe, repeat_score=repeat_score)
     saves = []
 
     def kill_at_eleventh(path):
@@ -75,10 +76,11 @@ def test_a_killed_run_resumes_to_the_same_weights(name, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        _train(recipe, Checkpointing(tmp_path, every_seconds=0, on_save=kill_at_eleventh))
+        _train(recipe, Checkpointing(tmp_path, every_seconds=0, on_save=kill_at_eleventh), repeat_score=repeat_score)
     assert (tmp_path / CHECKPOINT_FILE).is_file()
-    resumed, steps, loss = _train(recipe, Checkpointing(tmp_path, every_seconds=0))
+    resumed, steps, loss = _train(recipe, Checkpointing(tmp_path, every_seconds=0), repeat_score=repeat_score)
     assert _same(resumed, whole)
+    assert ("repeat_weight" in resumed.state_dict()) == repeat_score
     assert (steps, loss) == (whole_steps, whole_loss)
 
 
