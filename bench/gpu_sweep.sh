@@ -52,7 +52,9 @@ PY
       timeout "$left" python bench/quality.py "${common[@]}" "$@" --checkpoint-dir "$OUT/ckpt/$name" \
         --out "$OUT/quality_$name.json" || true
     }
-    # LiGR first: on this CPU's ML-1M runs (same recipe) it led GPT-2 blocks at every epoch, +0.0051 on test
+    # the learned repeat score first (the CPU run with it: docs/BENCHMARKS.md), on LiGR blocks: on this CPU's
+    # ML-1M runs (same recipe) they led GPT-2 blocks at every epoch, +0.0051 on test
+    run h128l3_ligr_rep --hidden 128 --layers 3 --heads 4 --dropout 0.3 --block ligr --repeat-score
     run h128l3_ligr     --hidden 128 --layers 3 --heads 4 --dropout 0.3 --block ligr
     run h128l3_full     --hidden 128 --layers 3 --heads 4 --dropout 0.3
     run h128l3_s1024    --hidden 128 --layers 3 --heads 4 --dropout 0.3 --loss sampled --negatives 1024

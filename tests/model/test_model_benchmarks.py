@@ -437,4 +437,4 @@ def test_gpu_sweep_runs_no_recipe_past_its_deadline(tmp_path):
     sweep = ["bash", "bench/gpu_sweep.sh", "run"]
     done = subprocess.run(sweep, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("skipped") == 7 and not list(tmp_path.glob("quality_*.json"))
+    assert done.stdout.count("skipped") == 8 and not list(tmp_path.glob("quality_*.json"))
