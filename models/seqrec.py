@@ -160,25 +160,34 @@ class SeqRecModel(nn.Module):
         """
         return states @ self.item_emb.weight[1:].T
 
-    def seen_mask(self, item_ids: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """1.0 where a position has already seen an item, else 0.0, padding's column 0 included:
-        (B, T) -> (B, N) for the sequence's last position (its whole window) or, with `keep` (B, T)
-        bool, (M, N) for the M kept positions, each over the items up to and including it (what
-        training scores there)."""
-        n = self.config.n_items
-        if keep is None:
-            return torch.zeros(item_ids.shape[0], n, device=item_ids.device).scatter_(1, item_ids, 1.0)
+    @staticmethod
+    def seen_prefix(item_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(B, T) windows and the (B, T) bool positions to keep -> (M, T): for each kept position the items
+        up to and including it, later slots as padding (what training scores there)."""
         t = item_ids.shape[1]
         causal = torch.ones(t, t, dtype=torch.bool, device=item_ids.device).tril()  # (t, s): s <= t
-        prefix = item_ids.unsqueeze(1).masked_fill(~causal, PAD)[keep]  # (M, T): later items point at padding
-        return torch.zeros(prefix.shape[0], n, device=item_ids.device).scatter_(1, prefix, 1.0)
+        return item_ids.unsqueeze(1).masked_fill(~causal, PAD)[keep]
 
-    def add_repeat_score(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    def seen_mask(self, item_ids: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """1.0 where a row of item ids (R, T) (a window, or a position's prefix: `seen_prefix`) holds an
+        item, else 0.0: (R, N) over the catalogue, padding's column 0 included, or (R, K) over the item
+        ids `items` (K,) only, which costs O(K) a row instead of O(N) (the sampled softmax's columns)."""
+        if items is None:
+            n = self.config.n_items
+            return torch.zeros(item_ids.shape[0], n, device=item_ids.device).scatter_(1, item_ids, 1.0)
+        uniq, inverse = items.unique(return_inverse=True)
+        slot = torch.full((self.config.n_items,), len(uniq), dtype=torch.long, device=item_ids.device)
+        slot[uniq] = torch.arange(len(uniq), device=item_ids.device)  # anything else -> the spare slot
+        seen = torch.zeros(item_ids.shape[0], len(uniq) + 1, device=item_ids.device).scatter_(1, slot[item_ids], 1.0)
+        return seen[:, inverse]
+
+    def add_repeat_score(self, logits: torch.Tensor, seen: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """logits (..., C) plus the learned repeat weight where `seen` (..., C) is 1; unchanged without
-        `repeat_score`."""
+        `repeat_score`. `inplace` saves an (M, C) copy where autograd allows it (a matmul's output)."""
         if not self.config.repeat_score:
             return logits
-        return torch.addcmul(logits, seen.to(logits.dtype), self.repeat_weight.to(logits.dtype))
+        w, seen = self.repeat_weight.to(logits.dtype), seen.to(logits.dtype)
+        return logits.addcmul_(seen, w) if inplace else torch.addcmul(logits, seen, w)
 
     @torch.inference_mode()
     def last_scores(self, item_ids: torch.Tensor) -> torch.Tensor:
@@ -234,7 +243,8 @@ class TopKScorer(nn.Module):
         pad_mask = torch.zeros_like(logits[:1])
         pad_mask[:, PAD] = float("-inf")
         logits = logits + pad_mask
-        if self.model.config.repeat_score:  # the learned repeat weight on the window's items
+        if self.model.config.repeat_score and not self.exclude_seen:  # the learned weight on the window's
+            # items (with exclude_seen they go to -inf below whatever it is)
             seen = torch.zeros_like(logits).scatter(1, item_ids, 1.0)
             logits = logits + self.model.repeat_weight * seen
         if self.exclude_seen:  # the window's items (and padding's column 0) to -inf, one ScatterElements

@@ -290,16 +290,16 @@ def popularity(targets: torch.Tensor, n_items: int) -> torch.Tensor:
     return counts / counts.sum()
 
 
-def sampled_softmax(model, states, y, q, negatives: int, logq: bool, gen: torch.Generator, seen=None) -> torch.Tensor:
-    """Cross-entropy over [target, `negatives` shared popularity-sampled items] per position; `seen`
-    (M, N), the items each position has seen (SeqRecModel.seen_mask), with `repeat_score`."""
+def sampled_softmax(model, states, y, q, negatives: int, logq: bool, gen: torch.Generator, prefix=None) -> torch.Tensor:
+    """Cross-entropy over [target, `negatives` shared popularity-sampled items] per position; `prefix`
+    (M, T), the items each position has seen (SeqRecModel.seen_prefix), with `repeat_score`."""
     neg = torch.multinomial(q, negatives, replacement=True, generator=gen).to(states.device)  # (S,) columns
     emb = model.item_emb.weight[1:]
     pos_logit = (states * emb[y - 1]).sum(-1, keepdim=True).float()  # (M, 1)
     neg_logit = (states @ emb[neg].T).float()  # (M, S)
-    if seen is not None:  # item i is column i of `seen`, column i - 1 here
-        pos_logit = model.add_repeat_score(pos_logit, seen.gather(1, y.unsqueeze(1)))
-        neg_logit = model.add_repeat_score(neg_logit, seen[:, neg + 1])
+    if prefix is not None:  # column c here is item c + 1
+        pos_logit = model.add_repeat_score(pos_logit, (prefix == y.unsqueeze(1)).any(1, keepdim=True))
+        neg_logit = model.add_repeat_score(neg_logit, model.seen_mask(prefix, items=neg + 1), inplace=True)
     if logq:
         log_expected = torch.log(q.to(states.device).float() * negatives)
         pos_logit = pos_logit - log_expected[y - 1].unsqueeze(1)
@@ -353,9 +353,12 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.schedule, total_steps))
     pos = None
     if checkpointing is not None:
+        # the repeat weight's own rate is part of the recipe (named only where there is one: older runs resume)
+        knobs = {"repeat_lr_scale": REPEAT_LR_SCALE} if model.config.repeat_score else {}
         checkpointing.fingerprint = fingerprint(
-            asdict(recipe) | {"seed": seed}, [inputs.numpy(), targets.numpy()], model if origin is None else origin
-        )
+            asdict(recipe) | {"seed": seed} | knobs, [inputs.numpy(), targets.numpy()],
+            model if origin is None else origin,
+        )  # fmt: skip
         pos = checkpointing.restore(model, opt, sched, gen)
     model.to(device).train()
     forward = torch.compile(model) if recipe.compile else model
@@ -375,14 +378,14 @@ def fit(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 states = forward(x)  # (B, T, H)
                 keep = y != 0
-                seen = model.seen_mask(x, keep) if model.config.repeat_score else None  # (M, N)
+                prefix = model.seen_prefix(x, keep) if model.config.repeat_score else None  # (M, T)
                 if recipe.loss == "full":
                     logits = model.item_logits(states[keep]).float()  # (M, N - 1) only real target positions
-                    if seen is not None:
-                        logits = model.add_repeat_score(logits, seen[:, 1:])
+                    if prefix is not None:
+                        logits = model.add_repeat_score(logits, model.seen_mask(prefix)[:, 1:], inplace=True)
                     loss = torch.nn.functional.cross_entropy(logits, y[keep] - 1)  # item i is column i - 1
                 else:
-                    loss = sampled_softmax(model, states[keep], y[keep], q, recipe.negatives, recipe.logq, gen, seen)
+                    loss = sampled_softmax(model, states[keep], y[keep], q, recipe.negatives, recipe.logq, gen, prefix)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -518,6 +521,10 @@ def train(
     else:
         cfg_section, trainable = params["incremental"], params["incremental"]["trainable"]
         model = SeqRecModel.load(champion_dir)
+        if params.get("repeat_score", False) != model.config.repeat_score:  # the model's shape is the champion's
+            LOG.warning("train.repeat_score is %s but the champion was trained with repeat_score %s: incremental "
+                        "training keeps the champion's; the next full retrain applies the setting",
+                        params.get("repeat_score", False), model.config.repeat_score)  # fmt: skip
         old_ids = read_items(champion_dir)
         old_set = set(old_ids)
         new_ids = [i for i in known_items if i not in old_set]

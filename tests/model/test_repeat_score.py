@@ -27,23 +27,30 @@ def _ids() -> torch.Tensor:
     return x  # row 2: an empty history
 
 
-def test_seen_mask_holds_each_positions_prefix_and_nothing_later():
-    model, x = _model(), _ids()
+@pytest.mark.parametrize("width", [10, 4], ids=["full-window", "bucketed"])
+def test_seen_mask_holds_each_positions_prefix_and_nothing_later(width):
+    """Also for a batch cut to its longest sequence (length bucketing), and over a few items only (the
+    sampled softmax's columns, repeats among them)."""
+    model, x = _model(), _ids()[:2, -width:]
     keep = x != PAD
-    seen = model.seen_mask(x, keep)
-    rows = [(b, t) for b in range(3) for t in range(10) if keep[b, t]]
+    seen = model.seen_mask(model.seen_prefix(x, keep))
+    rows = [(b, t) for b in range(2) for t in range(width) if keep[b, t]]
     assert seen.shape == (len(rows), 40)
+    cols = torch.tensor([30, 7, 3, 7, 39])
+    some = model.seen_mask(model.seen_prefix(x, keep), items=cols)
     for m, (b, t) in enumerate(rows):
         want = torch.zeros(40)
         want[[i for i in x[b, : t + 1].tolist() if i != PAD]] = 1.0
         torch.testing.assert_close(seen[m, 1:], want[1:])
+        torch.testing.assert_close(some[m], want[cols])
+    x = _ids()
     window = model.seen_mask(x)
     assert window.shape == (3, 40) and (window[1, 1:].nonzero().flatten() + 1).tolist() == [7, 30]
     assert window[2, 1:].sum() == 0  # an empty history has seen nothing
 
 
 def test_scores_move_by_the_weight_on_the_window_only_in_torch_and_onnx(tmp_path):
-    from tasks.export import FP32_FILE, export_onnx, parity
+    from tasks.export import FP32_FILE, export_onnx, parity, session
 
     model, x = _model(), _ids()
     with torch.no_grad():
@@ -60,6 +67,9 @@ def test_scores_move_by_the_weight_on_the_window_only_in_torch_and_onnx(tmp_path
     with torch.inference_mode():
         scores, _ = TopKScorer(model, 10)(x)
     torch.testing.assert_close(scores, model.last_scores(x).topk(10).values)
+    export_onnx(model, tmp_path / FP32_FILE, top_k=10, opset=18)
+    served, _ = session(tmp_path / FP32_FILE).run(None, {"item_ids": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(served), scores, atol=1e-4, rtol=1e-4)
 
 
 def test_the_training_loss_adds_the_weight_where_each_position_had_seen_the_item():
@@ -72,8 +82,8 @@ def test_the_training_loss_adds_the_weight_where_each_position_had_seen_the_item
     y[x == PAD] = PAD
     keep = y != PAD
     states = model(x)[keep]
-    seen = model.seen_mask(x, keep)
-    full = model.add_repeat_score(model.item_logits(states), seen[:, 1:])
+    prefix = model.seen_prefix(x, keep)
+    full = model.add_repeat_score(model.item_logits(states), model.seen_mask(prefix)[:, 1:])
     rows = [(b, t) for b in range(3) for t in range(10) if keep[b, t]]
     for m, (b, t) in enumerate(rows):
         want = states[m] @ model.item_emb.weight[1:].T
@@ -81,11 +91,16 @@ def test_the_training_loss_adds_the_weight_where_each_position_had_seen_the_item
             want[item - 1] -= 2.0
         torch.testing.assert_close(full[m], want)
     q = torch.full((39,), 1 / 39)
-    got = sampled_softmax(model, states, y[keep], q, 64, False, torch.Generator().manual_seed(0), seen)
+    got = sampled_softmax(model, states, y[keep], q, 64, False, torch.Generator().manual_seed(0), prefix)
     neg = torch.multinomial(q, 64, replacement=True, generator=torch.Generator().manual_seed(0))
     logits = torch.cat([full.gather(1, (y[keep] - 1).unsqueeze(1)), full[:, neg]], 1)
     logits[:, 1:] = logits[:, 1:].masked_fill((y[keep] - 1).unsqueeze(1) == neg.unsqueeze(0), float("-inf"))
     torch.testing.assert_close(got, torch.nn.functional.cross_entropy(logits, torch.zeros(len(rows), dtype=torch.long)))
+    # and fit's step itself: at lr 0 and one batch, its loss is the written-out full softmax's
+    examples = [(x[b].numpy(), y[b].numpy()) for b in range(3)]
+    _, loss = fit(model, examples, Recipe(1, 3, 0.0), 0, torch.device("cpu"), False)
+    want = torch.nn.functional.cross_entropy(full, y[keep] - 1)
+    assert loss == pytest.approx(want.item(), rel=1e-5)
 
 
 def _sequences(repeats: bool, n: int = 160) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -102,10 +117,14 @@ def _sequences(repeats: bool, n: int = 160) -> list[tuple[np.ndarray, np.ndarray
 
 
 @pytest.mark.parametrize(("repeats", "sign"), [(False, -1), (True, 1)], ids=["never-again", "comes-back"])
-@pytest.mark.parametrize("loss", ["full", "sampled"])
-def test_the_weight_learns_its_sign_from_the_data(repeats, sign, loss):
+@pytest.mark.parametrize(
+    "recipe",
+    [{}, {"loss": "sampled", "negatives": 16}, {"bucketing": True}, {"bf16": "on"}],
+    ids=["full", "sampled", "bucketing", "bf16"],
+)
+def test_the_weight_learns_its_sign_from_the_data(repeats, sign, recipe):
     model = _model()
-    fit(model, _sequences(repeats), Recipe(4, 32, 3e-3, loss=loss, negatives=16), 0, torch.device("cpu"), False)
+    fit(model, _sequences(repeats), Recipe(4, 32, 3e-3, **recipe), 0, torch.device("cpu"), False)
     assert sign * model.repeat_weight.item() > 0.3, model.repeat_weight.item()
 
 

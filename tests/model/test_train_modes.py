@@ -108,9 +108,10 @@ def test_skip_copies_the_champion_byte_for_byte(world, tmp_path):
     assert sha256_file(out / "weights.safetensors") == sha256_file(world["champion"] / "weights.safetensors")
 
 
-def test_a_full_retrain_learns_a_repeat_score_and_incremental_keeps_it(world, tmp_path):
+def test_a_full_retrain_learns_a_repeat_score_and_incremental_keeps_it(world, tmp_path, caplog):
     """train.repeat_score on real ML-100K, where nobody rates a movie twice: the full retrain learns a
-    negative weight, the ONNX graph serves it, and an incremental day (trainable: top) keeps training it."""
+    negative weight, the ONNX graph serves it (without exclude_seen, which would hide it), and an
+    incremental day (trainable: top) keeps training it. A champion without it says so and stays without."""
     from tasks.export import export
 
     params = {**world["params"]["train"], "repeat_score": True}
@@ -121,13 +122,19 @@ def test_a_full_retrain_learns_a_repeat_score_and_incremental_keeps_it(world, tm
     assert model.config.repeat_score and model.repeat_weight.item() < -0.05, model.repeat_weight.item()
     x = np.zeros((4, model.config.max_len), np.int64)
     x[:, -3:] = np.arange(1, 13).reshape(4, 3)
-    report = export(full, tmp_path / "onnx", x, world["params"]["export"])
+    report = export(full, tmp_path / "onnx", x, {**world["params"]["export"], "exclude_seen": False})
     assert report["fp32"]["passed"] and report["fp32"]["overlap"] == 1.0
     inc = tmp_path / "inc"
     params["incremental"] = {**params["incremental"], "trainable": "top"}
     train(world["events"], world["items"], DAY, "incremental", params, *args, full, inc, 0.2, progress=False)
     after = SeqRecModel.load(inc)
     assert after.config.repeat_score and after.repeat_weight.item() != model.repeat_weight.item()
+    assert "repeat_score" not in caplog.text
+    plain = tmp_path / "plain"
+    train(world["events"], world["items"], DAY, "incremental", params, *args, world["champion"], plain, 0.2,
+          progress=False)  # fmt: skip
+    assert not SeqRecModel.load(plain).config.repeat_score
+    assert "train.repeat_score is True but the champion was trained with repeat_score False" in caplog.text
 
 
 def test_incremental_without_a_champion_is_refused(world, tmp_path):
