@@ -37,6 +37,8 @@ VARIANTS = {  # name -> bench/quality.py options; the first is the baseline
     "full + torch.compile": ["--compile"],
     "full + bf16 autocast": ["--bf16", "on"],
     "LiGR blocks (gated residuals, SwiGLU)": ["--block", "ligr"],
+    "full + repeat score": ["--repeat-score"],
+    "sampled 256 + logQ + repeat score": ["--loss", "sampled", "--negatives", "256", "--repeat-score"],
 }
 COST_ONLY_SAME_AS = {"sampled 1024, no logQ": "sampled 1024 + logQ"}  # same arithmetic: not timed twice
 # the variants that change what is learned (the loss, the batches, the block); eager attention and
@@ -44,7 +46,8 @@ COST_ONLY_SAME_AS = {"sampled 1024, no logQ": "sampled 1024 + logQ"}  # same ari
 # without bf16 units rules it out here)
 QUALITY = ["full softmax (SDPA)", "sampled 256 + logQ", "sampled 1024 + logQ", "sampled 1024, no logQ",
            "full + length bucketing", "sampled 1024 + logQ + bucketing",
-           "LiGR blocks (gated residuals, SwiGLU)"]  # fmt: skip
+           "LiGR blocks (gated residuals, SwiGLU)", "full + repeat score",
+           "sampled 256 + logQ + repeat score"]  # fmt: skip
 
 
 def quality_args(extra: list[str], common: list[str]):
@@ -147,7 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
             opts.checkpoint_dir = root / row["variant"].replace(" ", "_")
             ckpt, res = quality.run(quality.split(q_events, opts.max_len), features, True, opts, sitting)  # resumable
             checkpoints.append(ckpt)
-            row |= {"quality": {k: res[k] for k in ("test_ndcg@10", "test_hr@10", "best_epoch", "train_seconds")}}
+            keys = ("test_ndcg@10", "test_hr@10", "test_window_excluded", "test_seen_excluded", "best_epoch",
+                    "train_seconds", "repeat_weight")  # fmt: skip
+            row |= {"quality": {k: res[k] for k in keys if k in res}}
             print(f"{row['variant']:<34} NDCG@10 {res['test_ndcg@10']:.4f}  HR@10 {res['test_hr@10']:.4f}", flush=True)
     report = {"command": "python bench/step_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": {"device": sitting["device"], "threads": sitting["threads"], "torch": torch.__version__},
