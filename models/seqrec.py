@@ -189,13 +189,17 @@ class SeqRecModel(nn.Module):
         w, seen = self.repeat_weight.to(logits.dtype), seen.to(logits.dtype)
         return logits.addcmul_(seen, w) if inplace else torch.addcmul(logits, seen, w)
 
+    def add_window_repeat_score(self, scores: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """scores (B, N) after the windows item_ids (B, T) plus the learned repeat weight on each window's
+        items (what evaluation and the served graph score); unchanged without `repeat_score`."""
+        if not self.config.repeat_score:
+            return scores
+        return self.add_repeat_score(scores, self.seen_mask(item_ids))
+
     @torch.inference_mode()
     def last_scores(self, item_ids: torch.Tensor) -> torch.Tensor:
         """Scores for the next item after each sequence: (B, T) -> (B, N)."""
-        scores = self.scores(self(item_ids)[:, -1, :])
-        if self.config.repeat_score:
-            scores = self.add_repeat_score(scores, self.seen_mask(item_ids))
-        return scores
+        return self.add_window_repeat_score(self.scores(self(item_ids)[:, -1, :]), item_ids)
 
     def grow_items(self, n_new: int, init: torch.Tensor | None = None) -> None:
         """Append `n_new` item rows (new catalogue entries), keeping every trained row."""
@@ -243,10 +247,8 @@ class TopKScorer(nn.Module):
         pad_mask = torch.zeros_like(logits[:1])
         pad_mask[:, PAD] = float("-inf")
         logits = logits + pad_mask
-        if self.model.config.repeat_score and not self.exclude_seen:  # the learned weight on the window's
-            # items (with exclude_seen they go to -inf below whatever it is)
-            seen = torch.zeros_like(logits).scatter(1, item_ids, 1.0)
-            logits = logits + self.model.repeat_weight * seen
+        if not self.exclude_seen:  # the learned repeat weight (with exclude_seen those items go to -inf)
+            logits = self.model.add_window_repeat_score(logits, item_ids)
         if self.exclude_seen:  # the window's items (and padding's column 0) to -inf, one ScatterElements
             logits = logits.scatter(1, item_ids, float("-inf"))
         scores, idx = torch.topk(logits, self.k, dim=-1)  # (B, K) each

@@ -166,16 +166,15 @@ def mapped_rows(
 def _set_trainable(model: SeqRecModel, trainable: str, lora_rank: int) -> SeqRecModel | torch.nn.Module:
     if trainable == "all":
         return model
+    if trainable not in TRAINABLE:
+        raise FreshrecError(f"train.incremental.trainable={trainable!r}: use one of {TRAINABLE}")
     if trainable == "top":
         for p in model.parameters():
             p.requires_grad = False
         for mod in (model.item_emb, model.backbone.h[-1], model.backbone.ln_f):
             for p in mod.parameters():
                 p.requires_grad = True
-        if model.config.repeat_score:
-            model.repeat_weight.requires_grad = True
-        return model
-    if trainable == "lora":
+    else:
         from peft import LoraConfig, get_peft_model
 
         cfg = LoraConfig(
@@ -187,10 +186,9 @@ def _set_trainable(model: SeqRecModel, trainable: str, lora_rank: int) -> SeqRec
         )  # GPT-2 uses Conv1D: weights are (in, out)
         model.backbone = get_peft_model(model.backbone, cfg)
         model.item_emb.weight.requires_grad = True  # new items must still learn their rows
-        if model.config.repeat_score:
-            model.repeat_weight.requires_grad = True
-        return model
-    raise FreshrecError(f"train.incremental.trainable={trainable!r}: use one of {TRAINABLE}")
+    if model.config.repeat_score:  # one scalar: learned under every trainable set
+        model.repeat_weight.requires_grad = True
+    return model
 
 
 def _merge_lora(model: SeqRecModel) -> None:
