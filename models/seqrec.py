@@ -18,7 +18,8 @@ attention module, positions, masks, `top`/LoRA trainable sets, ONNX export) is G
 the data whether users come back to what they had, instead of a fixed rule deciding it. On MovieLens,
 where nobody rates a movie twice, it learns a large negative weight; on listening or shopping data
 it can learn a positive one. Training adds it at every position for the items up to that position
-(`seen_mask`), scoring for the items of the window it is given.
+(`seen_prefix`; `add_prefix_repeat_score` for the full softmax, `seen_mask` over the sampled columns),
+scoring for the items of the window it is given.
 """
 
 from __future__ import annotations
@@ -188,6 +189,18 @@ class SeqRecModel(nn.Module):
             return logits
         w, seen = self.repeat_weight.to(logits.dtype), seen.to(logits.dtype)
         return logits.addcmul_(seen, w) if inplace else torch.addcmul(logits, seen, w)
+
+    def add_prefix_repeat_score(self, logits: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        """Training's full softmax, in place: logits (M, N - 1) over the real items (`item_logits`:
+        column i is item i + 1) plus the learned repeat weight once on each distinct item of each row
+        of `prefix` (M, T) (`seen_prefix`). The sum `add_repeat_score` makes with `seen_mask`, value for
+        value, at O(M x T) instead of an (M, N) mask built, applied and saved for backward: the weight is
+        scattered onto each item's first slot in the sorted row, and 0 onto repeats and padding."""
+        ids = prefix.sort(1).values
+        first = torch.ones_like(ids, dtype=torch.bool)
+        first[:, 1:] = ids[:, 1:] != ids[:, :-1]
+        add = (first & (ids != PAD)).to(logits.dtype) * self.repeat_weight.to(logits.dtype)  # (M, T): w or 0
+        return logits.scatter_add_(1, (ids - 1).clamp_(min=0), add)
 
     def add_window_repeat_score(self, scores: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
         """scores (B, N) after the windows item_ids (B, T) plus the learned repeat weight on each window's

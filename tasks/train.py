@@ -380,7 +380,7 @@ def fit(
                 if recipe.loss == "full":
                     logits = model.item_logits(states[keep]).float()  # (M, N - 1) only real target positions
                     if prefix is not None:
-                        logits = model.add_repeat_score(logits, model.seen_mask(prefix)[:, 1:], inplace=True)
+                        logits = model.add_prefix_repeat_score(logits, prefix)
                     loss = torch.nn.functional.cross_entropy(logits, y[keep] - 1)  # item i is column i - 1
                 else:
                     loss = sampled_softmax(model, states[keep], y[keep], q, recipe.negatives, recipe.logq, gen, prefix)

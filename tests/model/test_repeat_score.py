@@ -83,7 +83,7 @@ def test_the_training_loss_adds_the_weight_where_each_position_had_seen_the_item
     keep = y != PAD
     states = model(x)[keep]
     prefix = model.seen_prefix(x, keep)
-    full = model.add_repeat_score(model.item_logits(states), model.seen_mask(prefix)[:, 1:])
+    full = model.add_prefix_repeat_score(model.item_logits(states), prefix)  # what fit's full softmax adds
     rows = [(b, t) for b in range(3) for t in range(10) if keep[b, t]]
     for m, (b, t) in enumerate(rows):
         want = states[m] @ model.item_emb.weight[1:].T
@@ -101,6 +101,30 @@ def test_the_training_loss_adds_the_weight_where_each_position_had_seen_the_item
     _, loss = fit(model, examples, Recipe(1, 3, 0.0), 0, torch.device("cpu"), False)
     want = torch.nn.functional.cross_entropy(full, y[keep] - 1)
     assert loss == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_the_full_softmaxs_sparse_add_is_the_dense_masks_value_for_value_and_in_the_gradient():
+    """add_prefix_repeat_score (O(M x T), what fit uses) against add_repeat_score over the (M, N) mask:
+    an item repeated in a prefix gets the weight once, padding none, and the gradients agree."""
+    model, x = _model(), _ids()
+    keep = x != PAD
+    prefix = model.seen_prefix(x, keep)
+    states = torch.randn(len(prefix), 16)
+    y = torch.randint(0, 39, (len(prefix),))
+    grads = []
+    for add in (lambda lo: model.add_repeat_score(lo, model.seen_mask(prefix)[:, 1:]),
+                lambda lo: model.add_prefix_repeat_score(lo, prefix)):  # fmt: skip
+        model.zero_grad()
+        with torch.no_grad():
+            model.repeat_weight.fill_(-1.5)
+        logits = add(model.item_logits(states))
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        grads.append((logits.detach(), model.repeat_weight.grad.clone(), model.item_emb.weight.grad.clone()))
+    (dense, dw, demb), (sparse, sw, semb) = grads
+    assert torch.equal(sparse, dense)
+    assert ((dense - model.item_logits(states).detach()) == -1.5).sum() == model.seen_mask(prefix)[:, 1:].sum()
+    torch.testing.assert_close(sw, dw)
+    torch.testing.assert_close(semb, demb)
 
 
 def _sequences(repeats: bool, n: int = 160) -> list[tuple[np.ndarray, np.ndarray]]:
