@@ -111,7 +111,8 @@ def test_skip_copies_the_champion_byte_for_byte(world, tmp_path):
 def test_a_full_retrain_learns_a_repeat_score_and_incremental_keeps_it(world, tmp_path, caplog):
     """train.repeat_score on real ML-100K, where nobody rates a movie twice: the full retrain learns a
     negative weight, the ONNX graph serves it (without exclude_seen, which would hide it), and an
-    incremental day (trainable: top) keeps training it. A champion without it says so and stays without."""
+    incremental day (trainable: top) keeps training it. Params that disagree with the champion (the
+    setting turned off, or a champion from before it) say so, and the champion's choice stays."""
     from tasks.export import export
 
     params = {**world["params"]["train"], "repeat_score": True}
@@ -130,11 +131,11 @@ def test_a_full_retrain_learns_a_repeat_score_and_incremental_keeps_it(world, tm
     after = SeqRecModel.load(inc)
     assert after.config.repeat_score and after.repeat_weight.item() != model.repeat_weight.item()
     assert "repeat_score" not in caplog.text
-    plain = tmp_path / "plain"
-    train(world["events"], world["items"], DAY, "incremental", params, *args, world["champion"], plain, 0.2,
-          progress=False)  # fmt: skip
-    assert not SeqRecModel.load(plain).config.repeat_score
-    assert "train.repeat_score is True but the champion was trained with repeat_score False" in caplog.text
+    off = tmp_path / "off"
+    train(world["events"], world["items"], DAY, "incremental", {**params, "repeat_score": False}, *args, full, off,
+          0.2, progress=False)  # fmt: skip
+    assert SeqRecModel.load(off).config.repeat_score
+    assert "train.repeat_score is False but the champion was trained with repeat_score True" in caplog.text
 
 
 def test_incremental_without_a_champion_is_refused(world, tmp_path):
