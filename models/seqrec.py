@@ -196,6 +196,8 @@ class SeqRecModel(nn.Module):
         of `prefix` (M, T) (`seen_prefix`). The sum `add_repeat_score` makes with `seen_mask`, value for
         value, at O(M x T) instead of an (M, N) mask built, applied and saved for backward: the weight is
         scattered onto each item's first slot in the sorted row, and 0 onto repeats and padding."""
+        if not self.config.repeat_score:
+            return logits
         ids = prefix.sort(1).values
         first = torch.ones_like(ids, dtype=torch.bool)
         first[:, 1:] = ids[:, 1:] != ids[:, :-1]

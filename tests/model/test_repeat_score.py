@@ -125,6 +125,8 @@ def test_the_full_softmaxs_sparse_add_is_the_dense_masks_value_for_value_and_in_
     assert ((dense - model.item_logits(states).detach()) == -1.5).sum() == model.seen_mask(prefix)[:, 1:].sum()
     torch.testing.assert_close(sw, dw)
     torch.testing.assert_close(semb, demb)
+    plain = _model(repeat=False).item_logits(states)
+    assert torch.equal(_model(repeat=False).add_prefix_repeat_score(plain.clone(), prefix), plain)
 
 
 def _sequences(repeats: bool, n: int = 160) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -111,8 +111,9 @@ def test_skip_copies_the_champion_byte_for_byte(world, tmp_path):
 def test_a_full_retrain_learns_a_repeat_score_and_incremental_keeps_it(world, tmp_path, caplog):
     """train.repeat_score on real ML-100K, where nobody rates a movie twice: the full retrain learns a
     negative weight, the ONNX graph serves it (without exclude_seen, which would hide it), and an
-    incremental day (trainable: top) keeps training it. Params that disagree with the champion (the
-    setting turned off, or a champion from before it) say so, and the champion's choice stays."""
+    incremental day (trainable: top) keeps training it. Params that disagree with the champion (here
+    the setting turned off; the check is the same for a champion from before it) say so, and the
+    champion's choice stays."""
     from tasks.export import export
 
     params = {**world["params"]["train"], "repeat_score": True}
