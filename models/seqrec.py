@@ -262,9 +262,9 @@ class TopKScorer(nn.Module):
         pad_mask = torch.zeros_like(logits[:1])
         pad_mask[:, PAD] = float("-inf")
         logits = logits + pad_mask
-        if not self.exclude_seen:  # the learned repeat weight (with exclude_seen those items go to -inf)
-            logits = self.model.add_window_repeat_score(logits, item_ids)
         if self.exclude_seen:  # the window's items (and padding's column 0) to -inf, one ScatterElements
             logits = logits.scatter(1, item_ids, float("-inf"))
+        else:  # the learned repeat weight, if any (under exclude_seen those items are -inf whatever it is)
+            logits = self.model.add_window_repeat_score(logits, item_ids)
         scores, idx = torch.topk(logits, self.k, dim=-1)  # (B, K) each
         return scores, idx
