@@ -26,10 +26,14 @@ def freshrec_bootstrap():
     @task
     def bootstrap_champion() -> dict:
         from tasks.bootstrap import bootstrap
-        from tasks.common import Layout, load_params, quiet_third_party_logs
+        from tasks.common import load_params, parse_day, quiet_third_party_logs
+        from tasks.day import task_scope
 
         quiet_third_party_logs()
-        return bootstrap(load_params(), Layout.default())  # training logs its progress: the longest step
+        params = load_params()
+        # a working directory of its own: daily tasks started beside it on this machine never touch its files
+        with task_scope("bootstrap", parse_day(params["source"]["warmup_end"]), params) as (layout, store):
+            return bootstrap(params, layout, store=store)  # training logs its progress: the longest step
 
     bootstrap_champion()
 

@@ -28,6 +28,7 @@ Backfill (any max-active-runs; days still train in order):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -145,11 +146,25 @@ def _step(fn, *args, **kwargs):
 def _ctx():
     from airflow.sdk import get_current_context
 
-    from tasks.common import Layout, load_params, parse_day, quiet_third_party_logs
+    from tasks.common import parse_day, quiet_third_party_logs
 
     quiet_third_party_logs()  # the task log tells freshrec's story, not its libraries' internals
     context = get_current_context()
-    return parse_day(_day(context)), load_params(), Layout.default(), context
+    return parse_day(_day(context)), context
+
+
+@contextlib.contextmanager
+def _scope(step: str):
+    """(day, params, layout, store, context) for one try of `step`: a private working directory on this
+    worker (tasks/day.py `task_scope`), so tasks that run at once on one machine never touch each
+    other's files; the directory goes when the try ends."""
+    from tasks.common import load_params
+    from tasks.day import task_scope
+
+    day, context = _ctx()
+    params = load_params()
+    with task_scope(step, day, params) as (layout, store):
+        yield day, params, layout, store, context
 
 
 def _api_url() -> str:
@@ -162,13 +177,14 @@ def _api_url() -> str:
                    conf.get("api", "port", fallback=None))  # fmt: skip
 
 
-def _run(step: str, fn, *args, **kwargs):
-    """Run step `step` of the day on this worker: its inputs pulled from the object store into the
-    local cache, its outputs pushed back (tasks/day.py says which); a refusal fails for good."""
+def _run(step: str, call):
+    """Run step `step` of the day: its inputs pulled from the object store into the try's own working
+    directory, `call(day, params, layout, store, context)`, its outputs pushed back (tasks/day.py says
+    which); a refusal fails for good."""
     from tasks.day import run_step
 
-    day, params, layout, _ = _ctx()
-    return _step(run_step, step, day, params, layout, fn, *args, **kwargs)
+    with _scope(step) as (day, params, layout, store, context):
+        return _step(run_step, step, day, params, layout, call, day, params, layout, store, context, store=store)
 
 
 @dag(
@@ -216,12 +232,20 @@ def _run(step: str, fn, *args, **kwargs):
     },
 )
 def freshrec_daily():
-    @task.sensor(poke_interval=300, timeout=6 * 3600, mode="reschedule")
+    @task.sensor(poke_interval=BASE_POKE_SECONDS, timeout=6 * 3600, mode="reschedule")
     def wait_for_landing() -> bool:
+        """Day D is in the landing zone, and the bootstrap's history (which validation compares with) is
+        in the object store."""
+        import logging
+
+        from tasks.day import history_ready
         from tasks.landing import LandingZone
 
-        day, params, _, _ = _ctx()
-        return LandingZone.from_params(params).has(day)
+        with _scope("wait_for_landing") as (day, params, layout, store, _):
+            if not history_ready(store, layout, params):
+                logging.getLogger("freshrec").info("waiting: the bootstrap has not published the history yet")
+                return False
+            return LandingZone.from_params(params).has(day)
 
     @task
     def ingest_events() -> dict:
@@ -229,12 +253,12 @@ def freshrec_daily():
 
         from tasks import ingest
         from tasks.day import trained_days
-        from tasks.store import Store
 
-        day, params, layout, context = _ctx()
-        trained = trained_days(Store.from_env(params), day)
-        replace = context["params"]["replace_delivery"]
-        return asdict(_run("ingest_events", ingest.run, day, params, layout, trained, replace))
+        def call(day, params, layout, store, context):
+            trained = trained_days(store, day)
+            return asdict(ingest.run(day, params, layout, trained, context["params"]["replace_delivery"]))
+
+        return _run("ingest_events", call)
 
     @task(retries=0)
     def validate_events() -> dict:
@@ -242,38 +266,39 @@ def freshrec_daily():
 
         from tasks import validate
 
-        day, params, layout, context = _ctx()
-        accept = tuple(context["params"]["accept_checks"])
-        return asdict(_run("validate_events", validate.run, day, params, layout, accept))
+        def call(day, params, layout, store, context):
+            return asdict(validate.run(day, params, layout, tuple(context["params"]["accept_checks"])))
+
+        return _run("validate_events", call)
 
     @task.sensor(poke_interval=BASE_POKE_SECONDS, timeout=BASE_WAIT_SECONDS, mode="reschedule")
     def pull_champion() -> PokeReturnValue:
-        """Wait until day D-1's run has ended, then pull the champion it left (day D's base)."""
+        """Wait until day D-1's run (or, for the first day, the bootstrap) has ended, then pull the
+        champion it left (day D's base)."""
         import logging
 
         from tasks.day import NotReady
         from tasks.day import pull_champion as pull
         from tasks.promote import registry_from_env
-        from tasks.store import Store
 
-        day, params, layout, context = _ctx()
-        try:
-            version = pull(
-                day, params, layout, Store.from_env(params), registry_from_env(params), context["params"]["base"]
-            )
-        except NotReady as exc:
-            logging.getLogger("freshrec").info("waiting: %s", exc)
-            return PokeReturnValue(is_done=False)
+        with _scope("pull_champion") as (day, params, layout, store, context):
+            try:
+                version = pull(day, params, layout, store, registry_from_env(params), context["params"]["base"])
+            except NotReady as exc:
+                logging.getLogger("freshrec").info("waiting: %s", exc)
+                return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=version)
 
     @task
     def detect_drift() -> dict:
         from tasks import drift
 
-        day, params, layout, context = _ctx()
-        force = context["params"]["force_mode"]
-        report = _run("detect_drift", drift.run, day, params, layout, None if force == "auto" else force)
-        return {"decision": report["decision"], "reasons": report["reasons"]}
+        def call(day, params, layout, store, context):
+            force = context["params"]["force_mode"]
+            report = drift.run(day, params, layout, None if force == "auto" else force)
+            return {"decision": report["decision"], "reasons": report["reasons"]}
+
+        return _run("detect_drift", call)
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def should_train(drift_report: dict) -> bool:
@@ -287,59 +312,65 @@ def freshrec_daily():
         from tasks import versioning
         from tasks.day import checkpoint_sink
 
-        day, params, layout, _ = _ctx()
-        share = checkpoint_sink(day, params, layout)  # a retry elsewhere resumes from the last checkpoint
-        return asdict(_run("train_challenger", versioning.train_and_version, day, params, layout, on_checkpoint=share))
+        def call(day, params, layout, store, context):
+            share = checkpoint_sink(day, params, layout, store)  # a retry elsewhere resumes from the last checkpoint
+            return asdict(versioning.train_and_version(day, params, layout, on_checkpoint=share))
+
+        return _run("train_challenger", call)
 
     @task(retries=0)
     def evaluate_challenger() -> dict:
         from tasks import evaluate
 
-        day, params, layout, _ = _ctx()
-        return _run("evaluate_challenger", evaluate.run, day, params, layout)["gate"]
+        return _run("evaluate_challenger", lambda day, params, layout, *_: evaluate.run(day, params, layout)["gate"])
 
     @task
     def export_onnx() -> dict:
         from tasks import export
 
-        day, params, layout, _ = _ctx()
-        report = _run("export_onnx", export.run, day, params, layout)
-        return {"fp32": report["fp32"], "int8": report["int8"]}
+        def call(day, params, layout, store, context):
+            report = export.run(day, params, layout)
+            return {"fp32": report["fp32"], "int8": report["int8"]}
+
+        return _run("export_onnx", call)
 
     @task(retries=0)
     def benchmark_latency() -> dict:
         from tasks import benchmark
 
-        day, params, layout, _ = _ctx()
-        return _run("benchmark_latency", benchmark.run, day, params, layout)["gate"]
+        return _run("benchmark_latency", lambda day, params, layout, *_: benchmark.run(day, params, layout)["gate"])
 
     @task
     def prepare_approval() -> str:
         """The evidence a person approves on, as markdown (rendered into the approval request)."""
         from tasks.approval import evidence_markdown
 
-        day, params, layout, _ = _ctx()
-        return _run("prepare_approval", evidence_markdown, day, layout, params["drift"], _api_url())
+        def call(day, params, layout, store, context):
+            return evidence_markdown(day, layout, params["drift"], _api_url())
+
+        return _run("prepare_approval", call)
 
     @task.branch
     def choose_approval() -> str:
-        _, _, _, context = _ctx()
+        _, context = _ctx()
         return "promote_champion" if context["params"]["auto_approve"] else "approve_promotion"
 
     @task(trigger_rule="none_failed_min_one_success", retries=0)
     def promote_champion() -> dict:
         from tasks.promote import run as promote_run
 
-        day, params, layout, context = _ctx()
-        answer = context["ti"].xcom_pull(task_ids="approve_promotion")
-        if answer:
-            user = answer.get("responded_by_user") or {}
-            approver, reason = user.get("name") or user.get("id") or "unknown", "approved in Airflow"
-        elif context["params"]["auto_approve"]:
-            approver, reason = "auto", "auto_approve param"
-        else:
-            raise RuntimeError("promote_champion ran without an approval answer or auto_approve")
-        return _run("promote_champion", promote_run, day, params, layout, approver, reason)
+        def call(day, params, layout, store, context):
+            answer = context["ti"].xcom_pull(task_ids="approve_promotion")
+            if answer:
+                user = answer.get("responded_by_user") or {}
+                approver, reason = user.get("name") or user.get("id") or "unknown", "approved in Airflow"
+            elif context["params"]["auto_approve"]:
+                approver, reason = "auto", "auto_approve param"
+            else:
+                raise RuntimeError("promote_champion ran without an approval answer or auto_approve")
+            return promote_run(day, params, layout, approver, reason)
+
+        return _run("promote_champion", call)
 
     @task(trigger_rule="one_failed", retries=0)
     def fail_run_if_any_failed() -> None:
@@ -355,29 +386,25 @@ def freshrec_daily():
         from tasks.promote import registry_from_env
         from tasks.summary import summarize
 
-        day, params, layout, context = _ctx()
-        ti = context["ti"]
-        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-        failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
-
-        answer = ti.xcom_pull(task_ids="approve_promotion", key="decision") or {}
-        evidence = ti.xcom_pull(task_ids="prepare_approval")
-
-        def both():
+        def call(day, params, layout, store, context):
             from tasks.promote import reject
 
+            ti = context["ti"]
+            states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+            failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
+            answer = ti.xcom_pull(task_ids="approve_promotion", key="decision") or {}
             row = summarize(day, layout, _api_url())
             status = "failed: " + ", ".join(failed) if failed else _status(row, states)
             if status == "rejected":  # on record like a promotion: who, when, why, the evidence digest
                 user = answer.get("responded_by_user") or {}
                 who = user.get("name") or user.get("id") or "nobody (no answer within the approval timeout)"
                 why = "rejected in Airflow" if user else f"no answer within {APPROVAL_TIMEOUT}: the default is Reject"
-                reject(day, params, layout, who, why, evidence)
+                reject(day, params, layout, who, why, ti.xcom_pull(task_ids="prepare_approval"))
                 row = summarize(day, layout, _api_url())  # the summary names the rejection
             row["outcome"] = record_outcome(day, layout, registry_from_env(params), status)
             return row
 
-        return _run("summarize_run", both)
+        return _run("summarize_run", call)
 
     # the graph in three stages; task ids stay as they were (the docs and the REST API use them)
     with TaskGroup("data", prefix_group_id=False, tooltip="the day's events: landed, ingested, validated"):

@@ -26,7 +26,7 @@ def land_history(params: dict, layout: Layout, through: dt.date) -> int:
     return len(ingest.ingest_history(through, params, layout))
 
 
-def bootstrap(params: dict, layout: Layout, progress: bool = True) -> dict:
+def bootstrap(params: dict, layout: Layout, progress: bool = True, store=None) -> dict:
     """Train and promote the first champion; publish the warm-up history and the day's state to the
     object store, ending with the warm-up day's outcome (the first daily day builds on it).
 
@@ -39,7 +39,7 @@ def bootstrap(params: dict, layout: Layout, progress: bool = True) -> dict:
     from tasks.versioning import version_training
 
     registry = promote.registry_from_env(params)
-    store = Store.from_env(params)
+    store = store or Store.from_env(params)
     day = parse_day(params["source"]["warmup_end"])
     pointer, _ = registry.pointer()
     if pointer is not None:
@@ -57,7 +57,9 @@ def bootstrap(params: dict, layout: Layout, progress: bool = True) -> dict:
     days = _publish_history(params, layout, store, day)
     LOG.info("landed and published %d warm-up days through %s", days, day)
     validate.run(day, params, layout)
-    pull_champion(day, params, layout, store, registry)  # none yet: the marker and base.json (base null)
+    # the history is in the store and its last day validated: daily days may validate against it now
+    push(store, layout, day, STEPS["validate_events"].writes)
+    pull_champion(day, params, layout, store, registry, first=True)  # the marker and base.json (base null)
     drift.run(day, params, layout)
     trained = train.run(day, params, layout, mode="full", progress=progress)
     version_training(day, params, layout)
@@ -65,7 +67,6 @@ def bootstrap(params: dict, layout: Layout, progress: bool = True) -> dict:
     export.run(day, params, layout)
     benchmark.run(day, params, layout)
     for step in (
-        "validate_events",
         "detect_drift",
         "train_challenger",
         "evaluate_challenger",

@@ -35,9 +35,10 @@ a silent overwrite, and an older day never moves the pointer back: going back is
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,11 +49,13 @@ from tasks.common import (
     ValidationFailed,
     atomic_dir,
     day_str,
+    parse_day,
     read_json,
     sha256_file,
     write_json,
 )
 from tasks.store import Store
+from tasks.workspace import BlobCache, cache_root, task_workspace
 
 LOG = logging.getLogger(__name__)
 BASE_FILE = "base.json"
@@ -193,6 +196,16 @@ def run_step(name: str, day: dt.date, params: dict, layout: Layout, fn, *args, s
     return result
 
 
+@contextlib.contextmanager
+def task_scope(step: str, day: dt.date, params: dict, data_root: Path | None = None) -> Iterator[tuple[Layout, Store]]:
+    """What one task try of day D works in: a private `Layout` of its own (tasks/workspace.py), removed
+    when the try ends, and a store whose pulls link from this machine's shared blob cache. Tasks that run
+    at once on one machine never see, delete or overwrite each other's files."""
+    data_root = data_root or Layout.default().root
+    with task_workspace(data_root, f"{day_str(day)}-{step}") as layout:
+        yield layout, Store.from_env(params, cache=BlobCache(cache_root(data_root) / "blobs"))
+
+
 def checkpoint_sink(day: dt.date, params: dict, layout: Layout, store: Store | None = None) -> Callable[[Path], None]:
     """What train_challenger calls after each training checkpoint: publish runs/D/checkpoint, so a
     retry on another worker (a preempted GPU node) resumes the run instead of starting it over."""
@@ -201,15 +214,27 @@ def checkpoint_sink(day: dt.date, params: dict, layout: Layout, store: Store | N
     return lambda _path: store.push(layout.root, rel)
 
 
+def history_ready(store: Store, layout: Layout, params: dict) -> bool:
+    """Whether the bootstrap has published the warm-up history and validated its last day: a daily day's
+    validation compares the day with that history, so it waits for it (wait_for_landing)."""
+    warmup = parse_day(params["source"]["warmup_end"])
+    return store.exists(_rel(layout, VALIDATION.path(layout, warmup)))
+
+
 # ---- which champion a day builds on --------------------------------------------------------------
 def _outcome(store: Store, layout: Layout, day: dt.date) -> dict | None:
     path = OUTCOME.path(layout, day)
     return read_json(path) if store.pull(layout.root, _rel(layout, path), required=False) else None
 
 
-def resolve_base(day: dt.date, store: Store, layout: Layout, registry, override: str | None = None):
+def resolve_base(
+    day: dt.date, store: Store, layout: Layout, registry, override: str | None = None, first: bool = False
+):
     """(version or None, why): the champion day D builds on. `override`: `live` (the pointer now)
-    or a version id, for an operator who knowingly breaks the chain (e.g. after a rollback)."""
+    or a version id, for an operator who knowingly breaks the chain (e.g. after a rollback).
+
+    Only the bootstrap (`first=True`) builds on nothing: a daily day with no outcome before it waits
+    (NotReady) for the bootstrap's outcome exactly as it waits for day D-1's."""
     if override == "live":
         pointer, _ = registry.pointer()
         return (pointer["version"] if pointer else None), "operator override: the live champion"
@@ -224,33 +249,43 @@ def resolve_base(day: dt.date, store: Store, layout: Layout, registry, override:
         if not outcome.get("inherit"):
             return outcome["champion_after"], f"the champion after {d}'s run ({outcome['status']})"
         d -= dt.timedelta(days=1)  # that day never resolved a base (e.g. quarantined): look further back
-    own = BASE.path(layout, day)  # a re-run of a day with no chain before it (the first day) keeps its base
+    own = BASE.path(layout, day)  # a re-run keeps the base this day resolved (an override, the bootstrap's none)
     if store.pull(layout.root, _rel(layout, own), required=False):
         recorded = read_json(own)
-        return recorded["base"], f"as this day's earlier run resolved it ({recorded['why']})"
-    pointer, _ = registry.pointer()
-    if pointer is None and not registry.history():
-        return None, "no champion yet: the first model (full training)"
+        if recorded["base"] is not None or recorded.get("first"):
+            return recorded["base"], f"as this day's earlier run resolved it ({recorded['why']})"
+        # `base: null` saved by a daily run that should have waited for the bootstrap: never reused
+    if first:
+        pointer, _ = registry.pointer()
+        if pointer is None and not registry.history():
+            return None, "no champion yet: the first model (full training)"
+    outcome_uri = store.uri(_rel(layout, OUTCOME.path(layout, d)))
+    if registry.pointer()[0] is None and not registry.history():
+        raise NotReady(
+            f"no champion exists yet and day {d} has no recorded outcome ({outcome_uri}): day {day} waits for the "
+            "bootstrap (trigger `freshrec_bootstrap` once, or run `python -m tasks.bootstrap`), then builds on it"
+        )
     raise NotReady(
-        f"day {d} has no recorded outcome in the object store ({store.uri(_rel(layout, OUTCOME.path(layout, d)))}), "
+        f"day {d} has no recorded outcome in the object store ({outcome_uri}), "
         f"so the champion day {day} must build on is not known yet. Run day {d} first (a backfill runs the days in "
         f"order by itself), or set the `base` Param (`live`, or a version) to build on another champion knowingly."
     )
 
 
 def pull_champion(
-    day: dt.date, params: dict, layout: Layout, store: Store, registry, override: str | None = None
+    day: dt.date, params: dict, layout: Layout, store: Store, registry, override: str | None = None, first: bool = False
 ) -> str | None:
     """Resolve base(D), download it sha256-verified into runs/D/champion, record runs/D/base.json, push both.
-    Raises NotReady while day D-1 is still running."""
-    version, why = resolve_base(day, store, layout, registry, override)
+    Raises NotReady while day D-1 (or the bootstrap) is still running; `first`: the bootstrap's own day."""
+    version, why = resolve_base(day, store, layout, registry, override, first)
     dest = CHAMPION.path(layout, day)
     if version is None:  # an explicit marker: the steps see "no champion", never a missing input
         with atomic_dir(dest) as tmp:
             write_json(tmp / "no_champion.json", {"day": day_str(day), "champion": None})
     else:
         registry.download(version, dest, CHAMPION_FILES, manifest_sha256=registry.recorded_manifest_sha(version))
-    write_json(BASE.path(layout, day), {"day": day_str(day), "base": version, "why": why})
+    record = {"day": day_str(day), "base": version, "why": why}
+    write_json(BASE.path(layout, day), record | ({"first": True} if version is None else {}))
     LOG.info("day %s builds on %s (%s)", day, version or "nothing", why)
     push(store, layout, day, STEPS["pull_champion"].writes)
     return version

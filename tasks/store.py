@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.common import FreshrecError, atomic_dir, sha256_file
+from tasks.workspace import BlobCache
 
 LOG = logging.getLogger(__name__)
 UNIT_FILE = "UNIT.json"
@@ -51,15 +52,16 @@ class Store:
     s3: object
     bucket: str
     prefix: str = "state"
+    cache: BlobCache | None = None  # this machine's shared blob cache (tasks/workspace.py), if any
 
     @classmethod
-    def from_env(cls, params: dict, s3=None) -> Store:
+    def from_env(cls, params: dict, s3=None, cache: BlobCache | None = None) -> Store:
         from tasks.s3 import client, ensure_bucket
 
         s3 = s3 or client()
         bucket = os.environ.get("FRESHREC_BUCKET", params["promote"]["bucket"])
         ensure_bucket(s3, bucket)
-        return cls(s3, bucket)
+        return cls(s3, bucket, cache=cache)
 
     def _unit_key(self, rel: str) -> str:
         return f"{self.prefix}/units/{rel.strip('/')}/{UNIT_FILE}"
@@ -188,7 +190,10 @@ class Store:
         return data
 
     def _fetch(self, meta: dict, dest: Path, what: str) -> None:
-        dest.write_bytes(self._blob(meta, what))
+        if self.cache is None:
+            dest.write_bytes(self._blob(meta, what))
+        elif not self.cache.link(meta["sha256"], meta["size"], dest):
+            self.cache.add(meta["sha256"], self._blob(meta, what), dest)
 
     def read(self, rel: str, name: str = "", snapshot: dict | None = None) -> bytes | None:
         """One file of a stored unit (`name` inside a folder unit, "" for a file unit), sha256 checked;

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tasks.common import Layout, write_json
-from tasks.day import OUTCOME, NotReady, resolve_base
+from tasks.day import BASE, OUTCOME, NotReady, resolve_base
 from tasks.store import Store
 
 D = dt.date(2024, 1, 10)
@@ -34,8 +34,33 @@ def _version(registry, tmp_path, v):
     registry.set_champion(v, "t", "t")
 
 
-def test_first_day_has_no_base(store, registry, tmp_path):
-    assert resolve_base(D, store, Layout(tmp_path / "w"), registry)[0] is None
+def test_only_the_bootstrap_builds_on_nothing(store, registry, tmp_path):
+    """With no champion and no history, the bootstrap's own day is the first model; a daily day waits
+    for the bootstrap's outcome instead of starting a full training of its own."""
+    assert resolve_base(D, store, Layout(tmp_path / "w"), registry, first=True)[0] is None
+    with pytest.raises(NotReady, match="waits for the bootstrap"):
+        resolve_base(D, store, Layout(tmp_path / "w"), registry)
+
+
+def test_a_base_saved_by_a_run_that_should_have_waited_is_not_reused(store, registry, tmp_path):
+    """A daily day whose earlier run recorded `base: null` (it did not wait for the bootstrap) waits now and
+    then builds on the bootstrap's champion; the bootstrap's own `base: null` (marked first) is kept."""
+    layout = Layout(tmp_path / "up")
+    write_json(BASE.path(layout, D), {"day": str(D), "base": None, "why": "no champion yet"})
+    store.push(layout.root, str(BASE.path(layout, D).relative_to(layout.root)))
+    with pytest.raises(NotReady):
+        resolve_base(D, store, Layout(tmp_path / "w"), registry)
+    _version(registry, tmp_path, "2024-01-09-boot")
+    _outcome(store, tmp_path / "up", D - dt.timedelta(days=1), champion_after="2024-01-09-boot")
+    assert resolve_base(D, store, Layout(tmp_path / "w2"), registry)[0] == "2024-01-09-boot"
+
+    first = D + dt.timedelta(days=30)  # the bootstrap's day, re-run after a kill: no champion yet, no chain
+    write_json(BASE.path(layout, first), {"day": str(first), "base": None, "why": "first", "first": True})
+    store.push(layout.root, str(BASE.path(layout, first).relative_to(layout.root)))
+    assert resolve_base(first, store, Layout(tmp_path / "w3"), registry) == (
+        None,
+        "as this day's earlier run resolved it (first)",
+    )
 
 
 def test_base_is_the_champion_the_day_before_left(store, registry, tmp_path):

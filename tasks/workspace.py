@@ -1,0 +1,130 @@
+"""A worker's disk, safe for tasks that run at once on one machine.
+
+    <cache>/blobs/<sha[:2]>/<sha256>    content-addressed bytes pulled from the object store (shared)
+    <cache>/tasks/<day>-<step>-<id>/    one task try's private working directory (its `Layout` root)
+
+Every task try works in a directory of its own: it pulls its declared inputs there, writes its
+outputs there, pushes them, and the directory goes when the try ends. Tasks on one machine
+(LocalExecutor, a Celery worker with several slots, a laptop) therefore never delete or overwrite
+each other's files, whatever they pull or remove.
+
+What makes that cheap is the blob cache beside it: a pulled file is a hard link to its verified blob,
+so a unit that three tasks pull is downloaded once. Blobs are only ever added (written to a scratch
+name, fsynced, renamed), never changed or removed while a try runs. Steps write new files (atomic
+writes, `atomic_dir`), never into a pulled file, and every link re-checks the blob's sha256, so even a
+blob changed behind the cache's back is fetched again rather than handed on.
+
+A try killed by SIGKILL leaves its directory behind; it holds an exclusive `flock` on `.lock` while
+alive, so the next try on the machine finds directories whose lock it can take and removes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.common import Layout, sha256_file
+
+LOG = logging.getLogger(__name__)
+LOCK = ".lock"
+
+
+@dataclass(frozen=True)
+class BlobCache:
+    """Verified, content-addressed copies of stored blobs on this machine, shared by every task."""
+
+    root: Path
+
+    def path(self, sha: str) -> Path:
+        return self.root / sha[:2] / sha
+
+    def link(self, sha: str, size: int, dest: Path) -> bool:
+        """Make `dest` a link to blob `sha` if the cache holds it intact; False if it does not."""
+        blob = self.path(sha)
+        try:
+            if blob.stat().st_size != size or sha256_file(blob) != sha:
+                return False
+        except FileNotFoundError:
+            return False
+        _link_or_copy(blob, dest)
+        return True
+
+    def add(self, sha: str, data: bytes, dest: Path) -> None:
+        """Keep verified bytes `data` as blob `sha` and link `dest` to it. Two tasks adding the same blob
+        at once each write their own scratch file; the rename makes one of them the blob, whole."""
+        blob = self.path(sha)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=blob.parent, prefix=f".{sha[:12]}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, blob)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _link_or_copy(blob, dest)
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:  # another filesystem (a cache on a separate volume): a copy, same bytes
+        shutil.copyfile(src, dest)
+
+
+def cache_root(data_root: Path) -> Path:
+    """The worker cache beside its data root (a dot-folder: never taken for a unit)."""
+    return data_root / ".cache"
+
+
+def _sweep(tasks_dir: Path) -> None:
+    """Remove the directories of tries that died without cleaning up (their lock is free)."""
+    if not tasks_dir.is_dir():
+        return
+    for path in tasks_dir.iterdir():
+        lock = path / LOCK
+        if not path.is_dir() or not lock.exists():
+            continue
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:  # its owner is removing it right now
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # alive
+        else:
+            LOG.info("removing %s, left by a task try that died", path)
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def task_workspace(data_root: Path, name: str) -> Iterator[Layout]:
+    """A private `Layout` for one task try under `data_root`'s cache; removed when the block ends
+    (by a later try's sweep if this process is killed)."""
+    tasks_dir = cache_root(data_root) / "tasks"
+    tasks_dir.mkdir(parents=True, exist_ok=True)
+    _sweep(tasks_dir)
+    safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", name)[:80]
+    path = Path(tempfile.mkdtemp(dir=tasks_dir, prefix=f"{safe}-"))
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield Layout(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)

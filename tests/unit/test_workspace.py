@@ -1,0 +1,133 @@
+"""Tasks that share one machine (tasks/workspace.py, tasks/day.py `task_scope`), against a real SeaweedFS:
+each try works in a directory of its own over a shared, verified blob cache, so a pull that refreshes or
+drops a unit in one task never deletes or changes a file another task is using; a try killed with
+SIGKILL leaves nothing that lasts; a blob changed behind the cache's back is never handed on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tasks.day import task_scope
+from tasks.store import Store
+
+D = dt.date(1998, 3, 1)
+UNIT = "raw/items/date=1998-03-01"
+
+
+def _publish(store: Store, root, text: str) -> None:
+    (root / UNIT).mkdir(parents=True, exist_ok=True)
+    (root / UNIT / "items.parquet").write_text(text)
+    store.push(root, UNIT)
+
+
+def test_tasks_at_once_on_one_machine_never_touch_each_others_files(s3_env, params, tmp_path):
+    """Three tasks run at once on one worker (the issue: a daily task's pull deleted the files the
+    bootstrap had not pushed yet, and another day's catalogue). Each sees its own snapshot, whatever the
+    others pull, refresh or drop, and its own unpushed outputs stay."""
+    data = tmp_path / "data"
+    upstream = Store.from_env(params)
+    _publish(upstream, tmp_path / "up", "catalogue v1")
+    with (
+        task_scope("bootstrap", D, params, data) as (boot, _),
+        task_scope("train_challenger", D, params, data) as (train, store_a),
+        task_scope("validate_events", D, params, data) as (validate, store_b),
+    ):
+        assert len({boot.root, train.root, validate.root}) == 3 and all(
+            p.root.parent == data / ".cache" / "tasks" for p in (boot, train, validate)
+        )
+        (boot.root / "reports/drift/date=1998-02-28").mkdir(parents=True)
+        (boot.root / "reports/drift/date=1998-02-28/drift.json").write_text("{}")  # not pushed yet
+        store_a.pull(train.root, UNIT)
+        held = train.root / UNIT / "items.parquet"
+        _publish(upstream, tmp_path / "up", "catalogue v2")  # a re-delivery lands meanwhile
+        store_b.pull(validate.root, UNIT)
+        store_b.pull_children(validate.root, "reports/drift")  # none stored: drops local ones, its own only
+        assert (validate.root / UNIT / "items.parquet").read_text() == "catalogue v2"
+        assert held.read_text() == "catalogue v1", "a pull in another task changed this task's input"
+        upstream.remove(UNIT)
+        store_b.pull(validate.root, UNIT, required=False)  # gone from the store: gone from that task only
+        assert not (validate.root / UNIT).exists() and held.read_text() == "catalogue v1"
+        assert (boot.root / "reports/drift/date=1998-02-28/drift.json").exists()
+        blob = data / ".cache" / "blobs"
+        assert os.stat(held).st_ino in {p.stat().st_ino for p in blob.rglob("*") if p.is_file()}, "not linked"
+    assert not list((data / ".cache" / "tasks").iterdir()), "a finished try leaves its directory behind"
+
+
+def test_a_blob_changed_in_the_cache_is_fetched_again(s3_env, params, tmp_path):
+    """The cache is shared by every task on the machine: a blob whose bytes changed (a step writing into a
+    pulled file, a bad disk) is never linked into a task; the pull fetches the stored bytes again."""
+    data = tmp_path / "data"
+    _publish(Store.from_env(params), tmp_path / "up", "catalogue v1")
+    with task_scope("a", D, params, data) as (layout, store):
+        store.pull(layout.root, UNIT)
+        blob = next(p for p in (data / ".cache" / "blobs").rglob("*") if p.is_file())
+    blob.chmod(0o644)
+    blob.write_text("catalogue XX")  # same size, other bytes
+    with task_scope("b", D, params, data) as (layout, store):
+        store.pull(layout.root, UNIT)
+        assert (layout.root / UNIT / "items.parquet").read_text() == "catalogue v1"
+
+
+def test_a_killed_try_leaves_nothing_behind_for_long(s3_env, params, tmp_path):
+    """A try killed with SIGKILL cannot clean up; the next try on the machine removes its directory (its
+    lock is free), and never one of a try that is still alive."""
+    data = tmp_path / "data"
+    code = textwrap.dedent(
+        f"""
+        import datetime as dt, pathlib, sys, time, yaml
+        from tasks.day import task_scope
+        params = yaml.safe_load(open({str(tmp_path / "p.yaml")!r}))
+        with task_scope("killed", dt.date(1998, 3, 1), params, pathlib.Path({str(data)!r})) as (layout, _):
+            (layout.root / "half-written").write_text("x")
+            print(layout.root, flush=True)
+            time.sleep(600)
+        """
+    )
+    import yaml
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=os.environ)
+    try:
+        left = proc.stdout.readline().strip()
+        with task_scope("alive-check", D, params, data):
+            assert os.path.isdir(left), "a live try's directory was removed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert os.path.isdir(left)
+        with task_scope("next", D, params, data):
+            assert not os.path.exists(left)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("n", [4])
+def test_many_tries_pulling_one_unit_at_once_all_get_it_whole(s3_env, params, tmp_path, n):
+    """Tries that add the same blob to the cache at the same moment each end with the whole, verified file."""
+    data = tmp_path / "data"
+    _publish(Store.from_env(params), tmp_path / "up", "x" * 2_000_000)
+    code = textwrap.dedent(
+        f"""
+        import datetime as dt, pathlib, yaml
+        from tasks.day import task_scope
+        params = yaml.safe_load(open({str(tmp_path / "p.yaml")!r}))
+        with task_scope("t", dt.date(1998, 3, 1), params, pathlib.Path({str(data)!r})) as (layout, store):
+            store.pull(layout.root, {UNIT!r})
+            assert (layout.root / {UNIT!r} / "items.parquet").read_text() == "x" * 2_000_000
+        """
+    )
+    import yaml
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    t0 = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=os.environ) for _ in range(n)]
+    assert [p.wait(120) for p in procs] == [0] * n, f"after {time.monotonic() - t0:.1f}s"
