@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `make airflow` / `make stop`: Airflow (API server + UI, scheduler, DAG processor, triggerer; SQLite,
-# LocalExecutor) on http://127.0.0.1:8080 with freshrec's DAGs, and the local SeaweedFS S3 on 127.0.0.1:8333.
+# `make airflow` / `make stop`: Airflow (API server + UI, scheduler, DAG processor, triggerer; LocalExecutor,
+# metadata in a local PostgreSQL on 127.0.0.1:15432, never SQLite: the UI, the REST API and the CLI write at
+# once) on http://127.0.0.1:8080 with freshrec's DAGs, and the local SeaweedFS S3 on 127.0.0.1:8333.
 # The components are started one by one rather than with `airflow standalone`, so that the log
 # servers (which bind every interface) can be skipped: with LocalExecutor logs are read from disk.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+source "$(dirname "$0")/testlib.sh"
 cd "$ROOT"
 RUN="$ROOT/.run"
 PIDFILE="$RUN/airflow.pid"
@@ -28,7 +30,11 @@ write_secret(pathlib.Path(os.environ['AIRFLOW_HOME']) / 'secrets.env',
              f'export AIRFLOW__API_AUTH__JWT_SECRET={secrets.token_urlsafe(64)}\\n'
              f'export AIRFLOW__API__SECRET_KEY={secrets.token_urlsafe(32)}\\n')"
   source "$AIRFLOW_HOME/secrets.env"
-  chmod 600 "$AIRFLOW_HOME/airflow.db" "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" 2>/dev/null || true
+  chmod 600 "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" 2>/dev/null || true
+  for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; done
+  need_debian initdb postgresql || exit 1
+  python -m tasks.postgres start
+  eval "$(python -m tasks.postgres env)"
   python -m tasks.s3 start
   eval "$(python -m tasks.s3 env)"
   if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
@@ -50,6 +56,7 @@ write_secret(pathlib.Path(os.environ['AIRFLOW_HOME']) / 'secrets.env',
   fi
   echo "Airflow UI: http://127.0.0.1:8080  (log: .run/airflow.log)"
   echo "login: admin; the password is in ${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE#$ROOT/} (mode 600, never logged)"
+  echo "in another shell: source scripts/env.sh && eval \"\$(scripts/airflow.sh env)\""
   echo "1. unpause and trigger freshrec_bootstrap (once); 2. unpause the other two, backfill replay days, e.g."
   echo "   airflow dags unpause freshrec_replay && airflow dags unpause freshrec_daily"
   echo "   airflow backfill create --dag-id freshrec_replay --from-date 1998-03-01 --to-date 1998-03-03"
@@ -67,10 +74,19 @@ stop() {
     echo "Airflow stopped"
   fi
   python -m tasks.s3 stop
+  python -m tasks.postgres stop
+}
+
+# `eval "$(scripts/airflow.sh env)"`: what a shell needs to use `make airflow`'s Airflow from the CLI (its
+# PostgreSQL and the local S3); the secrets go to stdout only, for eval, never to a log
+env_exports() {
+  python -m tasks.postgres env
+  python -m tasks.s3 env
 }
 
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  env) env_exports ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
 esac

@@ -123,11 +123,18 @@ def step_cli(doc: str | None, argv: list[str] | None, extra=None):
 
 
 def load_params(path: Path | str | None = None) -> dict[str, Any]:
+    """params.yaml, validated against its typed model (tasks/params.py), every default filled in."""
+    from tasks.params import resolve
+
     path = Path(path) if path else Path(os.environ.get("FRESHREC_PARAMS", PROJECT_ROOT / "params.yaml"))
     if not path.exists():
         raise FreshrecError(f"params file {path} not found: run from the project root or set FRESHREC_PARAMS")
     with path.open() as f:
-        return yaml.safe_load(f)
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise FreshrecError(f"{path} is not valid YAML: {exc}") from None
+    return resolve(raw, str(path))
 
 
 def project_path(path: str | Path) -> Path:

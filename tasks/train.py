@@ -53,8 +53,6 @@ TIMING_FILE = "timing.json"
 CHECKPOINT_DIR = "checkpoint"
 MODES = ("full", "incremental", "skip")
 TRAINABLE = ("all", "top", "lora")
-CHUNKS = ("last", "all")
-DAY_CHUNKS = ("last", "day")
 SCHEDULES = ("constant", "warmup_cosine")
 REPEAT_LR_SCALE = 30.0  # the repeat weight's learning rate over the recipe's (param_groups)
 LOSSES = ("full", "sampled")
@@ -423,27 +421,14 @@ def incremental_examples(
     or its whole history (`all`); then `day_repeats - 1` more copies of each day user's newest
     window (`day_chunks: last`) or of every window that holds one of its day's events (`day`),
     so that the newest data weighs more."""
-    chunks = cfg.get("chunks", "last")
-    if chunks not in CHUNKS:
-        raise FreshrecError(f"train.incremental.chunks={chunks!r}: use one of {CHUNKS}")
-    day_chunks = cfg.get("day_chunks", "last")
-    if day_chunks not in DAY_CHUNKS:
-        raise FreshrecError(f"train.incremental.day_chunks={day_chunks!r}: use one of {DAY_CHUNKS}")
+    chunks, day_chunks, repeats = cfg["chunks"], cfg["day_chunks"], cfg["day_repeats"]  # typed: tasks/params.py
     others = sorted(u for u in seqs if u not in day_users)
     n_replay = cfg["replay_users"]
-    if n_replay == "all":
-        replay = others
-    elif isinstance(n_replay, int) and not isinstance(n_replay, bool) and n_replay >= 0:
-        replay = random.Random(seed).sample(others, min(n_replay, len(others)))
-    else:
-        raise FreshrecError(f"train.incremental.replay_users={n_replay!r}: use a count >= 0 or 'all'")
+    replay = others if n_replay == "all" else random.Random(seed).sample(others, min(n_replay, len(others)))
     examples: list[tuple[np.ndarray, np.ndarray]] = []
     empty = np.zeros(0, np.int64)
     for user in sorted(day_users) + replay:
         examples += windows(seqs.get(user, empty), max_len, all_chunks=chunks == "all")
-    repeats = cfg.get("day_repeats", 1)
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        raise FreshrecError(f"train.incremental.day_repeats={repeats!r}: use a count >= 1")
     for user in sorted(day_users):  # newest windows first: the day's events are the latest targets
         n_win = 1 if day_chunks == "last" else max(1, math.ceil(day_users[user] / max_len))
         examples += windows(seqs.get(user, empty), max_len, all_chunks=n_win > 1)[:n_win] * (repeats - 1)
@@ -495,7 +480,7 @@ def train(
     train_events = events[~holdout_mask(events, day, holdout_fraction)]
     known_items = list(dict.fromkeys(catalogue["item_id"].tolist() + train_events["item_id"].tolist()))
     hidden = params["hidden_size"]
-    text_init = params.get("text_init", True) and bool(features)
+    text_init = params["text_init"] and bool(features)
     if mode == "full":
         cfg_section, trainable = params["full"], "all"
         item_ids = known_items
@@ -507,8 +492,8 @@ def train(
                 num_layers=params["num_layers"],
                 num_heads=params["num_heads"],
                 dropout=params["dropout"],
-                block=params.get("block", "gpt2"),
-                repeat_score=params.get("repeat_score", False),
+                block=params["block"],
+                repeat_score=params["repeat_score"],
             )
         )
         if text_init:
@@ -519,10 +504,10 @@ def train(
     else:
         cfg_section, trainable = params["incremental"], params["incremental"]["trainable"]
         model = SeqRecModel.load(champion_dir)
-        if params.get("repeat_score", False) != model.config.repeat_score:  # the model's shape is the champion's
+        if params["repeat_score"] != model.config.repeat_score:  # the model's shape is the champion's
             LOG.warning("train.repeat_score is %s but the champion was trained with repeat_score %s: incremental "
                         "training keeps the champion's; the next full retrain applies the setting",
-                        params.get("repeat_score", False), model.config.repeat_score)  # fmt: skip
+                        params["repeat_score"], model.config.repeat_score)  # fmt: skip
         old_ids = read_items(champion_dir)
         old_set = set(old_ids)
         new_ids = [i for i in known_items if i not in old_set]
@@ -544,10 +529,10 @@ def train(
     LOG.info("train %s: mode %s (%s), %d sequences of up to %d items, %d items (%d new), %d epochs on %s",
              day, mode, trainable, len(examples), model.config.max_len, len(item_ids), new_items,
              cfg_section["epochs"], device)  # fmt: skip
-    lora_rank = cfg_section.get("lora_rank", 8)
+    lora_rank = cfg_section["lora_rank"]
     checkpointing, origin = None, None
     if checkpoint_dir is not None:  # the origin names the run only for its checkpoints (replays train without)
-        checkpointing = Checkpointing(checkpoint_dir, params.get("checkpoint_seconds", 300), on_checkpoint)
+        checkpointing = Checkpointing(checkpoint_dir, params["checkpoint_seconds"], on_checkpoint)
         origin = init_origin(
             model.config,
             params["seed"],
@@ -616,7 +601,7 @@ def run(
     catalogue = load_items(layout, day)
     features = (
         update_features(catalogue, layout.features(), params["features"]["batch_size"])
-        if params["train"].get("text_init", True)
+        if params["train"]["text_init"]
         else {}
     )
     return train(

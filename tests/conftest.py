@@ -48,6 +48,8 @@ DAY1, DAY2 = "1997-09-30", "1997-10-01"
 
 
 def tiny_params(tmp: Path) -> dict:
+    from tasks.params import resolve
+
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["run"]["date"] = DAY1
     params["source"]["warmup_end"] = WARMUP_END
@@ -57,7 +59,16 @@ def tiny_params(tmp: Path) -> dict:
     params["train"]["incremental"].update(epochs=1, batch_size=64, replay_users=32)
     params["benchmark"].update(warmup=3, iterations=20)
     params["evaluate"]["min_ndcg"] = 0.0  # a 3-epoch model is for plumbing, not for quality
-    return params
+    return resolve(params)  # as load_params gives them: validated, every default filled in
+
+
+def from_store(params: dict, layout, path: Path) -> Path:
+    """Pull the unit at `path` (under `layout`) from the object store and return `path`: what a DAG task
+    wrote lives in the store; the task's own working directory went with it."""
+    from tasks.store import Store
+
+    Store.from_env(params).pull(layout.root, str(path.relative_to(layout.root)))
+    return path
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,6 +17,7 @@ import pytest
 
 from tasks.common import read_json
 from tasks.replay import EVENTS_FILE, landing_path
+from tests.conftest import from_store
 
 pytestmark = [pytest.mark.slow]
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -173,7 +174,9 @@ def test_approved_day_is_promoted_and_pointer_moves(bootstrapped, registry, dail
     pointer, _ = registry.pointer()
     assert pointer["version"].startswith(str(day)) and pointer["previous"] == bootstrapped["champion"]
     assert pointer["approver"] == "Anonymous"  # the (all-admins test) user who answered
-    summary = read_json(bootstrapped["layout"].run(day) / "summary.json")
+    summary = read_json(
+        from_store(bootstrapped["params"], bootstrapped["layout"], bootstrapped["layout"].run(day) / "summary.json")
+    )
     for name, link in summary["reports"].items():  # the summary links the same reports
         assert api.get(urlsplit(link).path).status_code == 200, name
     manifest = registry.manifest(pointer["version"])
@@ -205,7 +208,9 @@ def test_rejected_day_promotes_nothing(bootstrapped, registry, daily, api, monke
     (rejection,) = [h for h in registry.history() if h.get("action") == "reject"]  # the rejection is on record
     assert rejection["approver"] == "Anonymous" and rejection["day"] == str(day)
     assert rejection["evidence_sha256"] and rejection["reason"] == "rejected in Airflow"
-    summary = read_json(bootstrapped["layout"].run(day) / "summary.json")
+    summary = read_json(
+        from_store(bootstrapped["params"], bootstrapped["layout"], bootstrapped["layout"].run(day) / "summary.json")
+    )
     assert summary["promotion"]["status"] == "rejected"
 
 
@@ -218,11 +223,13 @@ def test_corrupted_partition_is_quarantined_and_champion_untouched(bootstrapped,
     assert dr.state == "failed"
     assert states["validate_events"] == "failed"
     assert states["train_challenger"] == "upstream_failed" and states["promote_champion"] == "upstream_failed"
-    layout = bootstrapped["layout"]
-    assert (layout.quarantine(day) / EVENTS_FILE).read_bytes() == path.read_bytes()
+    layout, params = bootstrapped["layout"], bootstrapped["params"]
+    assert (from_store(params, layout, layout.quarantine(day)) / EVENTS_FILE).read_bytes() == path.read_bytes()
     assert (layout.quarantine(day) / "report.json").exists()
     assert registry.pointer()[0]["version"] == bootstrapped["champion"]
-    assert (layout.run(day) / "summary.json").exists()  # the summary still tells what happened
+    assert from_store(
+        params, layout, layout.run(day) / "summary.json"
+    ).exists()  # the summary still tells what happened
 
 
 def test_killed_promotion_then_dag_re_run_converges(bootstrapped, registry, daily, kill_upload_of):

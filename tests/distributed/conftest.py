@@ -1,7 +1,8 @@
-"""A real distributed Airflow on 127.0.0.1: PostgreSQL (metadata), Redis (Celery broker), the API
-server, scheduler, DAG processor and two Celery workers (`default` and `gpu` queues), each component
-with its own empty working directory and AIRFLOW_HOME, as if on separate machines; all state between
-tasks is in SeaweedFS. Every server is started here and stopped by PID at the end."""
+"""A real Airflow on 127.0.0.1, in two stacks: LocalExecutor (every task on the scheduler's machine and
+disk, as under `make airflow`), and CeleryExecutor with Redis and two workers (`default` and `gpu`
+queues, two slots each). Both keep their metadata in PostgreSQL; each component has its own empty
+working directory and AIRFLOW_HOME, as if on separate machines; all state between tasks is in
+SeaweedFS. Every server is started here and stopped by PID at the end."""
 
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ def _wait(check, what: str, timeout: float = 120, proc_logs: dict | None = None)
 
 
 class Cluster:
-    def __init__(self, base: Path, env: dict, pg_dsn: str):
-        self.base, self.env, self.pg_dsn = base, env, pg_dsn
+    def __init__(self, base: Path, env: dict, pg_dsn: str, executor: str):
+        self.base, self.env, self.pg_dsn, self.executor = base, env, pg_dsn, executor
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
 
@@ -105,46 +106,16 @@ class Cluster:
                 proc.wait()
 
 
-def _postgres(base: Path, password: str):
-    """initdb + postgres on 127.0.0.1 as the `postgres` user (it refuses root); password auth."""
-    if not shutil.which("initdb") or not shutil.which("pg_ctl"):
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are missing: `make test-distributed` installs them")
-    pgdir = base / "pg"
-    pgdir.mkdir()
-    pwfile = pgdir / "pw"
-    pwfile.write_text(password)
-    pwfile.chmod(0o600)
-    shutil.chown(pgdir, "postgres")
-    shutil.chown(pwfile, "postgres")
-    port = _free_port()
-    run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*run_as, "initdb", "-D", str(pgdir / "data"), "-U", "airflow", f"--pwfile={pwfile}", "--auth=scram-sha-256"],
-        check=True,
-        capture_output=True,
-    )
-    proc = subprocess.Popen(
-        [*run_as, "postgres", "-D", str(pgdir / "data"), "-h", "127.0.0.1", "-p", str(port), "-k", str(pgdir)],
-        stdout=(base / "postgres.log").open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    dsn = f"postgresql://airflow:{password}@127.0.0.1:{port}/postgres"
+def _postgres(base: Path):
+    """Debian's PostgreSQL on 127.0.0.1, as `make airflow` runs it (tasks/postgres.py)."""
+    from tasks.common import FreshrecError
+    from tasks.postgres import LocalPostgres
 
-    def up():
-        import psycopg2
-
-        psycopg2.connect(dsn).close()
-        return True
-
-    _wait(up, "PostgreSQL", 60, {"postgres": base / "postgres.log"})
-    import psycopg2
-
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    conn.cursor().execute("CREATE DATABASE airflow")
-    conn.close()
-    return proc, port
+    server = LocalPostgres(base / "pg", _free_port())
+    try:
+        return server.start()
+    except FreshrecError as exc:
+        pytest.fail(f"{exc} (`make test-distributed` installs the server)")
 
 
 def _redis(base: Path, password: str):
@@ -180,17 +151,20 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-@pytest.fixture(scope="module")
-def cluster(s3_server):
+@pytest.fixture(scope="module", params=["local", "celery"])
+def cluster(s3_server, request):
+    """`local`: LocalExecutor on PostgreSQL, every task on the scheduler's machine and disk (a laptop,
+    `make airflow`); `celery`: CeleryExecutor, Redis, two workers with two slots each on their own disks."""
     from tests.conftest import tiny_params
 
-    base = Path(tempfile.mkdtemp(prefix="freshrec-cluster-", dir="/tmp"))
+    executor = request.param
+    base = Path(tempfile.mkdtemp(prefix=f"freshrec-{executor}-", dir="/tmp"))
     base.chmod(0o755)  # the postgres user must reach its data dir
-    pg_pw, redis_pw = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
-    pg, pg_port = _postgres(base, pg_pw)
-    redis, redis_port = _redis(base, redis_pw)
+    pg = _postgres(base)
+    redis_pw = secrets.token_urlsafe(18)
+    redis, redis_port = _redis(base, redis_pw) if executor == "celery" else (None, None)
     api_port = _free_port()
-    bucket = f"cluster-{os.getpid()}"
+    bucket = f"cluster-{executor}-{os.getpid()}"
     params = tiny_params(base)
     params["evaluate"]["max_ndcg_drop"] = 1.0  # tiny models: promotion is what is under test
     params["source"]["landing_dir"] = f"s3://{bucket}/landing"
@@ -200,7 +174,6 @@ def cluster(s3_server):
     # the data window ends two days after the tiny slice's first daily day; unpausing schedules yesterday's
     # run, outside it, which is skipped at its first task and stays out of the way
     end = dt.date.fromisoformat(params["run"]["date"]) + dt.timedelta(days=3)
-    db = f"airflow:{pg_pw}@127.0.0.1:{pg_port}/airflow"
     env = {
         **os.environ,
         **s3_server.env(),
@@ -208,13 +181,9 @@ def cluster(s3_server):
         "FRESHREC_BUCKET": bucket,
         "FRESHREC_PARAMS": str(base / "params.yaml"),
         "FRESHREC_LANDING_DIR": f"s3://{bucket}/landing",
-        "FRESHREC_TRAIN_QUEUE": "gpu",
         "FRESHREC_BASE_POKE_SECONDS": "5",
         "FRESHREC_END_DATE": str(end),
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{db}",
-        "AIRFLOW__CELERY__BROKER_URL": f"redis://:{redis_pw}@127.0.0.1:{redis_port}/0",
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{db}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url(),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(api_port),
@@ -225,7 +194,16 @@ def cluster(s3_server):
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
-    c = Cluster(base, env, f"postgresql://{db}")
+    if executor == "celery":
+        env |= {
+            "FRESHREC_TRAIN_QUEUE": "gpu",
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://:{redis_pw}@127.0.0.1:{redis_port}/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg.url(),
+        }
+    else:
+        env |= {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+    c = Cluster(base, env, pg.url("postgresql"), executor)
     try:
         (base / "cli").mkdir()
         c.airflow("db", "migrate", timeout=300)
@@ -235,7 +213,7 @@ def cluster(s3_server):
         )
         c.start("scheduler", [sys.executable, "-m", "airflow", "scheduler", "--skip-serve-logs"])
         c.start("dag-processor", [sys.executable, "-m", "airflow", "dag-processor"])
-        for name, queue in WORKERS.items():
+        for name, queue in WORKERS.items() if executor == "celery" else ():
             c.start(
                 name,
                 [
@@ -273,8 +251,9 @@ def cluster(s3_server):
         yield c
     finally:
         c.stop()
-        _stop(redis)
-        _stop(pg)
+        if redis is not None:
+            _stop(redis)
+        pg.stop()
         if not os.environ.get("FRESHREC_KEEP_CLUSTER"):  # set it to read the components' logs afterwards
             shutil.rmtree(base, ignore_errors=True)
 

@@ -375,29 +375,40 @@ def test_quality_benchmark_resumes_and_refuses_to_run_over_another_runs_checkpoi
     assert [s["git_commit"] for s in report["runs"][0]["sittings"]] == ["0ld", report["git_commit"]]
 
 
+def _incremental(**cfg) -> dict:
+    """A train.incremental section as load_params gives it (typed, defaults filled), one window per user
+    and no repeats unless asked."""
+    from tasks.params import IncrementalParams
+
+    base = {"epochs": 1, "batch_size": 8, "lr": 1e-3, "chunks": "last", "day_repeats": 1, "day_chunks": "last"}
+    return IncrementalParams(**(base | cfg)).model_dump()
+
+
 def test_incremental_examples_selection():
+    from pydantic import ValidationError
+
     seqs = {f"u{i}": np.arange(1, 2 + 30 * i) for i in range(1, 6)}  # u1 31 items ... u5 151 items
     day = {"u5": 120}  # the day's user and its events on the day
-    last = incremental_examples(seqs, day, {"replay_users": 2, "chunks": "last"}, 50, "s")
+    last = incremental_examples(seqs, day, _incremental(replay_users=2), 50, "s")
     assert len(last) == 3  # the day's user + 2 replayed, one window each
-    every = incremental_examples(seqs, day, {"replay_users": "all", "chunks": "all"}, 50, "s")
+    every = incremental_examples(seqs, day, _incremental(replay_users="all", chunks="all"), 50, "s")
     assert len(every) == 3 + 1 + 2 + 2 + 3  # u5 151 items: windows ending at 151, 101, 51; u1 31: one ...
-    assert len(incremental_examples(seqs, day, {"replay_users": 0}, 50, "s")) == 1
-    same = incremental_examples(seqs, day, {"replay_users": 2}, 50, "s")
+    assert len(incremental_examples(seqs, day, _incremental(replay_users=0), 50, "s")) == 1
+    same = incremental_examples(seqs, day, _incremental(replay_users=2), 50, "s")
     assert all((a[0] == b[0]).all() for a, b in zip(last, same, strict=True))  # deterministic per seed
-    repeated = incremental_examples(seqs, day, {"replay_users": 0, "chunks": "all", "day_repeats": 4}, 50, "s")
+    repeated = incremental_examples(seqs, day, _incremental(replay_users=0, chunks="all", day_repeats=4), 50, "s")
     assert len(repeated) == 3 + 3 and all((r[0] == repeated[0][0]).all() for r in repeated[3:])  # newest window x4
-    day_cfg = {"replay_users": 0, "chunks": "all", "day_repeats": 3, "day_chunks": "day"}
+    day_cfg = _incremental(replay_users=0, chunks="all", day_repeats=3, day_chunks="day")
     by_day = incremental_examples(seqs, day, day_cfg, 50, "s")
     assert len(by_day) == 3 + 2 * 3  # 120 day events need all 3 windows (ending at 151, 101, 51), twice more each
     assert all((a[1] == b[1]).all() for a, b in zip(by_day[3:6], by_day[:3], strict=True))
     small_day = incremental_examples(seqs, {"u5": 30}, day_cfg, 50, "s")
     assert len(small_day) == 3 + 2 and (small_day[-1][1] == by_day[0][1]).all()  # 30 events: the newest window only
-    bad_cfgs = ({"replay_users": -1}, {"replay_users": "some"}, {"replay_users": 1, "chunks": "first"},
-                {"replay_users": 1, "day_repeats": 0}, {"replay_users": 1, "day_chunks": "week"})  # fmt: skip
-    for bad in bad_cfgs:
-        with pytest.raises(FreshrecError, match=r"train\.incremental"):
-            incremental_examples(seqs, day, bad, 50, "s")
+    bad_cfgs = ({"replay_users": -1}, {"replay_users": "some"}, {"chunks": "first"}, {"day_repeats": 0},
+                {"day_chunks": "week"}, {"replay_user": 3})  # fmt: skip
+    for bad in bad_cfgs:  # refused where params are loaded, before any work
+        with pytest.raises(ValidationError):
+            _incremental(**bad)
 
 
 def test_fit_stops_when_the_epoch_callback_says_so():
