@@ -157,13 +157,24 @@ def _ctx():
 def _scope(step: str):
     """(day, params, layout, store, context) for one try of `step`: a private working directory on this
     worker (tasks/day.py `task_scope`), so tasks that run at once on one machine never touch each
-    other's files; the directory goes when the try ends."""
-    from tasks.common import load_params
-    from tasks.day import task_scope
+    other's files; the directory goes when the try ends. `params` are the day's snapshot, taken by its
+    first task (a bad params.yaml fails that task at once, naming the key)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tasks.common import FreshrecError, load_params
+    from tasks.day import FIRST_STEP, day_params, snapshot_params, task_scope
 
     day, context = _ctx()
-    params = load_params()
-    with task_scope(step, day, params) as (layout, store):
+    try:
+        current = load_params()  # validated: tasks/params.py
+    except FreshrecError as exc:  # retrying cannot fix a bad params.yaml
+        raise AirflowFailException(str(exc)) from exc
+    with task_scope(step, day, current) as (layout, store):
+        if step == FIRST_STEP:
+            refresh, run_id = context["params"]["refresh_params"], context["run_id"]
+            params = snapshot_params(day, current, layout, store, refresh, by=f"run {run_id}")
+        else:
+            params = _step(day_params, day, layout, store)
         yield day, params, layout, store, context
 
 
@@ -222,6 +233,13 @@ def _run(step: str, call):
             type="boolean",
             description="Take a re-delivery of the day with other bytes although days were already trained on the "
             "earlier delivery (both stay kept; the replacement is recorded). Re-run the later days afterwards.",
+        ),
+        "refresh_params": Param(
+            False,
+            type="boolean",
+            description="A day runs under the params its first task took (runs/date=D/params.json). Set this to "
+            "re-read params.yaml for a day that already started; clear the run from wait_for_landing. The "
+            "replacement is recorded in the snapshot.",
         ),
         "accept_checks": Param(
             [],

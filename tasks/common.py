@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # numpy stays out of the import path of DAG parsing
 LOG = logging.getLogger("freshrec")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ROOT_PARAMS = PROJECT_ROOT / "params.yaml"
 DATE_FORMAT = "%Y-%m-%d"
 
 
@@ -126,7 +127,7 @@ def load_params(path: Path | str | None = None) -> dict[str, Any]:
     """params.yaml, validated against its typed model (tasks/params.py), every default filled in."""
     from tasks.params import resolve
 
-    path = Path(path) if path else Path(os.environ.get("FRESHREC_PARAMS", PROJECT_ROOT / "params.yaml"))
+    path = Path(path) if path else Path(os.environ.get("FRESHREC_PARAMS", ROOT_PARAMS))
     if not path.exists():
         raise FreshrecError(f"params file {path} not found: run from the project root or set FRESHREC_PARAMS")
     with path.open() as f:

@@ -114,6 +114,7 @@ BENCHMARK = Unit(_run_file("benchmark.json"), writer="benchmark_latency")
 PROMOTION = Unit(_run_file("promotion.json"))
 SUMMARY = Unit(_run_file("summary.json"))
 OUTCOME = Unit(_run_file(OUTCOME_FILE))
+PARAMS = Unit(_run_file("params.json"), writer="wait_for_landing")  # the day's params, fixed at its start
 FEATURES = Unit(lambda layout, day: layout.features())
 RAW_HISTORY = Units(lambda layout: layout.raw_events_root())
 ITEMS_HISTORY = Units(lambda layout: layout.root / "raw" / "items")
@@ -219,6 +220,60 @@ def history_ready(store: Store, layout: Layout, params: dict) -> bool:
     validation compares the day with that history, so it waits for it (wait_for_landing)."""
     warmup = parse_day(params["source"]["warmup_end"])
     return store.exists(_rel(layout, VALIDATION.path(layout, warmup)))
+
+
+# ---- the day's params -----------------------------------------------------------------------------
+FIRST_STEP = "wait_for_landing"  # the day's first task: it takes the params snapshot
+
+
+def snapshot_params(
+    day: dt.date, current: dict, layout: Layout, store: Store, refresh: bool = False, by: str = ""
+) -> dict:
+    """The day's params, fixed by its first task: runs/date=D/params.json in the object store.
+
+    The first run of a day stores `current` (params.yaml as validated now); every later task and re-run
+    of the day, on any worker, reads that snapshot, so an edit of params.yaml in the middle of a day, or
+    a worker with another image, never trains, evaluates and promotes one day under two sets of params.
+    `refresh` (the `refresh_params` Param) replaces the snapshot knowingly; the change is recorded in it."""
+    from tasks.params import digest
+
+    path = PARAMS.path(layout, day)
+    old = read_json(path) if store.pull(layout.root, _rel(layout, path), required=False) else None
+    sha = digest(current)
+    if old is not None and (not refresh or old["sha256"] == sha):
+        if old["sha256"] != sha:
+            LOG.warning(
+                "params.yaml changed since day %s started (%s -> %s): the day keeps its snapshot; to apply the "
+                "change to this day, re-run it with the `refresh_params` Param", day, old["sha256"][:12], sha[:12],
+            )  # fmt: skip
+        return old["params"]
+    changes = list(old.get("changes", [])) if old else []
+    if old is not None:
+        changes.append({"from": old["sha256"], "to": sha, "by": by, "keys": _changed_keys(old["params"], current)})
+        LOG.warning("day %s's params replaced on request (%s): %s", day, by, changes[-1]["keys"])
+    write_json(path, {"day": day_str(day), "sha256": sha, "params": current, "changes": changes})
+    store.push(layout.root, _rel(layout, path))
+    return current
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def day_params(day: dt.date, layout: Layout, store: Store) -> dict:
+    """The params day D runs under (its snapshot), validated again: MissingInput if the day never started."""
+    from tasks.params import resolve
+
+    path = PARAMS.path(layout, day)
+    store.pull(layout.root, _rel(layout, path), writer=PARAMS.writer)
+    return resolve(read_json(path)["params"], store.uri(_rel(layout, path)))
 
 
 # ---- which champion a day builds on --------------------------------------------------------------

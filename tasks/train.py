@@ -529,7 +529,7 @@ def train(
     LOG.info("train %s: mode %s (%s), %d sequences of up to %d items, %d items (%d new), %d epochs on %s",
              day, mode, trainable, len(examples), model.config.max_len, len(item_ids), new_items,
              cfg_section["epochs"], device)  # fmt: skip
-    lora_rank = cfg_section["lora_rank"]
+    lora_rank = params["incremental"]["lora_rank"]  # used by trainable: lora (incremental) only
     checkpointing, origin = None, None
     if checkpoint_dir is not None:  # the origin names the run only for its checkpoints (replays train without)
         checkpointing = Checkpointing(checkpoint_dir, params["checkpoint_seconds"], on_checkpoint)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import re
 import threading
@@ -248,3 +249,56 @@ def test_killed_promotion_then_dag_re_run_converges(bootstrapped, registry, dail
     assert dr.state == "success", states
     assert registry.pointer()[0]["version"] == half
     assert registry.manifest(half)["base"] == bootstrapped["champion"]
+
+
+def test_params_edited_in_the_middle_of_a_day_do_not_reach_it(bootstrapped, registry, daily, write_params):
+    """params.yaml is edited while day D runs, as soon as its first task has taken the day's snapshot (here:
+    a latency budget no model meets). Every later task reads the snapshot, so the day finishes and promotes
+    under the params it started with; the next day, started after the edit, runs under the new ones."""
+    import threading
+
+    from tasks.store import Store
+
+    day, params = bootstrapped["day1"], bootstrapped["params"]
+    params["evaluate"]["max_ndcg_drop"] = 1.0  # tiny models: the latency gate is the one under test
+    write_params(params)
+    _land(bootstrapped, day)
+    store, edited = Store.from_env(params), {**params, "benchmark": {**params["benchmark"], "p99_budget_ms": 1e-6}}
+    stop = threading.Event()
+
+    def edit_once_started():
+        while not stop.is_set():
+            if store.exists(f"runs/date={day}/params.json"):
+                write_params(edited)
+                return
+            time.sleep(0.02)
+
+    editor = threading.Thread(target=edit_once_started, daemon=True)
+    editor.start()
+    try:
+        dr, states, _ = _run_day(daily, day, {"auto_approve": True})
+    finally:
+        stop.set()
+        editor.join(5)
+    assert states["benchmark_latency"] == "success" and dr.state == "success", states
+    assert registry.pointer()[0]["version"].startswith(str(day))
+    snapshot = json.loads(store.read(f"runs/date={day}/params.json"))
+    assert snapshot["params"]["benchmark"]["p99_budget_ms"] == params["benchmark"]["p99_budget_ms"]
+
+    nxt = day + dt.timedelta(days=1)  # the edit applies from the next day on
+    _land(bootstrapped, nxt)
+    dr, states, _ = _run_day(daily, nxt, {"auto_approve": True})
+    assert states["benchmark_latency"] == "failed" and dr.state == "failed", states
+
+
+def test_a_typo_in_params_fails_the_days_first_task_at_once(bootstrapped, daily, write_params):
+    """A typo'd key in params.yaml: the day's first task fails in seconds, without retries, naming the key;
+    nothing runs under a silently ignored setting."""
+    day, params = bootstrapped["day1"], bootstrapped["params"]
+    params["train"]["incremental"]["replay_user"] = 64
+    write_params(params)
+    t0 = time.monotonic()
+    dr, states, _ = _run_day(daily, day, {"auto_approve": True})
+    assert states["wait_for_landing"] == "failed" and dr.state == "failed", states
+    assert time.monotonic() - t0 < 60
+    assert all(s in ("upstream_failed", None, "failed") for t, s in states.items() if t != "wait_for_landing"), states
