@@ -88,15 +88,6 @@ def _approvers() -> list[dict] | None:
     return [{"id": str(i), "name": str(i)} for i in ids] or None
 
 
-def _status(row: dict, states: dict) -> str:
-    """How a day that did not fail ended, in one word for its outcome record."""
-    if row["decision"] == "skip":
-        return "skipped"
-    if states.get("approve_promotion") == "success" and states.get("promote_champion") == "skipped":
-        return "rejected"
-    return "ended"
-
-
 def _day(context) -> str:
     """The day this run processes: the `day` Param if given, else the logical date; a day outside the
     data window stops the run at once (a manual run fails, a scheduled one is skipped), never retried."""
@@ -188,14 +179,25 @@ def _api_url() -> str:
                    conf.get("api", "port", fallback=None))  # fmt: skip
 
 
-def _run(step: str, call):
-    """Run step `step` of the day: its inputs pulled from the object store into the try's own working
-    directory, `call(day, params, layout, store, context)`, its outputs pushed back (tasks/day.py says
-    which); a refusal fails for good."""
-    from tasks.day import run_step
+def _options(context, **choices):
+    """The operator's choices for this run (the DAG's Params) as the day's step API takes them."""
+    from tasks.day import DayOptions
+
+    p = context["params"]
+    force = None if p["force_mode"] == "auto" else p["force_mode"]
+    return DayOptions(
+        force_mode=force, accept_checks=tuple(p["accept_checks"]), replace_delivery=p["replace_delivery"],
+        base=p["base"], api=_api_url(), **choices,
+    )  # fmt: skip
+
+
+def _run(step: str, **choices):
+    """Run step `step` of the day (tasks/day.py): its declared inputs pulled from the object store into
+    the try's own working directory, the step, its outputs pushed back; a refusal fails for good."""
+    from tasks.day import run_day_step
 
     with _scope(step) as (day, params, layout, store, context):
-        return _step(run_step, step, day, params, layout, call, day, params, layout, store, context, store=store)
+        return _step(run_day_step, step, day, params, layout, store, _options(context, **choices))
 
 
 @dag(
@@ -269,25 +271,13 @@ def freshrec_daily():
     def ingest_events() -> dict:
         from dataclasses import asdict
 
-        from tasks import ingest
-        from tasks.day import trained_days
-
-        def call(day, params, layout, store, context):
-            trained = trained_days(store, day)
-            return asdict(ingest.run(day, params, layout, trained, context["params"]["replace_delivery"]))
-
-        return _run("ingest_events", call)
+        return asdict(_run("ingest_events"))
 
     @task(retries=0)
     def validate_events() -> dict:
         from dataclasses import asdict
 
-        from tasks import validate
-
-        def call(day, params, layout, store, context):
-            return asdict(validate.run(day, params, layout, tuple(context["params"]["accept_checks"])))
-
-        return _run("validate_events", call)
+        return asdict(_run("validate_events"))
 
     @task.sensor(poke_interval=BASE_POKE_SECONDS, timeout=BASE_WAIT_SECONDS, mode="reschedule")
     def pull_champion() -> PokeReturnValue:
@@ -309,14 +299,8 @@ def freshrec_daily():
 
     @task
     def detect_drift() -> dict:
-        from tasks import drift
-
-        def call(day, params, layout, store, context):
-            force = context["params"]["force_mode"]
-            report = drift.run(day, params, layout, None if force == "auto" else force)
-            return {"decision": report["decision"], "reasons": report["reasons"]}
-
-        return _run("detect_drift", call)
+        report = _run("detect_drift")
+        return {"decision": report["decision"], "reasons": report["reasons"]}
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def should_train(drift_report: dict) -> bool:
@@ -325,48 +309,28 @@ def freshrec_daily():
 
     @task(queue=TRAIN_QUEUE, executor_config=_train_executor_config())
     def train_challenger() -> dict:
+        """Each checkpoint is published as it is written: a retry elsewhere resumes from the last one."""
         from dataclasses import asdict
 
-        from tasks import versioning
-        from tasks.day import checkpoint_sink
-
-        def call(day, params, layout, store, context):
-            share = checkpoint_sink(day, params, layout, store)  # a retry elsewhere resumes from the last checkpoint
-            return asdict(versioning.train_and_version(day, params, layout, on_checkpoint=share))
-
-        return _run("train_challenger", call)
+        return asdict(_run("train_challenger"))
 
     @task(retries=0)
     def evaluate_challenger() -> dict:
-        from tasks import evaluate
-
-        return _run("evaluate_challenger", lambda day, params, layout, *_: evaluate.run(day, params, layout)["gate"])
+        return _run("evaluate_challenger")["gate"]
 
     @task
     def export_onnx() -> dict:
-        from tasks import export
-
-        def call(day, params, layout, store, context):
-            report = export.run(day, params, layout)
-            return {"fp32": report["fp32"], "int8": report["int8"]}
-
-        return _run("export_onnx", call)
+        report = _run("export_onnx")
+        return {"fp32": report["fp32"], "int8": report["int8"]}
 
     @task(retries=0)
     def benchmark_latency() -> dict:
-        from tasks import benchmark
-
-        return _run("benchmark_latency", lambda day, params, layout, *_: benchmark.run(day, params, layout)["gate"])
+        return _run("benchmark_latency")["gate"]
 
     @task
     def prepare_approval() -> str:
         """The evidence a person approves on, as markdown (rendered into the approval request)."""
-        from tasks.approval import evidence_markdown
-
-        def call(day, params, layout, store, context):
-            return evidence_markdown(day, layout, params["drift"], _api_url())
-
-        return _run("prepare_approval", call)
+        return _run("prepare_approval")
 
     @task.branch
     def choose_approval() -> str:
@@ -375,20 +339,14 @@ def freshrec_daily():
 
     @task(trigger_rule="none_failed_min_one_success", retries=0)
     def promote_champion() -> dict:
-        from tasks.promote import run as promote_run
+        from airflow.sdk import get_current_context
 
-        def call(day, params, layout, store, context):
-            answer = context["ti"].xcom_pull(task_ids="approve_promotion")
-            if answer:
-                user = answer.get("responded_by_user") or {}
-                approver, reason = user.get("name") or user.get("id") or "unknown", "approved in Airflow"
-            elif context["params"]["auto_approve"]:
-                approver, reason = "auto", "auto_approve param"
-            else:
-                raise RuntimeError("promote_champion ran without an approval answer or auto_approve")
-            return promote_run(day, params, layout, approver, reason)
+        from tasks.day import approver_of
 
-        return _run("promote_champion", call)
+        context = get_current_context()
+        answer = context["ti"].xcom_pull(task_ids="approve_promotion")
+        approver, reason = _step(approver_of, answer, context["params"]["auto_approve"])
+        return _run("promote_champion", approver=approver, reason=reason)
 
     @task(trigger_rule="one_failed", retries=0)
     def fail_run_if_any_failed() -> None:
@@ -400,29 +358,17 @@ def freshrec_daily():
     @task(trigger_rule="all_done")
     def summarize_run() -> dict:
         """The day's row, and its outcome: the champion standing after it, which day D+1 builds on."""
-        from tasks.day import record_outcome
-        from tasks.promote import registry_from_env
-        from tasks.summary import summarize
+        from tasks.day import run_step, summarize_day
 
-        def call(day, params, layout, store, context):
-            from tasks.promote import reject
-
+        with _scope("summarize_run") as (day, params, layout, store, context):
             ti = context["ti"]
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-            failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
-            answer = ti.xcom_pull(task_ids="approve_promotion", key="decision") or {}
-            row = summarize(day, layout, _api_url())
-            status = "failed: " + ", ".join(failed) if failed else _status(row, states)
-            if status == "rejected":  # on record like a promotion: who, when, why, the evidence digest
-                user = answer.get("responded_by_user") or {}
-                who = user.get("name") or user.get("id") or "nobody (no answer within the approval timeout)"
-                why = "rejected in Airflow" if user else f"no answer within {APPROVAL_TIMEOUT}: the default is Reject"
-                reject(day, params, layout, who, why, ti.xcom_pull(task_ids="prepare_approval"))
-                row = summarize(day, layout, _api_url())  # the summary names the rejection
-            row["outcome"] = record_outcome(day, layout, registry_from_env(params), status)
-            return row
-
-        return _run("summarize_run", call)
+            answer = ti.xcom_pull(task_ids="approve_promotion", key="decision")
+            evidence = ti.xcom_pull(task_ids="prepare_approval")
+            return _step(
+                run_step, "summarize_run", day, params, layout, summarize_day,
+                day, params, layout, states, answer, evidence, _api_url(), APPROVAL_TIMEOUT, store=store,
+            )  # fmt: skip
 
     # the graph in three stages; task ids stay as they were (the docs and the REST API use them)
     with TaskGroup("data", prefix_group_id=False, tooltip="the day's events: landed, ingested, validated"):

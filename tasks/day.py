@@ -85,6 +85,9 @@ class Units:
     parent: Callable[[Layout], Path]
     before: bool = False  # only days strictly before D
     all_days: bool = False  # every unit, whatever its day
+    latest: bool = False  # only the newest of them (e.g. the catalogue snapshot standing on D)
+    member: str = ""  # a file inside each day's folder (e.g. `outcome.json`), not the folder
+    lazy: bool = False  # read by the step itself through the store, as far back as it needs (not pulled first)
 
 
 def _day_keep(spec: Units, day: dt.date):
@@ -115,9 +118,12 @@ PROMOTION = Unit(_run_file("promotion.json"))
 SUMMARY = Unit(_run_file("summary.json"))
 OUTCOME = Unit(_run_file(OUTCOME_FILE))
 PARAMS = Unit(_run_file("params.json"), writer="wait_for_landing")  # the day's params, fixed at its start
+METRICS = Unit(_run_file("metrics.json"))  # the version's metrics, as promote_champion publishes them
 FEATURES = Unit(lambda layout, day: layout.features())
 RAW_HISTORY = Units(lambda layout: layout.raw_events_root())
-ITEMS_HISTORY = Units(lambda layout: layout.root / "raw" / "items")
+ITEMS_STANDING = Units(lambda layout: layout.root / "raw" / "items", latest=True)  # the catalogue on D
+ITEMS_BEFORE = Units(lambda layout: layout.root / "raw" / "items", before=True, latest=True)  # the previous one
+OUTCOMES_BEFORE = Units(lambda layout: layout.root / "runs", before=True, member=OUTCOME_FILE, lazy=True)
 QUARANTINE_ALL = Units(lambda layout: layout.root / "quarantine", all_days=True)
 DRIFT_BEFORE = Units(lambda layout: layout.root / "reports" / "drift", before=True)
 
@@ -129,27 +135,33 @@ class Step:
 
 
 EVIDENCE = (VALIDATION, DRIFT, BASE, CHALLENGER, ONNX, EVALUATION, BENCHMARK)
-STEPS: dict[str, Step] = {
+_STEPS: dict[str, Step] = {
+    "wait_for_landing": Step(writes=(PARAMS,)),
     "ingest_events": Step(reads=(Unit(RAW.path), ITEMS, DELIVERIES), writes=(Unit(RAW.path), ITEMS, DELIVERIES)),
     "validate_events": Step(
-        reads=(RAW_HISTORY, RAW, ITEMS, QUARANTINE_ALL, DELIVERIES),
+        reads=(RAW_HISTORY, RAW, ITEMS, ITEMS_BEFORE, QUARANTINE_ALL, DELIVERIES),
         writes=(Unit(RAW.path), ITEMS, QUARANTINE_ALL, VALIDATION),
     ),
-    "pull_champion": Step(writes=(CHAMPION, BASE)),
-    "detect_drift": Step(reads=(RAW_HISTORY, ITEMS_HISTORY, VALIDATION, CHAMPION, DRIFT_BEFORE), writes=(DRIFT,)),
+    "pull_champion": Step(reads=(OUTCOMES_BEFORE, Unit(BASE.path)), writes=(CHAMPION, BASE)),
+    "detect_drift": Step(reads=(RAW_HISTORY, CHAMPION, DRIFT_BEFORE), writes=(DRIFT,)),
     "train_challenger": Step(
-        reads=(RAW_HISTORY, ITEMS_HISTORY, CHAMPION, DRIFT, FEATURES, CHECKPOINT),
+        reads=(RAW_HISTORY, ITEMS_STANDING, CHAMPION, DRIFT, FEATURES, CHECKPOINT),
         writes=(CHALLENGER, FEATURES, DVC_STAGE, CHECKPOINT),
     ),
     "evaluate_challenger": Step(reads=(RAW_HISTORY, CHAMPION, CHALLENGER), writes=(EVALUATION,)),
     "export_onnx": Step(reads=(RAW_HISTORY, CHALLENGER), writes=(ONNX,)),
     "benchmark_latency": Step(reads=(RAW_HISTORY, CHALLENGER, ONNX), writes=(BENCHMARK,)),
     "prepare_approval": Step(reads=EVIDENCE),
-    "promote_champion": Step(reads=(RAW_HISTORY, *EVIDENCE, DVC_STAGE), writes=(PROMOTION,)),
+    "promote_champion": Step(reads=(RAW_HISTORY, *EVIDENCE, DVC_STAGE), writes=(PROMOTION, METRICS)),
     "summarize_run": Step(
         reads=tuple(Unit(u.path) for u in (VALIDATION, DRIFT, BASE, EVALUATION, BENCHMARK, PROMOTION, CHALLENGER)),
         writes=(SUMMARY, OUTCOME, PROMOTION),
     ),
+}
+# every step after the first reads the day's params snapshot (the DAG pulls it before the step: day_params)
+STEPS: dict[str, Step] = {
+    name: step if name == "wait_for_landing" else Step(reads=(PARAMS, *step.reads), writes=step.writes)
+    for name, step in _STEPS.items()
 }
 
 
@@ -159,7 +171,13 @@ def _rel(layout: Layout, path: Path) -> str:
 
 def pull(store: Store, layout: Layout, day: dt.date, specs) -> None:
     for spec in specs:
-        if isinstance(spec, Units):
+        if isinstance(spec, Units) and spec.lazy:
+            continue
+        if isinstance(spec, Units) and spec.latest:
+            parent = _rel(layout, spec.parent(layout))
+            if names := [n for n in store.children(parent) if _day_keep(spec, day)(n)]:
+                store.pull(layout.root, f"{parent}/{names[-1]}")
+        elif isinstance(spec, Units):
             store.pull_children(layout.root, _rel(layout, spec.parent(layout)), _day_keep(spec, day))
         else:
             store.pull(
@@ -396,3 +414,114 @@ def record_outcome(day: dt.date, layout: Layout, registry, status: str) -> dict:
         outcome["inherit"] = True  # never resolved a base: the day after looks at the day before
     write_json(OUTCOME.path(layout, day), outcome)
     return outcome
+
+
+# ---- the day's steps and rules: the DAG, the bootstrap, the CLIs and the benchmarks call these --------
+SEQUENCE = (
+    "ingest_events", "validate_events", "pull_champion", "detect_drift", "train_challenger", "evaluate_challenger",
+    "export_onnx", "benchmark_latency", "prepare_approval", "promote_champion", "summarize_run",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DayOptions:
+    """The operator's choices for one run of a day (the DAG's Params)."""
+
+    force_mode: str | None = None  # detect_drift: override the decision (skip | incremental | full)
+    accept_checks: tuple[str, ...] = ()  # validate_events: checks reviewed and accepted for this run
+    replace_delivery: bool = False  # ingest_events: take a re-delivery with other bytes
+    base: str | None = None  # pull_champion: `live` or a version, to break the chain knowingly
+    approver: str = ""  # promote_champion: who approved, and why
+    reason: str = ""
+    api: str | None = None  # links in the evidence and the summary point at this API server
+    on_checkpoint: Callable[[Path], None] | None = None  # train_challenger: publish each checkpoint
+
+
+def _promote(day: dt.date, params: dict, layout: Layout, options: DayOptions):
+    from tasks.promote import run as promote
+
+    if not options.approver:
+        raise FreshrecError("promote_champion needs an approver (an approval answer, or auto_approve)")
+    return promote(day, params, layout, options.approver, options.reason)
+
+
+def _train(day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
+    from tasks import versioning
+
+    on_checkpoint = options.on_checkpoint or checkpoint_sink(day, params, layout, store)
+    return versioning.train_and_version(day, params, layout, on_checkpoint=on_checkpoint)
+
+
+def step_call(name: str, day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
+    """Run step `name` of day D on `layout` (its inputs already pulled): the one place each step's function
+    and arguments are named. pull_champion and summarize_run have their own entry points."""
+    from tasks import approval, benchmark, drift, evaluate, export, ingest, validate
+
+    calls = {
+        "ingest_events": lambda: ingest.run(day, params, layout, trained_days(store, day), options.replace_delivery),
+        "validate_events": lambda: validate.run(day, params, layout, options.accept_checks),
+        "detect_drift": lambda: drift.run(day, params, layout, options.force_mode),
+        "train_challenger": lambda: _train(day, params, layout, store, options),
+        "evaluate_challenger": lambda: evaluate.run(day, params, layout),
+        "export_onnx": lambda: export.run(day, params, layout),
+        "benchmark_latency": lambda: benchmark.run(day, params, layout),
+        "prepare_approval": lambda: approval.evidence_markdown(day, layout, params["drift"], options.api),
+        "promote_champion": lambda: _promote(day, params, layout, options),
+    }
+    if name not in calls:
+        raise FreshrecError(f"unknown step {name!r}: the steps are {SEQUENCE}")
+    return calls[name]()
+
+
+def run_day_step(name: str, day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
+    """Step `name` of day D through the data plane: declared inputs pulled, the step, outputs pushed."""
+    return run_step(name, day, params, layout, step_call, name, day, params, layout, store, options, store=store)
+
+
+def approver_of(answer: dict | None, auto_approve: bool) -> tuple[str, str]:
+    """(approver, reason) for a promotion: the person who answered the approval, or `auto`."""
+    if answer:
+        user = answer.get("responded_by_user") or {}
+        return user.get("name") or user.get("id") or "unknown", "approved in Airflow"
+    if auto_approve:
+        return "auto", "auto_approve param"
+    raise FreshrecError("promote_champion ran without an approval answer or auto_approve")
+
+
+def rejection_of(answer: dict | None, timeout: dt.timedelta) -> tuple[str, str]:
+    """(who, why) for a day that was not approved: the person who rejected, or the timeout's default."""
+    user = (answer or {}).get("responded_by_user") or {}
+    if user:
+        return user.get("name") or user.get("id"), "rejected in Airflow"
+    return "nobody (no answer within the approval timeout)", f"no answer within {timeout}: the default is Reject"
+
+
+def day_status(decision: str | None, states: dict[str, str]) -> str:
+    """How day D ended, in one word for its outcome record, from its task states."""
+    failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
+    if failed:
+        return "failed: " + ", ".join(failed)
+    if decision == "skip":
+        return "skipped"
+    if states.get("approve_promotion") == "success" and states.get("promote_champion") == "skipped":
+        return "rejected"
+    return "ended"
+
+
+def summarize_day(
+    day: dt.date, params: dict, layout: Layout, states: dict[str, str], answer: dict | None,
+    evidence: str | None, api: str | None, timeout: dt.timedelta,
+) -> dict:  # fmt: skip
+    """summarize_run: the day's row, a rejection (or a timeout) on record like a promotion (who, when, why,
+    the evidence digest), and the outcome day D+1 builds on."""
+    from tasks.promote import registry_from_env, reject
+    from tasks.summary import summarize
+
+    row = summarize(day, layout, api)
+    status = day_status(row["decision"], states)
+    if status == "rejected":
+        who, why = rejection_of(answer, timeout)
+        reject(day, params, layout, who, why, evidence)
+        row = summarize(day, layout, api)  # the summary names the rejection
+    row["outcome"] = record_outcome(day, layout, registry_from_env(params), status)
+    return row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,13 +28,31 @@ def load_events(layout: Layout, through: dt.date, since: dt.date | None = None) 
     return events.sort_values(["event_ts", "user_id", "item_id"], kind="stable").reset_index(drop=True)
 
 
+def standing_items(layout: Layout, day: dt.date, before: bool = False) -> Path | None:
+    """The catalogue snapshot standing on `day` (the newest on or before it; strictly before with `before`)."""
+    root = layout.root / "raw" / "items"
+    bound = day_str(day)
+    keep = (lambda d: d < bound) if before else (lambda d: d <= bound)
+    snaps = sorted(p for p in root.glob("date=*") if keep(p.name[5:])) if root.exists() else []
+    return snaps[-1] / ITEMS_FILE if snaps else None
+
+
+def read_items(path: Path) -> pd.DataFrame:
+    """A catalogue snapshot; one that cannot be read is an error that names it."""
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # a damaged file, a format pandas cannot read
+        raise FreshrecError(f"the catalogue snapshot {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
 def load_items(layout: Layout, day: dt.date) -> pd.DataFrame:
     """The most recent catalogue snapshot on or before `day`."""
-    root = layout.root / "raw" / "items"
-    snaps = sorted(p for p in root.glob("date=*") if p.name[5:] <= day_str(day)) if root.exists() else []
-    if not snaps:
-        raise FreshrecError(f"no item catalogue on or before {day} under {root}: ingest the day first")
-    return pd.read_parquet(snaps[-1] / ITEMS_FILE)
+    path = standing_items(layout, day)
+    if path is None:
+        raise FreshrecError(
+            f"no item catalogue on or before {day} under {layout.root / 'raw' / 'items'}: ingest the day first"
+        )
+    return read_items(path)
 
 
 def day_mask(events: pd.DataFrame, day: dt.date) -> np.ndarray:

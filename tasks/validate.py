@@ -350,13 +350,12 @@ def physical_problems(df: pd.DataFrame, columns: tuple[str, ...], prefix: str = 
 
 
 def previous_catalogue(layout: Layout, day: dt.date) -> pd.DataFrame | None:
-    """The latest catalogue snapshot ingested before D (None if there is none or it is unreadable)."""
-    from tasks.history import load_items
+    """The latest catalogue snapshot ingested before D (a declared input of validate_events), None on the
+    first day that has one. One that cannot be read is an error naming it, never a skipped check."""
+    from tasks.history import read_items, standing_items
 
-    try:
-        return load_items(layout, day - dt.timedelta(days=1))
-    except Exception:  # none yet, or an unreadable old snapshot: its own day's problem, not today's
-        return None
+    path = standing_items(layout, day, before=True)
+    return None if path is None else read_items(path)
 
 
 def _kind(dtype) -> str:
