@@ -37,10 +37,10 @@ METRICS_FILE = "metrics.json"
 
 
 def registry_from_env(params: dict, s3=None) -> Registry:
-    from tasks.s3 import client, ensure_bucket
+    from tasks.s3 import bucket_name, client, ensure_bucket
 
     s3 = s3 or client()
-    bucket = os.environ.get("FRESHREC_BUCKET", params["promote"]["bucket"])
+    bucket = bucket_name(params)
     ensure_bucket(s3, bucket)
     return Registry(s3, bucket, params["run"]["model_name"])
 
@@ -226,7 +226,11 @@ def main(argv: list[str] | None = None) -> None:
     layout = Layout.default()
     if args.command == "status":
         pointer, _ = reg.pointer()
-        print(json.dumps({"champion": pointer, "versions": reg.versions(), "history": reg.history()[-10:]}, indent=2))
+        versions, incomplete = reg.complete()
+        status = {"champion": pointer, "versions": versions, "history": reg.history()[-10:]}
+        if incomplete:  # files without a manifest: re-run that day's promote_champion to finish (or leave them)
+            status["incomplete"] = incomplete
+        print(json.dumps(status, indent=2))
         return
     if args.command == "rollback":
         if not args.to or not args.reason:

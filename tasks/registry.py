@@ -37,10 +37,6 @@ class ConcurrentPromotion(FreshrecError):
     """The champion pointer moved while we were promoting; nothing was changed."""
 
 
-def _code(exc) -> str:
-    return str(exc.response.get("Error", {}).get("Code"))
-
-
 @dataclass
 class Registry:
     s3: object
@@ -56,15 +52,9 @@ class Registry:
 
     # ---- reading -------------------------------------------------------------------------
     def _get(self, key: str) -> tuple[bytes, str] | None:
-        from botocore.exceptions import ClientError
+        from tasks.s3 import get_or_none
 
-        try:
-            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise
-        return obj["Body"].read(), obj["ETag"]
+        return get_or_none(self.s3, self.bucket, key)
 
     def pointer(self) -> tuple[dict | None, str | None]:
         got = self._get(f"{self.prefix}/{POINTER}")
@@ -111,6 +101,16 @@ class Registry:
             p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for page in pages for p in page.get("CommonPrefixes", [])
         )
 
+    def complete(self) -> tuple[list[str], list[str]]:
+        """(versions, incomplete): versions with a manifest, and prefixes without one (a promotion killed
+        mid-upload: not a version until a re-run of its day's promotion writes the manifest)."""
+        from tasks.s3 import head_or_none
+
+        done, partial = [], []
+        for v in self.versions():
+            (done if head_or_none(self.s3, self.bucket, self.version_key(v, MANIFEST)) else partial).append(v)
+        return done, partial
+
     def history(self) -> list[dict]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=f"{self.prefix}/promotions/"
@@ -156,22 +156,18 @@ class Registry:
     # ---- writing -------------------------------------------------------------------------
     def _put_new(self, key: str, body: bytes, sha: str | None = None) -> bool:
         """Create `key`; False if it already holds exactly these bytes; error if it holds others."""
-        from botocore.exceptions import ClientError
+        from tasks.s3 import put_if_absent
 
         sha = sha or hashlib.sha256(body).hexdigest()
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", Metadata={"sha256": sha})
-        except ClientError as exc:
-            if _code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise
-            existing = self._get(key)
-            if existing is not None and hashlib.sha256(existing[0]).hexdigest() == sha:
-                return False
-            raise IntegrityError(
-                f"s3://{self.bucket}/{key} already exists with other content: versions are "
-                "immutable; publish under a new version"
-            ) from exc
-        return True
+        if put_if_absent(self.s3, self.bucket, key, body, Metadata={"sha256": sha}):
+            return True
+        existing = self._get(key)
+        if existing is not None and hashlib.sha256(existing[0]).hexdigest() == sha:
+            return False
+        raise IntegrityError(
+            f"s3://{self.bucket}/{key} already exists with other content: versions are "
+            "immutable; publish under a new version"
+        )
 
     def publish(self, version: str, files: dict[str, Path], manifest: dict) -> dict:
         """Upload an immutable version: every file, then its manifest. Idempotent for equal content."""

@@ -51,6 +51,63 @@ def client(endpoint: str | None = None):
     )
 
 
+def bucket_name(params: dict) -> str:
+    """The bucket freshrec keeps its state in: FRESHREC_BUCKET, else params.yaml `promote.bucket`. Naming it
+    creates nothing."""
+    return os.environ.get("FRESHREC_BUCKET") or params["promote"]["bucket"]
+
+
+def error_code(exc) -> str:
+    return str(exc.response.get("Error", {}).get("Code"))
+
+
+def is_absent(exc) -> bool:
+    """A ClientError that means "no such key" (404 on HEAD, NoSuchKey on GET)."""
+    return error_code(exc) in ("NoSuchKey", "404", "NotFound")
+
+
+def is_precondition_failed(exc) -> bool:
+    """A conditional write refused: the key exists (If-None-Match) or moved (If-Match)."""
+    return error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
+def get_or_none(s3, bucket: str, key: str) -> tuple[bytes, str] | None:
+    """(body, ETag) of `key`, or None if it does not exist; any other failure raises."""
+    from botocore.exceptions import ClientError
+
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if is_absent(exc):
+            return None
+        raise
+    return obj["Body"].read(), obj["ETag"]
+
+
+def head_or_none(s3, bucket: str, key: str) -> dict | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if is_absent(exc):
+            return None
+        raise
+
+
+def put_if_absent(s3, bucket: str, key: str, body: bytes, **extra) -> bool:
+    """Create `key` with `body` (If-None-Match: *): True if created, False if it already existed."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+    except ClientError as exc:
+        if is_precondition_failed(exc):
+            return False
+        raise
+    return True
+
+
 def ensure_bucket(s3, bucket: str) -> None:
     from botocore.exceptions import ClientError
 

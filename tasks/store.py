@@ -56,10 +56,10 @@ class Store:
 
     @classmethod
     def from_env(cls, params: dict, s3=None, cache: BlobCache | None = None) -> Store:
-        from tasks.s3 import client, ensure_bucket
+        from tasks.s3 import bucket_name, client, ensure_bucket
 
         s3 = s3 or client()
-        bucket = os.environ.get("FRESHREC_BUCKET", params["promote"]["bucket"])
+        bucket = bucket_name(params)
         ensure_bucket(s3, bucket)
         return cls(s3, bucket, cache=cache)
 
@@ -73,14 +73,10 @@ class Store:
         return f"s3://{self.bucket}/{self._unit_key(rel)}"
 
     def _get(self, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
+        from tasks.s3 import get_or_none
 
-        try:
-            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise
+        got = get_or_none(self.s3, self.bucket, key)
+        return None if got is None else got[0]
 
     # ---- units ---------------------------------------------------------------------------
     def unit(self, rel: str) -> dict | None:
@@ -116,19 +112,22 @@ class Store:
         return snapshot
 
     def _put_blob(self, path: Path, sha: str) -> None:
-        from botocore.exceptions import ClientError
+        """Store the bytes of `path` as blob `sha`. A blob already there is kept only if it holds these bytes
+        (its size, and its ETag: the MD5 of a single-part upload); one that was overwritten or truncated
+        is written again, so re-running the task that made it repairs it."""
+        from tasks.s3 import head_or_none, put_if_absent
 
-        try:  # content-addressed: an existing blob already holds these bytes (pull verifies them)
-            self.s3.head_object(Bucket=self.bucket, Key=self._blob_key(sha))
+        key = self._blob_key(sha)
+        head = head_or_none(self.s3, self.bucket, key)
+        if head is not None and _holds(head, path):
             return
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                raise
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=self._blob_key(sha), Body=path.read_bytes(), IfNoneMatch="*")
-        except ClientError as exc:  # a concurrent writer stored the same bytes first
-            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
-                raise
+        body = path.read_bytes()
+        if head is None and put_if_absent(self.s3, self.bucket, key, body):
+            return
+        head = head_or_none(self.s3, self.bucket, key)  # a concurrent writer stored it first, or it is damaged
+        if head is None or not _holds(head, path):
+            LOG.warning("blob %s… in s3://%s does not hold its bytes: writing it again", sha[:12], self.bucket)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
 
     def remove(self, rel: str, root: Path | None = None) -> None:
         """Drop a unit from the store (its blobs stay: other snapshots may share them)."""
@@ -223,6 +222,14 @@ class Store:
         for name in names:
             self.push(root, f"{parent}/{name}")
         return names
+
+
+def _holds(head: dict, path: Path) -> bool:
+    """Whether a stored object (its HEAD) holds exactly the bytes of `path`."""
+    if head.get("ContentLength") != path.stat().st_size:
+        return False
+    md5 = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    return head.get("ETag", "").strip('"') == md5
 
 
 def _remove_local(path: Path) -> None:

@@ -83,7 +83,9 @@ def _link_or_copy(src, dest) -> None:
 
 
 def _bucket(params: dict) -> str:
-    return os.environ.get("FRESHREC_BUCKET", params["promote"]["bucket"])
+    from tasks.s3 import bucket_name
+
+    return bucket_name(params)
 
 
 def version_training(day: dt.date, params: dict, layout: Layout) -> dict:

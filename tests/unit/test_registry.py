@@ -158,3 +158,19 @@ def test_a_version_rewritten_with_its_manifest_is_refused_end_to_end(registry, f
             "2024-01-02-bbbb", tmp_path / "pull", manifest_sha256=registry.recorded_manifest_sha("2024-01-02-bbbb")
         )
     assert registry.pointer()[0]["version"] == "2024-01-02-bbbb"
+
+
+def test_status_lists_a_version_without_manifest_apart(registry, files, kill_upload_of, capsys, write_params, params):
+    """A promotion killed mid-upload leaves files without a manifest: `tasks.promote status` lists it as
+    incomplete, never among the versions."""
+    from tasks.promote import main as promote_cli
+
+    registry.publish("v1", files("a"), {})
+    revive = kill_upload_of("model.onnx")
+    with pytest.raises(SystemExit):
+        registry.publish("v2", files("b"), {})
+    revive()
+    write_params(params)
+    promote_cli(["status"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["versions"] == ["v1"] and out["incomplete"] == ["v2"]

@@ -84,3 +84,18 @@ def test_altered_bytes_are_refused(store, tmp_path):
     with pytest.raises(IntegrityError, match="missing or altered"):
         store.pull(b, "u")
     assert not (b / "u").exists()
+
+
+@pytest.mark.parametrize("damage", [b"evil", b"go0d", b""])  # other bytes: longer, same size, truncated
+def test_re_running_the_writer_repairs_an_altered_blob(store, tmp_path, damage):
+    """A blob overwritten in the store is refused on pull; pushing the unit again (a re-run of the task that
+    wrote it) writes the blob again instead of trusting that a blob under that name holds its bytes."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _unit(a, "u", {"x": b"good"})
+    sha = store.push(a, "u")["files"]["x"]["sha256"]
+    store.s3.put_object(Bucket=store.bucket, Key=store._blob_key(sha), Body=damage)
+    with pytest.raises(IntegrityError):
+        store.pull(b, "u")
+    store.push(a, "u")
+    store.pull(b, "u")
+    assert (b / "u" / "x").read_bytes() == b"good"
