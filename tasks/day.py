@@ -158,9 +158,10 @@ _STEPS: dict[str, Step] = {
         writes=(SUMMARY, OUTCOME, PROMOTION),
     ),
 }
-# every step after the first reads the day's params snapshot (the DAG pulls it before the step: day_params)
+# every step after the first reads the day's params snapshot: the DAG requires it (day_params), before the
+# step; an operator's CLI run of a step (`tasks.promote promote`) has it too when the day ran in the DAG
 STEPS: dict[str, Step] = {
-    name: step if name == "wait_for_landing" else Step(reads=(PARAMS, *step.reads), writes=step.writes)
+    name: step if name == "wait_for_landing" else Step(reads=(Unit(PARAMS.path), *step.reads), writes=step.writes)
     for name, step in _STEPS.items()
 }
 

@@ -155,17 +155,57 @@ def airflow_db():
     return os.environ["AIRFLOW_HOME"]
 
 
-@pytest.fixture
-def bootstrapped(params, layout, s3_env, write_params):
-    """History landed and ingested through WARMUP_END and a bootstrapped champion in a fresh bucket."""
-    import datetime as dt
-
+@pytest.fixture(scope="session")
+def _bootstrap_image(s3_server):
+    """The bootstrapped state, built once per session (a real bootstrap: history landed, ingested, validated,
+    a champion trained, exported, benchmarked and promoted) in a bucket of its own; `bootstrapped` copies
+    it into each test's fresh bucket and folders. Training is deterministic on CPU, so a copy is the same
+    state a bootstrap in that test would have made."""
     from tasks.bootstrap import bootstrap
+    from tasks.common import Layout
 
+    base = _SESSION_DIR / "bootstrap-image"
+    params = tiny_params(base)
+    bucket = f"bootstrap-image-{os.getpid()}"
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**s3_server.env(), "FRESHREC_BUCKET": bucket}.items():
+            mp.setenv(k, v)
+        base.mkdir(parents=True, exist_ok=True)
+        path = base / "params.yaml"
+        path.write_text(yaml.safe_dump(params))
+        mp.setenv("FRESHREC_PARAMS", str(path))
+        mp.setenv("FRESHREC_DATA", str(base / "data"))
+        record = bootstrap(params, Layout(base / "data"), progress=False)
+    assert record["status"] == "promoted", record
+    return {"base": base, "bucket": bucket, "record": record, "landing": Path(params["source"]["landing_dir"])}
+
+
+def _copy_bucket(s3, source: str, dest: str) -> int:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=source)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    for key in keys:
+        s3.copy_object(Bucket=dest, Key=key, CopySource={"Bucket": source, "Key": key})
+    return len(keys)
+
+
+@pytest.fixture
+def bootstrapped(_bootstrap_image, params, layout, s3_env, write_params):
+    """History landed and ingested through WARMUP_END and a bootstrapped champion in a fresh bucket
+    (restored from the session's bootstrap image)."""
+    import datetime as dt
+    import shutil
+
+    from tasks.s3 import client, ensure_bucket
+
+    image = _bootstrap_image
+    s3 = client()
+    ensure_bucket(s3, s3_env)
+    _copy_bucket(s3, image["bucket"], s3_env)
+    shutil.copytree(image["landing"], params["source"]["landing_dir"], dirs_exist_ok=True)
+    shutil.copytree(image["base"] / "data", layout.root, dirs_exist_ok=True)
     write_params(params)
-    record = bootstrap(params, layout, progress=False)
-    assert record["status"] == "promoted"
-    return {"layout": layout, "params": params, "champion": record["version"], "day1": dt.date.fromisoformat(DAY1)}
+    champion = image["record"]["version"]
+    return {"layout": layout, "params": params, "champion": champion, "day1": dt.date.fromisoformat(DAY1)}
 
 
 @pytest.fixture
