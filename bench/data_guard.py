@@ -40,8 +40,9 @@ def main() -> None:
     import scipy.spatial.distance
     import scipy.stats  # noqa: F401  - likewise
 
-    from tasks.common import Layout, day_bounds, git_commit, load_params
+    from tasks.common import Layout, day_bounds, git_commit
     from tasks.drift import decide, measure
+    from tasks.params import load_params
     from tasks.replay import EVENTS_FILE, ITEMS_FILE
     from tasks.sources import load_dataset
     from tasks.validate import validate_day

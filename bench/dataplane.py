@@ -111,7 +111,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
-    from tasks.common import git_commit, load_params, parse_day
+    from tasks.common import git_commit, parse_day
+    from tasks.params import load_params
     from tasks.replay import run as replay
     from tasks.s3 import LocalS3
 
@@ -119,7 +120,7 @@ def main() -> None:
     os.environ.update(server.env())
     os.environ["FRESHREC_PARAMS"] = str(args.demo / "params.yaml")
     try:
-        from tasks.promote import registry_from_env
+        from tasks.registry import registry_from_env
 
         params = load_params(args.demo / "params.yaml")
         day = parse_day(args.day)

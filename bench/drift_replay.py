@@ -28,8 +28,9 @@ def main() -> None:
     args = ap.parse_args()
     import pandas as pd
 
-    from tasks.common import git_commit, load_params
+    from tasks.common import git_commit
     from tasks.drift import decide, measure
+    from tasks.params import load_params
     from tasks.sources import load_dataset
 
     t = load_params()["drift"]

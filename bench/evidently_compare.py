@@ -28,8 +28,8 @@ SIGNALS = {"wasserstein_rating": ("rating", "wasserstein"), "js_rating": ("ratin
 def export(out: Path, last: int) -> None:
     import pandas as pd
 
-    from tasks.common import load_params
     from tasks.drift import decide, measure
+    from tasks.params import load_params
     from tasks.sources import load_dataset
 
     t = load_params()["drift"]

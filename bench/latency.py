@@ -60,9 +60,10 @@ def main() -> None:
     import torch
 
     from tasks.benchmark import benchmark
-    from tasks.common import Layout, git_commit, load_params
+    from tasks.common import Layout, git_commit
     from tasks.export import parity_inputs
     from tasks.history import load_events
+    from tasks.params import load_params
     from tasks.train import read_items
 
     params = load_params()

@@ -1,4 +1,4 @@
-"""Offline quality on MovieLens-1M, the protocol of ../shared/ANCHORS.md: leave-one-out per user
+"""Offline quality on MovieLens-1M, the protocol of docs/anchors.md: leave-one-out per user
 (last item = test, the one before = validation), FULL ranking over all 3,706 items, HR@10 and
 NDCG@10 averaged over users. The pipeline's own model (models.seqrec), training loop
 (tasks.train.fit, full-softmax cross-entropy) and ranking code (tasks.evaluate.target_ranks).
@@ -150,7 +150,7 @@ def run(data: dict, features, text_init: bool, args, sitting: dict):
     train_seconds = elapsed()
     st = ckpt.extra
     model.load_state_dict({k[5:]: v for k, v in ckpt.extra_tensors.items()})
-    # one pass, three rankings: as ANCHORS.md writes it, under the "filter seen" protocol of the published
+    # one pass, three rankings: as docs/anchors.md writes it, under the "filter seen" protocol of the published
     # figures (docs/BENCHMARKS.md), and with only its input window's items out (what the served graph sees)
     ranks = ranks_by_exclusion(model, items, test, ("nothing", "history", "window"))
     t, f, w = (metrics_from_ranks(ranks[e], 10) for e in ("nothing", "history", "window"))

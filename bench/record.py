@@ -1,6 +1,6 @@
 """Add bench/quality.py reports to a record: bench/results/quality_ml1m.json keeps every run that
 docs/BENCHMARKS.md quotes, each with its command, machine and commit, and says which reach the target:
-on ANCHORS.md's protocol as written (nothing excluded from the ranking) and on the protocol of the
+on docs/anchors.md's protocol as written (nothing excluded from the ranking) and on the protocol of the
 published figures (the user's seen items excluded; docs/BENCHMARKS.md, protocol note).
 
     python bench/record.py bench/results/quality_ml1m_cpu_full.json --into bench/results/quality_ml1m.json
@@ -84,7 +84,7 @@ def check_record(record, path: Path) -> None:
 
 
 def meets(entry: dict, target: dict, seen_excluded: bool = False) -> bool | None:
-    """Whether a run reaches the target: on ANCHORS.md's protocol as written (nothing excluded from the
+    """Whether a run reaches the target: on docs/anchors.md's protocol as written (nothing excluded from the
     ranking), or with `seen_excluded` on the protocol of the published figures (the user's seen items
     excluded); None where the run did not measure that protocol (runs older than the figure)."""
     if not seen_excluded:

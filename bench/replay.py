@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
         return report
     import torch
 
-    from tasks.common import git_commit, load_params, write_json
+    from tasks.common import git_commit, write_json
+    from tasks.params import load_params
 
     params = load_params()
     for assignment in args.set:

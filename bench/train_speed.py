@@ -31,10 +31,11 @@ def main() -> None:
 
     import torch
 
-    from tasks.common import Layout, git_commit, load_params
+    from tasks.common import Layout, git_commit
     from tasks.evaluate import evaluate
     from tasks.features import load_features
     from tasks.history import load_events, load_items
+    from tasks.params import load_params
     from tasks.train import train
 
     params = load_params()

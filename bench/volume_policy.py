@@ -69,7 +69,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    from tasks.common import git_commit, load_params
+    from tasks.common import git_commit
+    from tasks.params import load_params
 
     params = load_params()["validate"]
     warn = {k for k, v in (params.get("policy") or {}).items() if v == "warn"}

@@ -26,8 +26,9 @@ def freshrec_bootstrap():
     @task
     def bootstrap_champion() -> dict:
         from tasks.bootstrap import bootstrap
-        from tasks.common import load_params, parse_day, quiet_third_party_logs
+        from tasks.common import parse_day, quiet_third_party_logs
         from tasks.day import task_scope
+        from tasks.params import load_params
 
         quiet_third_party_logs()
         params = load_params()

@@ -82,7 +82,7 @@ class RecordedApproval(ApprovalOperator):
 def _approvers() -> list[dict] | None:
     """`promote.approvers` in params.yaml as HITL assigned users: only they can answer the approval
     (Airflow checks it on every answer, UI and REST alike). Read at parse time: a small YAML file."""
-    from tasks.common import load_params
+    from tasks.params import load_params
 
     ids = load_params()["promote"].get("approvers") or []
     return [{"id": str(i), "name": str(i)} for i in ids] or None
@@ -152,8 +152,9 @@ def _scope(step: str):
     first task (a bad params.yaml fails that task at once, naming the key)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from tasks.common import FreshrecError, load_params
+    from tasks.common import FreshrecError
     from tasks.day import FIRST_STEP, day_params, snapshot_params, task_scope
+    from tasks.params import load_params
 
     day, context = _ctx()
     try:
@@ -181,7 +182,7 @@ def _api_url() -> str:
 
 def _options(context, **choices):
     """The operator's choices for this run (the DAG's Params) as the day's step API takes them."""
-    from tasks.day import DayOptions
+    from tasks.pipeline import DayOptions
 
     p = context["params"]
     force = None if p["force_mode"] == "auto" else p["force_mode"]
@@ -194,7 +195,7 @@ def _options(context, **choices):
 def _run(step: str, **choices):
     """Run step `step` of the day (tasks/day.py): its declared inputs pulled from the object store into
     the try's own working directory, the step, its outputs pushed back; a refusal fails for good."""
-    from tasks.day import run_day_step
+    from tasks.pipeline import run_day_step
 
     with _scope(step) as (day, params, layout, store, context):
         return _step(run_day_step, step, day, params, layout, store, _options(context, **choices))
@@ -287,7 +288,7 @@ def freshrec_daily():
 
         from tasks.day import NotReady
         from tasks.day import pull_champion as pull
-        from tasks.promote import registry_from_env
+        from tasks.registry import registry_from_env
 
         with _scope("pull_champion") as (day, params, layout, store, context):
             try:
@@ -358,7 +359,8 @@ def freshrec_daily():
     @task(trigger_rule="all_done")
     def summarize_run() -> dict:
         """The day's row, and its outcome: the champion standing after it, which day D+1 builds on."""
-        from tasks.day import run_step, summarize_day
+        from tasks.day import run_step
+        from tasks.pipeline import summarize_day
 
         with _scope("summarize_run") as (day, params, layout, store, context):
             ti = context["ti"]

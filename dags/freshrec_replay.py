@@ -32,7 +32,7 @@ def freshrec_replay():
     @task
     def land_events(logical_date=None) -> dict:
         from tasks import replay
-        from tasks.common import load_params
+        from tasks.params import load_params
 
         (landed,) = replay.run(logical_date.date(), load_params())
         return {"day": str(landed.day), "rows": landed.rows, "path": str(landed.path)}

@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--poll", type=float, default=30.0, help="seconds between pointer checks")
     args = ap.parse_args(argv)
-    from tasks.common import load_params
-    from tasks.promote import registry_from_env
+    from tasks.params import load_params
+    from tasks.registry import registry_from_env
 
     follower = ChampionFollower(registry_from_env(load_params()))
     if not follower.refresh() and follower.current is None:

@@ -20,7 +20,8 @@ from functools import cache
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from tasks.common import day_str, load_params, parse_day
+from tasks.common import day_str, parse_day
+from tasks.params import load_params
 from tasks.reports import DAYS_PARENT, FOLDERS, PAGES, ranking_note
 
 DAG_ID = "freshrec_daily"

@@ -9,9 +9,9 @@ import datetime as dt
 import math
 
 from tasks.common import Layout, read_json
-from tasks.day import challenger_version
 from tasks.drift import signals
 from tasks.reports import links, ranking_note
+from tasks.units import challenger_version
 from tasks.validate import describe
 
 

@@ -19,14 +19,9 @@ import numpy as np
 import torch
 
 from models.seqrec import SeqRecModel, TopKScorer
-from tasks.common import (
-    GateFailed,
-    Layout,
-    read_json,
-    step_cli,
-    write_json,
-)
+from tasks.common import GateFailed, Layout, read_json, write_json
 from tasks.export import EXPORT_FILE, FP32_FILE, INT8_FILE, session
+from tasks.params import step_cli
 
 LOG = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ import datetime as dt
 import json
 import logging
 
-from tasks.common import Layout, load_params, parse_day, setup_logging, write_json
+from tasks.common import Layout, parse_day, setup_logging, write_json
+from tasks.params import load_params
 
 LOG = logging.getLogger(__name__)
 
@@ -33,12 +34,12 @@ def bootstrap(params: dict, layout: Layout, progress: bool = True, store=None) -
     Safe to re-run after a kill at any point: landing and ingest are idempotent, training is
     deterministic on CPU (the same version is re-published byte for byte), and a champion that
     already exists only gets its missing outcome record."""
-    from tasks import benchmark, drift, evaluate, export, promote, train, validate
     from tasks.day import OUTCOME, STEPS, pull_champion, push, record_outcome
+    from tasks.pipeline import DayOptions, step_call
+    from tasks.registry import registry_from_env
     from tasks.store import Store
-    from tasks.versioning import version_training
 
-    registry = promote.registry_from_env(params)
+    registry = registry_from_env(params)
     store = store or Store.from_env(params)
     day = parse_day(params["source"]["warmup_end"])
     pointer, _ = registry.pointer()
@@ -56,29 +57,20 @@ def bootstrap(params: dict, layout: Layout, progress: bool = True, store=None) -
         return {"status": "exists", "version": pointer["version"]}
     days = _publish_history(params, layout, store, day)
     LOG.info("landed and published %d warm-up days through %s", days, day)
-    validate.run(day, params, layout)
+    options = DayOptions(approver="bootstrap", reason=f"warm-up window through {day} ({days} days)", progress=progress)
+    step_call("validate_events", day, params, layout, store, options)
     # the history is in the store and its last day validated: daily days may validate against it now
     push(store, layout, day, STEPS["validate_events"].writes)
     pull_champion(day, params, layout, store, registry, first=True)  # the marker and base.json (base null)
-    drift.run(day, params, layout)
-    trained = train.run(day, params, layout, mode="full", progress=progress)
-    version_training(day, params, layout)
-    evaluate.run(day, params, layout)
-    export.run(day, params, layout)
-    benchmark.run(day, params, layout)
-    for step in (
-        "detect_drift",
-        "train_challenger",
-        "evaluate_challenger",
-        "export_onnx",
-        "benchmark_latency",
-    ):
-        push(store, layout, day, STEPS[step].writes)
-    record = promote.run(day, params, layout, "bootstrap", f"warm-up window through {day} ({days} days)")
+    results = {}
+    for name in ("detect_drift", "train_challenger", "evaluate_challenger", "export_onnx", "benchmark_latency"):
+        results[name] = step_call(name, day, params, layout, store, options)  # drift: no champion, so full
+        push(store, layout, day, STEPS[name].writes)
+    record = step_call("promote_champion", day, params, layout, store, options)
     push(store, layout, day, STEPS["promote_champion"].writes)
     record_outcome(day, layout, registry, "bootstrap")
     push(store, layout, day, (OUTCOME,))
-    return {**record, "train_seconds": trained.seconds}
+    return {**record, "train_seconds": results["train_challenger"].seconds}
 
 
 def _publish_history(params: dict, layout: Layout, store, day: dt.date) -> int:

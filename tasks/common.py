@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 if TYPE_CHECKING:  # numpy stays out of the import path of DAG parsing
     import numpy as np
 
@@ -105,39 +103,6 @@ def epoch_seconds(ts) -> np.ndarray:
     return ts.dt.as_unit("s").astype("int64").to_numpy()
 
 
-def step_cli(doc: str | None, argv: list[str] | None, extra=None):
-    """The shared `python -m tasks.<step>` front: `--date` (default run.date) and `--params`.
-
-    `extra(parser)` adds a step's own options. Returns (args, params, day).
-    """
-    import argparse
-
-    setup_logging()
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--date", help="the day to process, YYYY-MM-DD (default: run.date in params.yaml)")
-    ap.add_argument("--params", default=None, help="params file (default: params.yaml or $FRESHREC_PARAMS)")
-    if extra is not None:
-        extra(ap)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)
-    return args, params, parse_day(args.date or params["run"]["date"])
-
-
-def load_params(path: Path | str | None = None) -> dict[str, Any]:
-    """params.yaml, validated against its typed model (tasks/params.py), every default filled in."""
-    from tasks.params import resolve
-
-    path = Path(path) if path else Path(os.environ.get("FRESHREC_PARAMS", ROOT_PARAMS))
-    if not path.exists():
-        raise FreshrecError(f"params file {path} not found: run from the project root or set FRESHREC_PARAMS")
-    with path.open() as f:
-        try:
-            raw = yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise FreshrecError(f"{path} is not valid YAML: {exc}") from None
-    return resolve(raw, str(path))
-
-
 def project_path(path: str | Path) -> Path:
     """Relative paths in params.yaml are relative to the project root, whatever the cwd."""
     path = Path(path)
@@ -146,7 +111,7 @@ def project_path(path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where each partition and artifact lives under the data root (ARCHITECTURE.md)."""
+    """Where each partition and artifact lives under the data root (docs/architecture.md)."""
 
     root: Path
 

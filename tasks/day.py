@@ -51,81 +51,55 @@ from tasks.common import (
     day_str,
     parse_day,
     read_json,
-    sha256_file,
     write_json,
 )
 from tasks.store import Store
+from tasks.units import (  # noqa: F401 - re-exported: the day's API names its units
+    BASE,
+    BASE_FILE,
+    BENCHMARK,
+    CHALLENGER,
+    CHAMPION,
+    CHAMPION_DIR,
+    CHAMPION_FILES,
+    CHECKPOINT,
+    DELIVERIES,
+    DRIFT,
+    DRIFT_BEFORE,
+    DVC_STAGE,
+    EVALUATION,
+    FEATURES,
+    ITEMS,
+    ITEMS_BEFORE,
+    ITEMS_STANDING,
+    METRICS,
+    ONNX,
+    OUTCOME,
+    OUTCOME_FILE,
+    OUTCOMES_BEFORE,
+    PARAMS,
+    PROMOTION,
+    QUARANTINE_ALL,
+    RAW,
+    RAW_HISTORY,
+    SUMMARY,
+    VALIDATION,
+    Unit,
+    Units,
+    base_of,
+    challenger_version,
+    day_keep,
+    stage_files,
+    version_id,
+)
 from tasks.workspace import BlobCache, cache_root, task_workspace
 
 LOG = logging.getLogger(__name__)
-BASE_FILE = "base.json"
-OUTCOME_FILE = "outcome.json"
-CHAMPION_DIR = "champion"
 MAX_INHERIT_DAYS = 366  # how far back an outcome chain of base-less days is followed
-CHAMPION_FILES = ["config.json", "weights.safetensors", "items.json", "train.json", "metrics.json"]
 
 
 class NotReady(FreshrecError):
     """Day D-1 has not ended yet, so day D's starting champion is not known."""
-
-
-# ---- what a step reads and writes --------------------------------------------------------------
-@dataclass(frozen=True)
-class Unit:
-    """One file or folder of the day, by its Layout path; `writer` names the task that makes it."""
-
-    path: Callable[[Layout, dt.date], Path]
-    writer: str = ""  # set: a required input (MissingInput if absent); empty: optional
-
-
-@dataclass(frozen=True)
-class Units:
-    """Every unit under a folder (e.g. each day's partition), those of days <= D (or < D)."""
-
-    parent: Callable[[Layout], Path]
-    before: bool = False  # only days strictly before D
-    all_days: bool = False  # every unit, whatever its day
-    latest: bool = False  # only the newest of them (e.g. the catalogue snapshot standing on D)
-    member: str = ""  # a file inside each day's folder (e.g. `outcome.json`), not the folder
-    lazy: bool = False  # read by the step itself through the store, as far back as it needs (not pulled first)
-
-
-def _day_keep(spec: Units, day: dt.date):
-    bound = f"date={day_str(day)}"
-    if spec.all_days:
-        return lambda name: True
-    return (lambda name: name[: len(bound)] < bound) if spec.before else (lambda name: name[: len(bound)] <= bound)
-
-
-def _run_file(name: str) -> Callable[[Layout, dt.date], Path]:
-    return lambda layout, day: layout.run(day) / name
-
-
-RAW = Unit(lambda layout, day: layout.raw(day), writer="ingest_events")
-ITEMS = Unit(lambda layout, day: layout.items(day))
-DELIVERIES = Unit(lambda layout, day: layout.deliveries(day))  # every delivery of D, by content hash
-VALIDATION = Unit(lambda layout, day: layout.reports("validation", day), writer="validate_events")
-DRIFT = Unit(lambda layout, day: layout.reports("drift", day), writer="detect_drift")
-CHAMPION = Unit(_run_file(CHAMPION_DIR), writer="pull_champion")
-BASE = Unit(_run_file(BASE_FILE), writer="pull_champion")
-CHALLENGER = Unit(_run_file("challenger"), writer="train_challenger")
-CHECKPOINT = Unit(_run_file("checkpoint"))  # a training run's last checkpoint, while it runs (tasks/checkpoint.py)
-DVC_STAGE = Unit(_run_file("dvc"))  # the training run's DVC stage files (tasks/versioning.py)
-ONNX = Unit(_run_file("onnx"), writer="export_onnx")
-EVALUATION = Unit(_run_file("evaluation.json"), writer="evaluate_challenger")
-BENCHMARK = Unit(_run_file("benchmark.json"), writer="benchmark_latency")
-PROMOTION = Unit(_run_file("promotion.json"))
-SUMMARY = Unit(_run_file("summary.json"))
-OUTCOME = Unit(_run_file(OUTCOME_FILE))
-PARAMS = Unit(_run_file("params.json"), writer="wait_for_landing")  # the day's params, fixed at its start
-METRICS = Unit(_run_file("metrics.json"))  # the version's metrics, as promote_champion publishes them
-FEATURES = Unit(lambda layout, day: layout.features())
-RAW_HISTORY = Units(lambda layout: layout.raw_events_root())
-ITEMS_STANDING = Units(lambda layout: layout.root / "raw" / "items", latest=True)  # the catalogue on D
-ITEMS_BEFORE = Units(lambda layout: layout.root / "raw" / "items", before=True, latest=True)  # the previous one
-OUTCOMES_BEFORE = Units(lambda layout: layout.root / "runs", before=True, member=OUTCOME_FILE, lazy=True)
-QUARANTINE_ALL = Units(lambda layout: layout.root / "quarantine", all_days=True)
-DRIFT_BEFORE = Units(lambda layout: layout.root / "reports" / "drift", before=True)
 
 
 @dataclass(frozen=True)
@@ -176,10 +150,10 @@ def pull(store: Store, layout: Layout, day: dt.date, specs) -> None:
             continue
         if isinstance(spec, Units) and spec.latest:
             parent = _rel(layout, spec.parent(layout))
-            if names := [n for n in store.children(parent) if _day_keep(spec, day)(n)]:
+            if names := [n for n in store.children(parent) if day_keep(spec, day)(n)]:
                 store.pull(layout.root, f"{parent}/{names[-1]}")
         elif isinstance(spec, Units):
-            store.pull_children(layout.root, _rel(layout, spec.parent(layout)), _day_keep(spec, day))
+            store.pull_children(layout.root, _rel(layout, spec.parent(layout)), day_keep(spec, day))
         else:
             store.pull(
                 layout.root, _rel(layout, spec.path(layout, day)), required=bool(spec.writer), writer=spec.writer
@@ -190,7 +164,7 @@ def push(store: Store, layout: Layout, day: dt.date, specs) -> None:
     for spec in specs:
         if isinstance(spec, Units):
             parent = spec.parent(layout)
-            keep = _day_keep(spec, day)
+            keep = day_keep(spec, day)
             names = sorted(p.name for p in parent.iterdir() if not p.name.startswith(".")) if parent.is_dir() else []
             for name in filter(keep, names):
                 store.push(layout.root, f"{_rel(layout, parent)}/{name}")
@@ -365,35 +339,10 @@ def pull_champion(
     return version
 
 
-def version_id(day: dt.date, weights_sha256: str) -> str:
-    """A version is named `<D>-<sha8 of its weights>`: the day whose data it was trained through."""
-    return f"{day_str(day)}-{weights_sha256[:8]}"
-
-
-def challenger_version(layout: Layout, day: dt.date) -> str | None:
-    """The version id day D's challenger gets (None if it was not trained)."""
-    weights = CHALLENGER.path(layout, day) / "weights.safetensors"
-    return version_id(day, sha256_file(weights)) if weights.exists() else None
-
-
-def stage_files(layout: Layout, day: dt.date) -> dict[str, str]:
-    """The DVC stage files of day D's training run (tasks/versioning.py); empty if it was not versioned."""
-    root = DVC_STAGE.path(layout, day)
-    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def trained_days(store: Store, day: dt.date) -> list[str]:
     """Days >= D whose challenger (trained with D in its history) is in the store."""
     days = [n[len("date=") :] for n in store.children("raw/events") if n[len("date=") :] >= day_str(day)]
     return [d for d in days if store.exists(f"runs/date={d}/challenger")]
-
-
-def base_of(layout: Layout, day: dt.date) -> str | None:
-    """base(D) as recorded by pull_champion (MissingInput-style error if it never ran)."""
-    path = BASE.path(layout, day)
-    if not path.exists():
-        raise FreshrecError(f"{path} is missing: run pull_champion for {day} first")
-    return read_json(path)["base"]
 
 
 def record_outcome(day: dt.date, layout: Layout, registry, status: str) -> dict:
@@ -417,68 +366,7 @@ def record_outcome(day: dt.date, layout: Layout, registry, status: str) -> dict:
     return outcome
 
 
-# ---- the day's steps and rules: the DAG, the bootstrap, the CLIs and the benchmarks call these --------
-SEQUENCE = (
-    "ingest_events", "validate_events", "pull_champion", "detect_drift", "train_challenger", "evaluate_challenger",
-    "export_onnx", "benchmark_latency", "prepare_approval", "promote_champion", "summarize_run",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class DayOptions:
-    """The operator's choices for one run of a day (the DAG's Params)."""
-
-    force_mode: str | None = None  # detect_drift: override the decision (skip | incremental | full)
-    accept_checks: tuple[str, ...] = ()  # validate_events: checks reviewed and accepted for this run
-    replace_delivery: bool = False  # ingest_events: take a re-delivery with other bytes
-    base: str | None = None  # pull_champion: `live` or a version, to break the chain knowingly
-    approver: str = ""  # promote_champion: who approved, and why
-    reason: str = ""
-    api: str | None = None  # links in the evidence and the summary point at this API server
-    on_checkpoint: Callable[[Path], None] | None = None  # train_challenger: publish each checkpoint
-
-
-def _promote(day: dt.date, params: dict, layout: Layout, options: DayOptions):
-    from tasks.promote import run as promote
-
-    if not options.approver:
-        raise FreshrecError("promote_champion needs an approver (an approval answer, or auto_approve)")
-    return promote(day, params, layout, options.approver, options.reason)
-
-
-def _train(day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
-    from tasks import versioning
-
-    on_checkpoint = options.on_checkpoint or checkpoint_sink(day, params, layout, store)
-    return versioning.train_and_version(day, params, layout, on_checkpoint=on_checkpoint)
-
-
-def step_call(name: str, day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
-    """Run step `name` of day D on `layout` (its inputs already pulled): the one place each step's function
-    and arguments are named. pull_champion and summarize_run have their own entry points."""
-    from tasks import approval, benchmark, drift, evaluate, export, ingest, validate
-
-    calls = {
-        "ingest_events": lambda: ingest.run(day, params, layout, trained_days(store, day), options.replace_delivery),
-        "validate_events": lambda: validate.run(day, params, layout, options.accept_checks),
-        "detect_drift": lambda: drift.run(day, params, layout, options.force_mode),
-        "train_challenger": lambda: _train(day, params, layout, store, options),
-        "evaluate_challenger": lambda: evaluate.run(day, params, layout),
-        "export_onnx": lambda: export.run(day, params, layout),
-        "benchmark_latency": lambda: benchmark.run(day, params, layout),
-        "prepare_approval": lambda: approval.evidence_markdown(day, layout, params["drift"], options.api),
-        "promote_champion": lambda: _promote(day, params, layout, options),
-    }
-    if name not in calls:
-        raise FreshrecError(f"unknown step {name!r}: the steps are {SEQUENCE}")
-    return calls[name]()
-
-
-def run_day_step(name: str, day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
-    """Step `name` of day D through the data plane: declared inputs pulled, the step, outputs pushed."""
-    return run_step(name, day, params, layout, step_call, name, day, params, layout, store, options, store=store)
-
-
+# ---- the day's rules ------------------------------------------------------------------------------
 def approver_of(answer: dict | None, auto_approve: bool) -> tuple[str, str]:
     """(approver, reason) for a promotion: the person who answered the approval, or `auto`."""
     if answer:
@@ -507,22 +395,3 @@ def day_status(decision: str | None, states: dict[str, str]) -> str:
     if states.get("approve_promotion") == "success" and states.get("promote_champion") == "skipped":
         return "rejected"
     return "ended"
-
-
-def summarize_day(
-    day: dt.date, params: dict, layout: Layout, states: dict[str, str], answer: dict | None,
-    evidence: str | None, api: str | None, timeout: dt.timedelta,
-) -> dict:  # fmt: skip
-    """summarize_run: the day's row, a rejection (or a timeout) on record like a promotion (who, when, why,
-    the evidence digest), and the outcome day D+1 builds on."""
-    from tasks.promote import registry_from_env, reject
-    from tasks.summary import summarize
-
-    row = summarize(day, layout, api)
-    status = day_status(row["decision"], states)
-    if status == "rejected":
-        who, why = rejection_of(answer, timeout)
-        reject(day, params, layout, who, why, evidence)
-        row = summarize(day, layout, api)  # the summary names the rejection
-    row["outcome"] = record_outcome(day, layout, registry_from_env(params), status)
-    return row

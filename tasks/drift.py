@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.common import Layout, read_json, step_cli, write_json
+from tasks.common import Layout, read_json, write_json
 from tasks.history import day_mask, load_events
+from tasks.params import step_cli
 
 LOG = logging.getLogger(__name__)
 
@@ -108,12 +109,6 @@ def sequence_embeddings(champion_dir: Path, events: pd.DataFrame, users: list[st
     with torch.inference_mode():
         states = model(torch.from_numpy(x))[:, -1, :]
     return torch.nn.functional.normalize(states, dim=-1).numpy()
-
-
-def events_per_user_day(events: pd.DataFrame) -> np.ndarray:
-    """Events per (user, UTC day): the same unit for a 28-day reference and a one-day current."""
-    days = events["event_ts"].dt.floor("D")
-    return events.groupby([events["user_id"], days]).size().to_numpy()
 
 
 FEATURE_SIGNALS = {  # signal -> the params threshold its excess over the no-drift baseline is compared with

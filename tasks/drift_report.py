@@ -26,7 +26,7 @@ def _plots(reference: pd.DataFrame, current: pd.DataFrame, history: list[dict]) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tasks.drift import events_per_user_day
+    from tasks.history import events_per_user_day
 
     out = []
     fig, ax = plt.subplots(figsize=(5, 3))

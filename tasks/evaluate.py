@@ -23,8 +23,9 @@ import pandas as pd
 import torch
 
 from models.seqrec import PAD, SeqRecModel
-from tasks.common import GateFailed, Layout, step_cli, write_json
+from tasks.common import GateFailed, Layout, write_json
 from tasks.history import holdout_mask, left_pad, load_events
+from tasks.params import step_cli
 from tasks.train import ITEMS_FILE, read_items
 
 LOG = logging.getLogger(__name__)

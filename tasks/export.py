@@ -22,14 +22,9 @@ import numpy as np
 import torch
 
 from models.seqrec import SeqRecModel, TopKScorer
-from tasks.common import (
-    GateFailed,
-    Layout,
-    atomic_dir,
-    step_cli,
-    write_json,
-)
+from tasks.common import GateFailed, Layout, atomic_dir, write_json
 from tasks.history import left_pad
+from tasks.params import step_cli
 
 LOG = logging.getLogger(__name__)
 # the dynamo exporter warns once per torchvision op it could register; the model has none

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from tasks.common import Layout, atomic_dir, step_cli
+from tasks.common import Layout, atomic_dir
+from tasks.params import step_cli
 
 LOG = logging.getLogger(__name__)
 IDS_FILE = "item_ids.json"

@@ -55,6 +55,12 @@ def load_items(layout: Layout, day: dt.date) -> pd.DataFrame:
     return read_items(path)
 
 
+def events_per_user_day(events: pd.DataFrame) -> np.ndarray:
+    """Events per (user, UTC day): the same unit for a 28-day reference and a one-day current."""
+    days = events["event_ts"].dt.floor("D")
+    return events.groupby([events["user_id"], days]).size().to_numpy()
+
+
 def day_mask(events: pd.DataFrame, day: dt.date) -> np.ndarray:
     start, end = day_bounds(day)
     ts = epoch_seconds(events["event_ts"])

@@ -15,16 +15,9 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tasks.common import (
-    FreshrecError,
-    Layout,
-    ValidationFailed,
-    atomic_dir,
-    sha256_file,
-    step_cli,
-    write_json,
-)
+from tasks.common import FreshrecError, Layout, ValidationFailed, atomic_dir, sha256_file, write_json
 from tasks.landing import EVENTS_FILE, ITEMS_FILE, LandingZone
+from tasks.params import step_cli
 
 LOG = logging.getLogger(__name__)
 

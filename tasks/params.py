@@ -1,6 +1,6 @@
 """params.yaml as one typed model: every key, its type, its allowed values and its default, in one place.
 
-`load_params()` (tasks/common.py) validates the file against `Params` before any work: an unknown key
+`load_params()` validates the file against `Params` before any work: an unknown key
 (a typo would otherwise train silently on the default), a wrong type or a value outside an enum fails
 with the key's dotted path and the reason. Steps keep reading plain dicts (`model_dump`), with every
 default filled in here, so no step carries a default of its own.
@@ -14,16 +14,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
-from tasks.common import FreshrecError
+from tasks.common import ROOT_PARAMS, FreshrecError, parse_day, setup_logging
 
 
 def _day(value: Any) -> str:
-    from tasks.common import parse_day
-
     if isinstance(value, dt.date):  # YAML reads an unquoted 1998-02-28 as a date
         value = value.isoformat()
     if not isinstance(value, str):
@@ -209,3 +210,34 @@ def resolve(raw: Any, source: str = "params.yaml") -> dict:
 def digest(params: dict) -> str:
     """sha256 of resolved params, canonical JSON: the same params give the same digest anywhere."""
     return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def step_cli(doc: str | None, argv: list[str] | None, extra=None):
+    """The shared `python -m tasks.<step>` front: `--date` (default run.date) and `--params`.
+
+    `extra(parser)` adds a step's own options. Returns (args, params, day).
+    """
+    import argparse
+
+    setup_logging()
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--date", help="the day to process, YYYY-MM-DD (default: run.date in params.yaml)")
+    ap.add_argument("--params", default=None, help="params file (default: params.yaml or $FRESHREC_PARAMS)")
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    return args, params, parse_day(args.date or params["run"]["date"])
+
+
+def load_params(path: Path | str | None = None) -> dict[str, Any]:
+    """params.yaml, validated against its typed model (tasks/params.py), every default filled in."""
+    path = Path(path) if path else Path(os.environ.get("FRESHREC_PARAMS", ROOT_PARAMS))
+    if not path.exists():
+        raise FreshrecError(f"params file {path} not found: run from the project root or set FRESHREC_PARAMS")
+    with path.open() as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise FreshrecError(f"{path} is not valid YAML: {exc}") from None
+    return resolve(raw, str(path))

@@ -275,3 +275,14 @@ class Registry:
         self.record_history(body)
         LOG.info("champion of %s is now %s (%s by %s)", self.name, version, action, approver)
         return record
+
+
+def registry_from_env(params: dict, s3=None) -> Registry:
+    """The registry of params' model in the configured bucket (tasks/s3.py), endpoint and credentials
+    from the environment."""
+    from tasks.s3 import bucket_name, client, ensure_bucket
+
+    s3 = s3 or client()
+    bucket = bucket_name(params)
+    ensure_bucket(s3, bucket)
+    return Registry(s3, bucket, params["run"]["model_name"])

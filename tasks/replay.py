@@ -16,13 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.common import (
-    FreshrecError,
-    day_bounds,
-    epoch_seconds,
-    step_cli,
-)
+from tasks.common import FreshrecError, day_bounds, epoch_seconds
 from tasks.landing import EVENTS_FILE, ITEMS_FILE, LandingZone, landing_path  # noqa: F401 (re-exported)
+from tasks.params import step_cli
 from tasks.sources import Dataset, load_dataset
 
 

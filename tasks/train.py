@@ -11,7 +11,7 @@ some parameters (`all`, `top`, `lora`). The default recipe (one epoch over every
 history plus the day's events 5x, 3.5-4.7 % of a full retrain's compute) is the one
 bench/replay.py measured at or above a daily full retrain; docs/BENCHMARKS.md has the comparison.
 Loss: full softmax cross-entropy over the whole catalogue (SASRec+, Klenitskiy &
-Vasilev 2023), the objective that tops the full-ranking tables in ANCHORS.md; a `Recipe` may
+Vasilev 2023), the objective that tops the full-ranking tables in docs/anchors.md; a `Recipe` may
 choose sampled softmax with logQ correction, length bucketing, torch.compile or bf16 instead
 (bench/step_cost.py measures each). Training checkpoints and resumes (tasks/checkpoint.py).
 """
@@ -36,15 +36,9 @@ import torch
 
 from models.seqrec import CONFIG_FILE, WEIGHTS_FILE, SeqRecConfig, SeqRecModel
 from tasks.checkpoint import Checkpointing, Position, fingerprint
-from tasks.common import (
-    FreshrecError,
-    Layout,
-    atomic_dir,
-    read_json,
-    step_cli,
-    write_json,
-)
+from tasks.common import FreshrecError, Layout, atomic_dir, read_json, write_json
 from tasks.history import day_mask, holdout_mask, load_events, load_items, sequences, windows
+from tasks.params import step_cli
 
 LOG = logging.getLogger(__name__)
 ITEMS_FILE = "items.json"

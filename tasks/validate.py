@@ -23,17 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.common import (
-    Layout,
-    ValidationFailed,
-    atomic_dir,
-    day_bounds,
-    sha256_file,
-    step_cli,
-    write_json,
-)
+from tasks.common import Layout, ValidationFailed, atomic_dir, day_bounds, sha256_file, write_json
 from tasks.contract import CAUSES, ID_COLUMNS, conform, id_problems
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
+from tasks.params import step_cli
 from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
 
 LOG = logging.getLogger(__name__)

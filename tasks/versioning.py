@@ -30,8 +30,9 @@ from pathlib import Path
 
 import yaml
 
-from tasks.common import FreshrecError, Layout, day_str, load_params, parse_day, setup_logging, sha256_file
-from tasks.day import DVC_STAGE
+from tasks.common import FreshrecError, Layout, day_str, parse_day, setup_logging, sha256_file
+from tasks.params import load_params
+from tasks.units import DVC_STAGE
 
 LOG = logging.getLogger(__name__)
 STAGE_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
@@ -131,11 +132,13 @@ def version_training(day: dt.date, params: dict, layout: Layout) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def train_and_version(day: dt.date, params: dict, layout: Layout, mode: str | None = None, on_checkpoint=None):
+def train_and_version(
+    day: dt.date, params: dict, layout: Layout, mode: str | None = None, on_checkpoint=None, progress: bool = True
+):
     """Train day D's challenger, then record the run with DVC: what the pipeline's train task runs."""
     from tasks import train
 
-    res = train.run(day, params, layout, mode, on_checkpoint=on_checkpoint)
+    res = train.run(day, params, layout, mode, progress=progress, on_checkpoint=on_checkpoint)
     version_training(day, params, layout)
     return res
 
@@ -201,7 +204,7 @@ def format_report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tasks.promote import registry_from_env
+    from tasks.registry import registry_from_env
 
     setup_logging(logging.WARNING)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

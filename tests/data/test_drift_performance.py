@@ -8,10 +8,10 @@ import json
 import torch
 
 from models.seqrec import SeqRecConfig, SeqRecModel
-from tasks.common import load_params
 from tasks.drift import champion_performance
 from tasks.evaluate import build_holdout, score_model
 from tasks.history import sequences, windows
+from tasks.params import load_params
 from tasks.sources import load_dataset
 from tasks.train import ITEMS_FILE, Recipe, fit
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.common import load_params
 from tasks.drift import decide, measure
+from tasks.params import load_params
 from tasks.sources import load_dataset
 
 

@@ -14,19 +14,8 @@ import pandas as pd
 import pytest
 
 from tasks.common import Layout, ValidationFailed
-from tasks.day import (
-    PARAMS,
-    SEQUENCE,
-    STEPS,
-    DayOptions,
-    Units,
-    day_params,
-    pull_champion,
-    run_day_step,
-    run_step,
-    snapshot_params,
-    summarize_day,
-)
+from tasks.day import PARAMS, STEPS, Units, day_params, pull_champion, run_step, snapshot_params
+from tasks.pipeline import SEQUENCE, DayOptions, run_day_step, summarize_day
 from tasks.store import Store
 
 pytestmark = [pytest.mark.slow]
@@ -51,7 +40,7 @@ sys.addaudithook(_hook)  # process-wide and permanent; it records only while _AU
 
 
 def _covered(specs, layout: Layout, day: dt.date, rel: str, listing: bool) -> bool:
-    from tasks.day import _day_keep
+    from tasks.units import day_keep
 
     for spec in specs:
         if isinstance(spec, Units):
@@ -61,7 +50,7 @@ def _covered(specs, layout: Layout, day: dt.date, rel: str, listing: bool) -> bo
             child, _, inner = rel[len(parent) + 1 :].partition("/")
             if (
                 rel.startswith(parent + "/")
-                and _day_keep(spec, day)(child)
+                and day_keep(spec, day)(child)
                 and (not spec.member or inner == spec.member)
             ):
                 return True

@@ -10,9 +10,9 @@ import datetime as dt
 import pytest
 import yaml
 
-from tasks.common import ROOT_PARAMS, FreshrecError, Layout, load_params
+from tasks.common import ROOT_PARAMS, FreshrecError, Layout
 from tasks.day import day_params, snapshot_params
-from tasks.params import digest, resolve
+from tasks.params import digest, load_params, resolve
 from tasks.store import MissingInput, Store
 
 D = dt.date(1998, 3, 1)

@@ -1,0 +1,102 @@
+"""Every artifact of a day, named once: a *unit* is a file or folder under the data root, by its `Layout`
+path, with the task that writes it. The object store mirrors these paths (tasks/store.py), `STEPS` in
+tasks/day.py says which units each step reads and writes, and the steps find their files through them.
+This module imports no step, so every step may use it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.common import FreshrecError, Layout, day_str, read_json, sha256_file
+
+BASE_FILE = "base.json"
+OUTCOME_FILE = "outcome.json"
+CHAMPION_DIR = "champion"
+CHAMPION_FILES = ["config.json", "weights.safetensors", "items.json", "train.json", "metrics.json"]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One file or folder of the day, by its Layout path; `writer` names the task that makes it."""
+
+    path: Callable[[Layout, dt.date], Path]
+    writer: str = ""  # set: a required input (MissingInput if absent); empty: optional
+
+
+@dataclass(frozen=True)
+class Units:
+    """Every unit under a folder (e.g. each day's partition), those of days <= D (or < D)."""
+
+    parent: Callable[[Layout], Path]
+    before: bool = False  # only days strictly before D
+    all_days: bool = False  # every unit, whatever its day
+    latest: bool = False  # only the newest of them (e.g. the catalogue snapshot standing on D)
+    member: str = ""  # a file inside each day's folder (e.g. `outcome.json`), not the folder
+    lazy: bool = False  # read by the step itself through the store, as far back as it needs (not pulled first)
+
+
+def day_keep(spec: Units, day: dt.date):
+    bound = f"date={day_str(day)}"
+    if spec.all_days:
+        return lambda name: True
+    return (lambda name: name[: len(bound)] < bound) if spec.before else (lambda name: name[: len(bound)] <= bound)
+
+
+def _run_file(name: str) -> Callable[[Layout, dt.date], Path]:
+    return lambda layout, day: layout.run(day) / name
+
+
+RAW = Unit(lambda layout, day: layout.raw(day), writer="ingest_events")
+ITEMS = Unit(lambda layout, day: layout.items(day))
+DELIVERIES = Unit(lambda layout, day: layout.deliveries(day))  # every delivery of D, by content hash
+VALIDATION = Unit(lambda layout, day: layout.reports("validation", day), writer="validate_events")
+DRIFT = Unit(lambda layout, day: layout.reports("drift", day), writer="detect_drift")
+CHAMPION = Unit(_run_file(CHAMPION_DIR), writer="pull_champion")
+BASE = Unit(_run_file(BASE_FILE), writer="pull_champion")
+CHALLENGER = Unit(_run_file("challenger"), writer="train_challenger")
+CHECKPOINT = Unit(_run_file("checkpoint"))  # a training run's last checkpoint, while it runs (tasks/checkpoint.py)
+DVC_STAGE = Unit(_run_file("dvc"))  # the training run's DVC stage files (tasks/versioning.py)
+ONNX = Unit(_run_file("onnx"), writer="export_onnx")
+EVALUATION = Unit(_run_file("evaluation.json"), writer="evaluate_challenger")
+BENCHMARK = Unit(_run_file("benchmark.json"), writer="benchmark_latency")
+PROMOTION = Unit(_run_file("promotion.json"))
+SUMMARY = Unit(_run_file("summary.json"))
+OUTCOME = Unit(_run_file(OUTCOME_FILE))
+PARAMS = Unit(_run_file("params.json"), writer="wait_for_landing")  # the day's params, fixed at its start
+METRICS = Unit(_run_file("metrics.json"))  # the version's metrics, as promote_champion publishes them
+FEATURES = Unit(lambda layout, day: layout.features())
+RAW_HISTORY = Units(lambda layout: layout.raw_events_root())
+ITEMS_STANDING = Units(lambda layout: layout.root / "raw" / "items", latest=True)  # the catalogue on D
+ITEMS_BEFORE = Units(lambda layout: layout.root / "raw" / "items", before=True, latest=True)  # the previous one
+OUTCOMES_BEFORE = Units(lambda layout: layout.root / "runs", before=True, member=OUTCOME_FILE, lazy=True)
+QUARANTINE_ALL = Units(lambda layout: layout.root / "quarantine", all_days=True)
+DRIFT_BEFORE = Units(lambda layout: layout.root / "reports" / "drift", before=True)
+
+
+def version_id(day: dt.date, weights_sha256: str) -> str:
+    """A version is named `<D>-<sha8 of its weights>`: the day whose data it was trained through."""
+    return f"{day_str(day)}-{weights_sha256[:8]}"
+
+
+def challenger_version(layout: Layout, day: dt.date) -> str | None:
+    """The version id day D's challenger gets (None if it was not trained)."""
+    weights = CHALLENGER.path(layout, day) / "weights.safetensors"
+    return version_id(day, sha256_file(weights)) if weights.exists() else None
+
+
+def stage_files(layout: Layout, day: dt.date) -> dict[str, str]:
+    """The DVC stage files of day D's training run (tasks/versioning.py); empty if it was not versioned."""
+    root = DVC_STAGE.path(layout, day)
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def base_of(layout: Layout, day: dt.date) -> str | None:
+    """base(D) as recorded by pull_champion (MissingInput-style error if it never ran)."""
+    path = BASE.path(layout, day)
+    if not path.exists():
+        raise FreshrecError(f"{path} is missing: run pull_champion for {day} first")
+    return read_json(path)["base"]
