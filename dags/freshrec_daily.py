@@ -31,34 +31,35 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-import os
 from pathlib import Path
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, TaskGroup, dag, task
 
-TRAIN_QUEUE = os.environ.get("FRESHREC_TRAIN_QUEUE", "default")  # `gpu` where a GPU worker listens
+from tasks.settings import settings
+
+TRAIN_QUEUE = settings().train_queue  # `gpu` where a GPU worker listens
 TRAIN_POD = Path(__file__).resolve().parent.parent / "docker" / "k8s" / "train-challenger-pod.yaml"
 # The data window: the days data exists for. Defaults: the embedded ML-100K replay (days 1997-09-20 ..
 # 1998-04-22). With your own data set FRESHREC_START_DATE to its first day and FRESHREC_END_DATE to ""
 # (open-ended). A run for a day outside it stops at its first task and says so: a manual trigger
 # fails (e.g. the trigger form's default logical date, today), a scheduled run is skipped. The DAG
 # itself has no end_date, because Airflow would make a run past it a green run with no task at all.
-START_DATE = pendulum.parse(os.environ.get("FRESHREC_START_DATE", "1997-09-20"), tz="UTC")
-_END = os.environ.get("FRESHREC_END_DATE", "1998-04-23")  # the last data day's interval ends here
+START_DATE = pendulum.parse(settings().start_date, tz="UTC")
+_END = settings().end_date  # the last data day's interval ends here (None: open-ended)
 END_DATE = pendulum.parse(_END, tz="UTC") if _END else None
 APPROVAL_TIMEOUT = dt.timedelta(hours=24)
 
 APPROVAL_BODY = "{{ ti.xcom_pull(task_ids='prepare_approval') }}"
 # pull_champion waits for day D-1's run to end (its approval may take up to APPROVAL_TIMEOUT)
-BASE_POKE_SECONDS = float(os.environ.get("FRESHREC_BASE_POKE_SECONDS", "60"))
+BASE_POKE_SECONDS = settings().poke_seconds
 BASE_WAIT_SECONDS = 2 * APPROVAL_TIMEOUT.total_seconds() + 6 * 3600
 
 
 def _train_executor_config() -> dict:
     """With the KubernetesExecutor (FRESHREC_TRAIN_POD=gpu): train_challenger's pod_override, a GPU pod."""
-    if os.environ.get("FRESHREC_TRAIN_POD") != "gpu":
+    if settings().train_pod != "gpu":
         return {}
     import yaml
     from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator

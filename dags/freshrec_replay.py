@@ -9,10 +9,11 @@ With your own data, your export job does this instead: pause or delete this DAG.
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, task
+
+from tasks.settings import Settings, settings
 
 
 @dag(
@@ -20,8 +21,8 @@ from airflow.sdk import CronDataIntervalTimetable, dag, task
     # a run covers one UTC day [D, D+1): logical date D, it starts once D is over (classic interval
     # semantics; a plain "@daily" in Airflow 3 would stamp the run with D+1, the day just begun)
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=pendulum.parse(os.environ.get("FRESHREC_START_DATE", "1997-09-20"), tz="UTC"),
-    end_date=pendulum.parse(os.environ.get("FRESHREC_END_DATE") or "1998-04-23", tz="UTC"),  # the replayed data
+    start_date=pendulum.parse(settings().start_date, tz="UTC"),
+    end_date=pendulum.parse(settings().end_date or Settings().end_date, tz="UTC"),  # the replayed data
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

@@ -14,7 +14,6 @@ import datetime as dt
 import html
 import json
 import mimetypes
-import os
 from functools import cache
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -30,7 +29,10 @@ SANDBOX = {"Content-Security-Policy": "sandbox allow-popups allow-popups-to-esca
 
 def _store():
     """The store the workers write to (the same environment: FRESHREC_BUCKET, FRESHREC_S3_ENDPOINT, ...)."""
-    return _store_for(os.environ.get("FRESHREC_BUCKET"), os.environ.get("FRESHREC_S3_ENDPOINT"))
+    from tasks.settings import settings
+
+    s = settings()
+    return _store_for(s.bucket, s.s3_endpoint)
 
 
 @cache

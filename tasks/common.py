@@ -117,7 +117,9 @@ class Layout:
 
     @classmethod
     def default(cls) -> Layout:
-        return cls(project_path(os.environ.get("FRESHREC_DATA", "data")))
+        from tasks.settings import settings
+
+        return cls(project_path(settings().data))
 
     def raw(self, day: dt.date) -> Path:
         return self.root / "raw" / "events" / f"date={day_str(day)}"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.common import FreshrecError, ValidationFailed, day_str, parse_day, project_path
+from tasks.settings import settings
 
 EVENTS_FILE = "events.parquet"
 ITEMS_FILE = "items.parquet"
@@ -90,7 +91,7 @@ class LandingZone:
 
     @classmethod
     def from_params(cls, params: dict) -> LandingZone:
-        loc = os.environ.get("FRESHREC_LANDING_DIR") or str(params["source"]["landing_dir"])  # a deployment's endpoint
+        loc = settings().landing_dir or str(params["source"]["landing_dir"])  # a deployment's endpoint
         return cls(loc if loc.startswith("s3://") else str(project_path(loc)))
 
     @property

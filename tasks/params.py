@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -232,7 +231,9 @@ def step_cli(doc: str | None, argv: list[str] | None, extra=None):
 
 def load_params(path: Path | str | None = None) -> dict[str, Any]:
     """params.yaml, validated against its typed model (tasks/params.py), every default filled in."""
-    path = Path(path) if path else Path(os.environ.get("FRESHREC_PARAMS", ROOT_PARAMS))
+    from tasks.settings import settings
+
+    path = Path(path or settings().params or ROOT_PARAMS)
     if not path.exists():
         raise FreshrecError(f"params file {path} not found: run from the project root or set FRESHREC_PARAMS")
     with path.open() as f:

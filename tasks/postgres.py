@@ -193,7 +193,9 @@ class LocalPostgres:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["start", "stop", "env", "status"])
-    ap.add_argument("--port", type=int, default=int(os.environ.get("FRESHREC_PG_PORT", "15432")))
+    from tasks.settings import settings
+
+    ap.add_argument("--port", type=int, default=settings().pg_port)
     ap.add_argument("--state-dir", type=Path, default=RUN_DIR)
     args = ap.parse_args(argv)
     server = LocalPostgres(args.state_dir.resolve(), args.port)

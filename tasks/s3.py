@@ -32,7 +32,9 @@ def client(endpoint: str | None = None):
     import boto3
     from botocore.config import Config
 
-    endpoint = os.environ.get("FRESHREC_S3_ENDPOINT", DEFAULT_ENDPOINT) if endpoint is None else endpoint
+    from tasks.settings import settings
+
+    endpoint = settings().s3_endpoint if endpoint is None else endpoint
     if not os.environ.get("AWS_ACCESS_KEY_ID") and not os.environ.get("AWS_PROFILE"):
         raise FreshrecError(
             "no S3 credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (for the local server: "
@@ -54,7 +56,9 @@ def client(endpoint: str | None = None):
 def bucket_name(params: dict) -> str:
     """The bucket freshrec keeps its state in: FRESHREC_BUCKET, else params.yaml `promote.bucket`. Naming it
     creates nothing."""
-    return os.environ.get("FRESHREC_BUCKET") or params["promote"]["bucket"]
+    from tasks.settings import settings
+
+    return settings().bucket or params["promote"]["bucket"]
 
 
 def error_code(exc) -> str:

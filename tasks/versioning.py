@@ -63,7 +63,9 @@ def _init(work: Path, bucket: str) -> None:
     _dvc(["config", "core.analytics", "false"], work)
     _dvc(["config", "core.check_update", "false"], work)
     _dvc(["remote", "add", "-d", "store", f"s3://{bucket}/dvc"], work)
-    endpoint = os.environ.get("FRESHREC_S3_ENDPOINT")
+    from tasks.settings import settings
+
+    endpoint = settings().s3_endpoint
     if endpoint:  # credentials stay in the environment (AWS_*), never in a file
         _dvc(["remote", "modify", "--local", "store", "endpointurl", endpoint], work)
 

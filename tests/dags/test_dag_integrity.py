@@ -41,7 +41,15 @@ def test_daily_dag_shape(dagbag):
     assert dag.get_task("approve_promotion").defaults == ["Reject"]
     assert dag.get_task("validate_events").retries == 0  # bad data does not get better by retrying
     assert dag.get_task("ingest_events").retries == 2
-    assert set(dag.params.keys()) == {"auto_approve", "force_mode", "day", "accept_checks", "base", "replace_delivery"}
+    assert set(dag.params.keys()) == {
+        "auto_approve",
+        "force_mode",
+        "day",
+        "accept_checks",
+        "base",
+        "replace_delivery",
+        "refresh_params",
+    }
     assert dag.params["auto_approve"] is False
 
 
