@@ -218,3 +218,30 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
+
+
+def local_server_cli(argv, doc: str, factory, default_port: int, default_state: Path, started) -> None:
+    """`python -m tasks.<server> start|stop|status|env` for a local server (tasks/s3.py, tasks/postgres.py):
+    `factory(state_dir, port)` makes it; `started(server)` is the line printed once it runs. `env` prints
+    shell exports, secrets included, to stdout only, for `eval`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["start", "stop", "env", "status"])
+    ap.add_argument("--port", type=int, default=default_port)
+    ap.add_argument("--state-dir", type=Path, default=default_state)
+    args = ap.parse_args(argv)
+    server = factory(args.state_dir.resolve(), args.port)
+    try:
+        if args.command == "start":
+            server.start()
+            print(started(server))
+        elif args.command == "stop":
+            server.stop()
+        elif args.command == "status":
+            print("running" if server.running() else "stopped")
+        else:
+            for k, v in server.env().items():
+                print(f"export {k}='{v}'")
+    except FreshrecError as exc:
+        raise SystemExit(f"{args.command}: {exc}") from None

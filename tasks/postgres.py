@@ -14,7 +14,6 @@ directory (and needs to traverse the path to it).
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import pwd
@@ -191,27 +190,11 @@ class LocalPostgres:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["start", "stop", "env", "status"])
+    from tasks.common import local_server_cli
     from tasks.settings import settings
 
-    ap.add_argument("--port", type=int, default=settings().pg_port)
-    ap.add_argument("--state-dir", type=Path, default=RUN_DIR)
-    args = ap.parse_args(argv)
-    server = LocalPostgres(args.state_dir.resolve(), args.port)
-    try:
-        if args.command == "start":
-            server.start()
-            print(f"PostgreSQL on 127.0.0.1:{server.port} (state in {server.state_dir})")
-        elif args.command == "stop":
-            server.stop()
-        elif args.command == "status":
-            print("running" if server.running() else "stopped")
-        else:  # shell exports; the password goes to stdout only, for `eval`
-            for k, v in server.env().items():
-                print(f"export {k}='{v}'")
-    except FreshrecError as exc:
-        raise SystemExit(f"tasks.postgres {args.command}: {exc}") from None
+    local_server_cli(argv, __doc__, LocalPostgres, settings().pg_port, RUN_DIR,
+                     lambda s: f"PostgreSQL on 127.0.0.1:{s.port} (state in {s.state_dir})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ generated key pair under `.run/s3/` (git-ignored) and listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
@@ -285,22 +284,10 @@ class LocalS3:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["start", "stop", "env", "status"])
-    ap.add_argument("--port", type=int, default=8333)
-    ap.add_argument("--state-dir", type=Path, default=RUN_DIR)
-    args = ap.parse_args(argv)
-    server = LocalS3(args.state_dir, args.port)
-    if args.command == "start":
-        server.start()
-        print(f"SeaweedFS S3 on {server.endpoint} (state in {server.state_dir})")
-    elif args.command == "stop":
-        server.stop()
-    elif args.command == "status":
-        print("running" if server.running() else "stopped")
-    else:  # shell exports; the secret goes to stdout only, for `eval`
-        for k, v in server.env().items():
-            print(f"export {k}={v}")
+    from tasks.common import local_server_cli
+
+    local_server_cli(argv, __doc__, LocalS3, 8333, RUN_DIR,
+                     lambda s: f"SeaweedFS S3 on {s.endpoint} (state in {s.state_dir})")  # fmt: skip
 
 
 if __name__ == "__main__":
