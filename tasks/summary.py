@@ -108,9 +108,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--to", dest="end", required=True)
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args(argv)
-    layout = Layout.default()
+    from tasks.params import load_params
+    from tasks.store import Store
+    from tasks.units import BASE, BENCHMARK, CHALLENGER, DRIFT, EVALUATION, PROMOTION, VALIDATION
+
+    layout, store = Layout.default(), Store.from_env(load_params())
     day, end, rows = parse_day(args.start), parse_day(args.end), []
-    while day <= end:
+    while day <= end:  # what the day's tasks left is in the object store, not on this disk
+        for unit in (VALIDATION, DRIFT, BASE, EVALUATION, BENCHMARK, PROMOTION, CHALLENGER):
+            store.pull(layout.root, str(unit.path(layout, day).relative_to(layout.root)), required=False)
         rows.append(summarize(day, layout))
         day += dt.timedelta(days=1)
     print(format_table(rows))
