@@ -7,5 +7,8 @@ set -uo pipefail
 source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/testlib.sh"
 cd "$ROOT"
-need_debian chromium chromium || exit 1
+for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; done
+need_debian chromium chromium initdb postgresql || exit 1
+for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; done
+export PATH
 FRESHREC_TEST_UI=1 run_pytest -s -p no:cacheprovider tests/ui "$@"

@@ -62,10 +62,13 @@ class Stack(Cluster):
 @pytest.fixture(scope="module")
 def stack(s3_server):
     from tasks.common import write_secret
+    from tasks.postgres import LocalPostgres
     from tests.conftest import tiny_params
 
     base = Path(tempfile.mkdtemp(prefix="freshrec-ui-", dir="/tmp"))
+    base.chmod(0o755)  # the postgres user must reach its data dir
     port, bucket = _free_port(), f"ui-{os.getpid()}"
+    pg = LocalPostgres(base / "pg", _free_port()).start()  # as `make airflow` runs it
     params = tiny_params(base)
     params["evaluate"]["max_ndcg_drop"] = 1.0  # tiny models: the approval is what is under test
     params["source"]["landing_dir"] = f"s3://{bucket}/landing"
@@ -81,7 +84,7 @@ def stack(s3_server):
         "FRESHREC_LANDING_DIR": f"s3://{bucket}/landing",
         "FRESHREC_BASE_POKE_SECONDS": "5",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{base}/airflow.db",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url(),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
@@ -112,5 +115,6 @@ def stack(s3_server):
         yield c
     finally:
         c.stop()
+        pg.stop()
         if not os.environ.get("FRESHREC_KEEP_UI"):  # set it to read the components' logs afterwards
             shutil.rmtree(base, ignore_errors=True)
