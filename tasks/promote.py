@@ -2,7 +2,7 @@
 python -m tasks.promote promote  --date D --approver NAME [--reason TEXT]
 python -m tasks.promote reject   --date D --approver NAME --reason TEXT
 python -m tasks.promote rollback --to VERSION --approver NAME --reason TEXT
-python -m tasks.promote pull     --date D     (champion -> data/runs/date=D/champion, verified)
+python -m tasks.promote pull     --date D [--first]  (champion -> data/runs/date=D/champion, verified)
 python -m tasks.promote status               (pointer, versions, history)
 """
 
@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--to", help="version to roll back to")
     ap.add_argument("--base", help="pull: build on `live` or this version instead of the champion after the day before")
     ap.add_argument(
+        "--first",
+        action="store_true",
+        help="pull: with no champion and no history at all, this day is the first model (what `dvc repro` on a "
+        "laptop does); without it such a day waits for the bootstrap",
+    )
+    ap.add_argument(
         "--workspace",
         action="store_true",
         help="promote/reject: this checkout's data/ (after `dvc repro`) instead of the day's state in the object store",
@@ -60,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     day = parse_day(args.date or params["run"]["date"])
     store = Store.from_env(params)
     if args.command == "pull":
-        version = pull_base(day, params, layout, store, reg, args.base)
+        version = pull_base(day, params, layout, store, reg, args.base, first=args.first)
         print(f"champion {version} -> {layout.run(day) / 'champion'}" if version else "no champion yet")
         return
     if args.command == "reject":
