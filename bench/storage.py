@@ -73,7 +73,7 @@ def main() -> None:
     print(f"{'prefix':<24} {'objects':>8} {'MB':>9}")
     for name, row in result["prefixes"].items():
         print(f"{name:<24} {row['objects']:>8} {row['bytes'] / 1e6:>9.2f}")
-    print(f"\n{'day':<11} {'challenger KB':>14} {'onnx KB':>9} {'version KB':>11}  (challenger in state + DVC + version)")
+    print(f"\n{'day':<11} {'challenger KB':>14} {'onnx KB':>9} {'version KB':>11}  (challenger: state, DVC, version)")
     for d in result["days"]:
         print(f"{d['day']:<11} {d['challenger_bytes'] / 1e3:>14.1f} {d['onnx_bytes'] / 1e3:>9.1f} "
               f"{d['registry_version_bytes'] / 1e3:>11.1f}")  # fmt: skip

@@ -54,6 +54,12 @@ APPROVAL_TIMEOUT = dt.timedelta(hours=24)
 APPROVAL_BODY = "{{ ti.xcom_pull(task_ids='prepare_approval') }}"
 # pull_champion waits for day D-1's run to end (its approval may take up to APPROVAL_TIMEOUT)
 BASE_POKE_SECONDS = settings().poke_seconds
+# Airflow 3.3 may count a reschedule-mode sensor's poke as a failed try when the executor's late "success"
+# for the previous poke reaches the scheduler after the task is queued again ("finished with state
+# success, but the task instance's state attribute is queued": apache/airflow#71172, fix pending in
+# #71194). Seen under load on the LocalExecutor with 5 s pokes. The waiting sensors therefore get
+# retries enough that this never ends a day; a real failure of theirs (S3 down) is retried the same.
+SENSOR_RETRIES = 10
 BASE_WAIT_SECONDS = 2 * APPROVAL_TIMEOUT.total_seconds() + 6 * 3600
 
 
@@ -254,7 +260,7 @@ def _run(step: str, **choices):
     },
 )
 def freshrec_daily():
-    @task.sensor(poke_interval=BASE_POKE_SECONDS, timeout=6 * 3600, mode="reschedule")
+    @task.sensor(poke_interval=BASE_POKE_SECONDS, timeout=6 * 3600, mode="reschedule", retries=SENSOR_RETRIES)
     def wait_for_landing() -> bool:
         """Day D is in the landing zone, and the bootstrap's history (which validation compares with) is
         in the object store."""
@@ -281,7 +287,7 @@ def freshrec_daily():
 
         return asdict(_run("validate_events"))
 
-    @task.sensor(poke_interval=BASE_POKE_SECONDS, timeout=BASE_WAIT_SECONDS, mode="reschedule")
+    @task.sensor(poke_interval=BASE_POKE_SECONDS, timeout=BASE_WAIT_SECONDS, mode="reschedule", retries=SENSOR_RETRIES)
     def pull_champion() -> PokeReturnValue:
         """Wait until day D-1's run (or, for the first day, the bootstrap) has ended, then pull the
         champion it left (day D's base)."""

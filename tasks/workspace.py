@@ -90,12 +90,16 @@ def cache_root(data_root: Path) -> Path:
 
 
 def _sweep(tasks_dir: Path) -> None:
-    """Remove the directories of tries that died without cleaning up (their lock is free)."""
+    """Remove the directories of tries that died without cleaning up (their lock is free). A live try
+    locks its lock file before the file appears in its directory, so a lock found there and free is a
+    dead owner's, never a try that is still starting."""
     if not tasks_dir.is_dir():
         return
     for path in tasks_dir.iterdir():
-        lock = path / LOCK
-        if not path.is_dir() or not lock.exists():
+        lock = path / LOCK if path.is_dir() else path
+        if path.is_dir() and not lock.exists():
+            continue  # still starting (its lock is not in place yet), or being removed
+        if not path.is_dir() and not path.name.startswith(".lock-"):
             continue
         try:
             fd = os.open(lock, os.O_RDWR)
@@ -106,8 +110,11 @@ def _sweep(tasks_dir: Path) -> None:
         except BlockingIOError:
             continue  # alive
         else:
-            LOG.info("removing %s, left by a task try that died", path)
-            shutil.rmtree(path, ignore_errors=True)
+            if path.is_dir():
+                LOG.info("removing %s, left by a task try that died", path)
+                shutil.rmtree(path, ignore_errors=True)
+            else:  # a lock file whose try died before its directory existed
+                path.unlink(missing_ok=True)
         finally:
             os.close(fd)
 
@@ -120,9 +127,10 @@ def task_workspace(data_root: Path, name: str) -> Iterator[Layout]:
     tasks_dir.mkdir(parents=True, exist_ok=True)
     _sweep(tasks_dir)
     safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", name)[:80]
-    path = Path(tempfile.mkdtemp(dir=tasks_dir, prefix=f"{safe}-"))
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fd, held = tempfile.mkstemp(dir=tasks_dir, prefix=".lock-")  # locked before any sweeper can see it
     fcntl.flock(fd, fcntl.LOCK_EX)
+    path = Path(tempfile.mkdtemp(dir=tasks_dir, prefix=f"{safe}-"))
+    os.replace(held, path / LOCK)
     try:
         yield Layout(path)
     finally:
