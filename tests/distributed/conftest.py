@@ -43,7 +43,7 @@ def _wait(check, what: str, timeout: float = 120, proc_logs: dict | None = None)
 
 
 class Cluster:
-    def __init__(self, base: Path, env: dict, pg_dsn: str, executor: str):
+    def __init__(self, base: Path, env: dict, pg_dsn: str, executor: str = "local"):
         self.base, self.env, self.pg_dsn, self.executor = base, env, pg_dsn, executor
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}

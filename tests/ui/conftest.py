@@ -97,7 +97,7 @@ def stack(s3_server):
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
-    c = Stack(base, env, "")
+    c = Stack(base, env, pg.url("postgresql"))
     c.url, c.password = f"http://127.0.0.1:{port}", password
     try:
         (base / "cli").mkdir()
