@@ -124,7 +124,9 @@ def s3_server():
     """A real SeaweedFS S3 server on 127.0.0.1 for the whole session; stopped at the end."""
     from tasks.s3 import PORT_BLOCK, LocalS3
 
-    base = next(p for p in range(18333, 19333, 50) if all(_free(p + o) for o in range(PORT_BLOCK)))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])  # each xdist worker its own port range
+    first = 18333 + 1000 * worker
+    base = next(p for p in range(first, first + 1000, 50) if all(_free(p + o) for o in range(PORT_BLOCK)))
     server = LocalS3(_SESSION_DIR / "s3", base).start()
     yield server
     server.stop()
