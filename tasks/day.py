@@ -1,34 +1,39 @@
 """One day's state machine: what each step of day D reads and writes, which champion it builds on,
-and when the champion pointer may move. The DAG, the bootstrap and the operator commands all go
-through here; the step modules stay pure functions over a local `Layout`.
+the day's params, and when the champion pointer may move. The DAG, the bootstrap and the operator
+commands all go through here (the step API over it is tasks/pipeline.py); the artifacts are named in
+tasks/units.py and the step modules stay pure functions over a local `Layout`.
 
-Data plane. Before a step runs, its inputs are pulled from the object store (tasks/store.py) into
-the worker's local cache; after it finishes, or refuses (a quarantine, a failed gate: the report is
-the record), its outputs are pushed back. No task reads another task's disk, so any task may run on
-any worker, and a missing input is a `MissingInput` error naming the task that writes it.
+Data plane. Each task try works in a directory of its own (tasks/workspace.py: `task_scope`). Before a
+step runs, its declared inputs are pulled there from the object store (tasks/store.py); after it
+finishes, or refuses (a quarantine, a failed gate: the report is the record), its outputs are pushed
+back. No task reads another task's disk, tasks at once on one machine never touch each other's files,
+and a missing input is a `MissingInput` error naming the task that writes it. `STEPS` below is the
+whole truth: tests/e2e/test_declared_reads.py fails on any read a step makes outside it.
 
-    step                 reads                                          writes
-    ingest_events        landing zone, raw/{events,items,deliveries}/D  raw/events/D, raw/items/D, raw/deliveries/D
-    validate_events      raw/events/<=D, raw/items/D, quarantine/*      reports/validation/D, quarantine/*,
-                                                                        raw/{events,items}/D (gone if quarantined)
-    pull_champion        outcome of D-1 (waits for it), the registry    runs/D/champion, runs/D/base.json
-    detect_drift         raw/<=D, validation D, champion, drift <D      reports/drift/D
-    train_challenger     raw/<=D, champion, drift D, features,          runs/D/challenger, features, runs/D/dvc
-                         runs/D/checkpoint (resume a killed run)        (+ inputs and challenger to the DVC remote);
-                                                                        runs/D/checkpoint while it trains, then none
-    evaluate_challenger  raw/<=D, champion, challenger                  runs/D/evaluation.json
-    export_onnx          raw/<=D, challenger                            runs/D/onnx
-    benchmark_latency    raw/<=D, challenger, onnx                      runs/D/benchmark.json
-    prepare_approval     the day's reports and run files                -
-    promote_champion     the same, raw/<=D (lineage), the registry      version + pointer, runs/D/promotion.json
-    summarize_run        whatever the day left, the registry            runs/D/summary.json, runs/D/outcome.json
+    step                 reads (every step after the first also reads runs/D/params.json)      writes
+    wait_for_landing     the landing zone; the bootstrap's validated warm-up day               runs/D/params.json
+    ingest_events        landing zone, raw/{events,items,deliveries}/D                         the same
+    validate_events      raw/events/<=D, raw/items/D and the newest snapshot before D,         reports/validation/D,
+                         quarantine/*, raw/deliveries/D                                        quarantine/*, raw/.../D
+    pull_champion        outcome of D-1 (and before, as far as needed), runs/D/base.json       champion, base.json
+    detect_drift         raw/events/<=D, champion, drift reports < D                           reports/drift/D
+    train_challenger     raw/events/<=D, the catalogue standing on D, champion, drift D,       runs/D/challenger, dvc,
+                         features, runs/D/checkpoint (resume a killed run)                     features, checkpoint
+    evaluate_challenger  raw/events/<=D, champion, challenger                                  runs/D/evaluation.json
+    export_onnx          raw/events/<=D, challenger                                            runs/D/onnx
+    benchmark_latency    raw/events/<=D, challenger, onnx                                      runs/D/benchmark.json
+    prepare_approval     the day's reports and run files                                       -
+    promote_champion     the same, raw/events/<=D (lineage), dvc, the registry                 version + pointer,
+                                                                                               promotion, metrics
+    summarize_run        the day's reports and run files, the registry                         summary, outcome
 
 Days in order. Day D builds on base(D), the champion that stood when day D-1's run ended:
 outcome(D-1).champion_after, where outcome(D).champion_after is the version D promoted, else base(D)
 (a day that never resolved its base, e.g. quarantined, inherits D-1's). `pull_champion` waits until
 D-1 has an outcome, however the runs were launched (schedule, a backfill with any max-active-runs,
 manual triggers, clear and re-run), so re-running D always starts from the same champion and gives
-the same version. Promotion moves the pointer only from base(D) to D's version (compare-and-swap);
+the same version. The first day after the warm-up waits for the bootstrap's outcome the same way: only
+the bootstrap builds on nothing. Promotion moves the pointer only from base(D) to D's version (compare-and-swap);
 a pointer that moved meanwhile (a rollback, a later day) is a refusal that says what to do, never
 a silent overwrite, and an older day never moves the pointer back: going back is `rollback`.
 """
