@@ -160,102 +160,102 @@ def cluster(s3_server, request):
     executor = request.param
     base = Path(tempfile.mkdtemp(prefix=f"freshrec-{executor}-", dir="/tmp"))
     base.chmod(0o755)  # the postgres user must reach its data dir
-    pg = _postgres(base)
-    redis_pw = secrets.token_urlsafe(18)
-    redis, redis_port = _redis(base, redis_pw) if executor == "celery" else (None, None)
-    api_port = _free_port()
-    bucket = f"cluster-{executor}-{os.getpid()}"
-    params = tiny_params(base)
-    params["evaluate"]["max_ndcg_drop"] = 1.0  # tiny models: promotion is what is under test
-    params["source"]["landing_dir"] = f"s3://{bucket}/landing"
-    (base / "params.yaml").write_text(yaml.safe_dump(params))
-    import datetime as dt
-
-    # the data window ends two days after the tiny slice's first daily day; unpausing schedules yesterday's
-    # run, outside it, which is skipped at its first task and stays out of the way
-    end = dt.date.fromisoformat(params["run"]["date"]) + dt.timedelta(days=3)
-    env = {
-        **os.environ,
-        **s3_server.env(),
-        "PYTHONPATH": str(ROOT),
-        "FRESHREC_BUCKET": bucket,
-        "FRESHREC_PARAMS": str(base / "params.yaml"),
-        "FRESHREC_LANDING_DIR": f"s3://{bucket}/landing",
-        "FRESHREC_BASE_POKE_SECONDS": "10",
-        "FRESHREC_END_DATE": str(end),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url(),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.distributed.hostname.worker_name",
-        "AIRFLOW__CORE__PARALLELISM": "8",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-    }
-    if executor == "celery":
-        env |= {
-            "FRESHREC_TRAIN_QUEUE": "gpu",
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CELERY__BROKER_URL": f"redis://:{redis_pw}@127.0.0.1:{redis_port}/0",
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg.url(),
-        }
-    else:
-        env |= {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
-    c = Cluster(base, env, pg.url("postgresql"), executor)
-    try:
-        (base / "cli").mkdir()
-        c.airflow("db", "migrate", timeout=300)
-        c.start(
-            "api-server",
-            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(api_port)],
-        )
-        c.start("scheduler", [sys.executable, "-m", "airflow", "scheduler", "--skip-serve-logs"])
-        c.start("dag-processor", [sys.executable, "-m", "airflow", "dag-processor"])
-        for name, queue in WORKERS.items() if executor == "celery" else ():
-            c.start(
-                name,
-                [
-                    sys.executable,
-                    "-m",
-                    "airflow",
-                    "celery",
-                    "worker",
-                    "--queues",
-                    queue,
-                    "--concurrency",
-                    "2",
-                    "--skip-serve-logs",
-                    "--celery-hostname",
-                    f"{name}@%h",
-                ],
-            )
-        import urllib.request
-
-        _wait(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api/v2/version", timeout=2),
-            "the Airflow API server",
-            180,
-            c.logs,
-        )
-        _wait(
-            lambda: (
-                {"freshrec_daily", "freshrec_bootstrap"}
-                <= {r[0] for r in c.sql("select dag_id from dag where is_stale is not true")}
-            ),
-            "the DAG processor (DAGs in the metadata DB)",
-            180,
-            c.logs,
-        )
-        yield c
-    finally:
-        c.stop()
+    with contextlib.ExitStack() as cleanup:  # whatever fails, the set-up included: all stopped
+        cleanup.callback(lambda: None if os.environ.get("FRESHREC_KEEP_CLUSTER") else shutil.rmtree(base, True))
+        pg = _postgres(base)
+        cleanup.callback(pg.stop)
+        redis_pw = secrets.token_urlsafe(18)
+        redis, redis_port = _redis(base, redis_pw) if executor == "celery" else (None, None)
         if redis is not None:
-            _stop(redis)
-        pg.stop()
-        if not os.environ.get("FRESHREC_KEEP_CLUSTER"):  # set it to read the components' logs afterwards
-            shutil.rmtree(base, ignore_errors=True)
+            cleanup.callback(_stop, redis)
+        api_port = _free_port()
+        bucket = f"cluster-{executor}-{os.getpid()}"
+        params = tiny_params(base)
+        params["evaluate"]["max_ndcg_drop"] = 1.0  # tiny models: promotion is what is under test
+        params["source"]["landing_dir"] = f"s3://{bucket}/landing"
+        (base / "params.yaml").write_text(yaml.safe_dump(params))
+        import datetime as dt
+
+        # the data window ends two days after the tiny slice's first daily day; unpausing schedules yesterday's
+        # run, outside it, which is skipped at its first task and stays out of the way
+        end = dt.date.fromisoformat(params["run"]["date"]) + dt.timedelta(days=3)
+        env = {
+            **os.environ,
+            **s3_server.env(),
+            "PYTHONPATH": str(ROOT),
+            "FRESHREC_BUCKET": bucket,
+            "FRESHREC_PARAMS": str(base / "params.yaml"),
+            "FRESHREC_LANDING_DIR": f"s3://{bucket}/landing",
+            "FRESHREC_BASE_POKE_SECONDS": "10",
+            "FRESHREC_END_DATE": str(end),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url(),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.distributed.hostname.worker_name",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        }
+        if executor == "celery":
+            env |= {
+                "FRESHREC_TRAIN_QUEUE": "gpu",
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://:{redis_pw}@127.0.0.1:{redis_port}/0",
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg.url(),
+            }
+        else:
+            env |= {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+        c = Cluster(base, env, pg.url("postgresql"), executor)
+        try:
+            (base / "cli").mkdir()
+            c.airflow("db", "migrate", timeout=300)
+            c.start(
+                "api-server",
+                [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(api_port)],
+            )
+            c.start("scheduler", [sys.executable, "-m", "airflow", "scheduler", "--skip-serve-logs"])
+            c.start("dag-processor", [sys.executable, "-m", "airflow", "dag-processor"])
+            for name, queue in WORKERS.items() if executor == "celery" else ():
+                c.start(
+                    name,
+                    [
+                        sys.executable,
+                        "-m",
+                        "airflow",
+                        "celery",
+                        "worker",
+                        "--queues",
+                        queue,
+                        "--concurrency",
+                        "2",
+                        "--skip-serve-logs",
+                        "--celery-hostname",
+                        f"{name}@%h",
+                    ],
+                )
+            import urllib.request
+
+            _wait(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api/v2/version", timeout=2),
+                "the Airflow API server",
+                180,
+                c.logs,
+            )
+            _wait(
+                lambda: (
+                    {"freshrec_daily", "freshrec_bootstrap"}
+                    <= {r[0] for r in c.sql("select dag_id from dag where is_stale is not true")}
+                ),
+                "the DAG processor (DAGs in the metadata DB)",
+                180,
+                c.logs,
+            )
+            yield c
+        finally:
+            c.stop()  # then Redis, PostgreSQL, and the folder (kept with FRESHREC_KEEP_CLUSTER, to read the logs)
 
 
 def run_states(c: Cluster, dag_id: str) -> dict[str, str]:

@@ -68,7 +68,7 @@ def stack(s3_server):
     base = Path(tempfile.mkdtemp(prefix="freshrec-ui-", dir="/tmp"))
     base.chmod(0o755)  # the postgres user must reach its data dir
     port, bucket = _free_port(), f"ui-{os.getpid()}"
-    pg = LocalPostgres(base / "pg", _free_port()).start()  # as `make airflow` runs it
+    pg = LocalPostgres(base / "pg", _free_port())  # as `make airflow` runs it; started below
     params = tiny_params(base)
     params["evaluate"]["max_ndcg_drop"] = 1.0  # tiny models: the approval is what is under test
     params["source"]["landing_dir"] = f"s3://{bucket}/landing"
@@ -97,9 +97,11 @@ def stack(s3_server):
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
-    c = Stack(base, env, pg.url("postgresql"))
-    c.url, c.password = f"http://127.0.0.1:{port}", password
-    try:
+    c = None
+    try:  # whatever fails from here, the set-up included, everything started is stopped
+        pg.start()
+        c = Stack(base, env, pg.url("postgresql"))
+        c.url, c.password = f"http://127.0.0.1:{port}", password
         (base / "cli").mkdir()
         c.airflow("db", "migrate", timeout=300)
         api = [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)]
@@ -114,7 +116,8 @@ def stack(s3_server):
         _wait(lambda: c.rest("GET", "/api/v2/dags/freshrec_daily"), "the DAG processor (freshrec_daily)", 180, c.logs)
         yield c
     finally:
-        c.stop()
+        if c is not None:
+            c.stop()
         pg.stop()
         if not os.environ.get("FRESHREC_KEEP_UI"):  # set it to read the components' logs afterwards
             shutil.rmtree(base, ignore_errors=True)
