@@ -195,7 +195,7 @@ def _options(context, **choices):
     force = None if p["force_mode"] == "auto" else p["force_mode"]
     return DayOptions(
         force_mode=force, accept_checks=tuple(p["accept_checks"]), replace_delivery=p["replace_delivery"],
-        base=p["base"], api=_api_url(), **choices,
+        api=_api_url(), **choices,
     )  # fmt: skip
 
 

@@ -220,6 +220,17 @@ def git_commit() -> str:
     return out.stdout.strip()
 
 
+def port_open(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:`port` (a local server of ours, or another program)."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def local_server_cli(argv, doc: str, factory, default_port: int, default_state: Path, started) -> None:
     """`python -m tasks.<server> start|stop|status|env` for a local server (tasks/s3.py, tasks/postgres.py):
     `factory(state_dir, port)` makes it; `started(server)` is the line printed once it runs. `env` prints

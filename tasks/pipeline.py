@@ -27,7 +27,6 @@ class DayOptions:
     force_mode: str | None = None  # detect_drift: override the decision (skip | incremental | full)
     accept_checks: tuple[str, ...] = ()  # validate_events: checks reviewed and accepted for this run
     replace_delivery: bool = False  # ingest_events: take a re-delivery with other bytes
-    base: str | None = None  # pull_champion: `live` or a version, to break the chain knowingly
     approver: str = ""  # promote_champion: who approved, and why
     reason: str = ""
     api: str | None = None  # links in the evidence and the summary point at this API server

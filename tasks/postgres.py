@@ -20,13 +20,12 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.common import PROJECT_ROOT, FreshrecError, write_secret
+from tasks.common import PROJECT_ROOT, FreshrecError, port_open, write_secret
 
 RUN_DIR = PROJECT_ROOT / ".run" / "postgres"
 USER = "airflow"  # the database role and database name
@@ -73,11 +72,7 @@ class LocalPostgres:
             shutil.chown(path, SERVER_USER, SERVER_USER)
 
     def running(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        return port_open(self.port)
 
     def _pid(self) -> int | None:
         pidfile = self.data_dir / "postmaster.pid"

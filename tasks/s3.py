@@ -14,14 +14,13 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.common import PROJECT_ROOT, FreshrecError, write_secret
+from tasks.common import PROJECT_ROOT, FreshrecError, port_open, write_secret
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8333"
 RUN_DIR = PROJECT_ROOT / ".run" / "s3"
@@ -190,11 +189,7 @@ class LocalS3:
         return exe
 
     def running(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        return port_open(self.port)
 
     def start(self, timeout: float = 30.0) -> LocalS3:
         if self.running():

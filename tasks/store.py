@@ -228,7 +228,8 @@ def _holds(head: dict, path: Path) -> bool:
     """Whether a stored object (its HEAD) holds exactly the bytes of `path`."""
     if head.get("ContentLength") != path.stat().st_size:
         return False
-    md5 = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    with path.open("rb") as f:
+        md5 = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
     return head.get("ETag", "").strip('"') == md5
 
 

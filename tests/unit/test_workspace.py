@@ -13,8 +13,6 @@ import sys
 import textwrap
 import time
 
-import pytest
-
 from tasks.day import task_scope
 from tasks.store import Store
 
@@ -110,8 +108,7 @@ def test_a_killed_try_leaves_nothing_behind_for_long(s3_env, params, tmp_path):
             proc.wait()
 
 
-@pytest.mark.parametrize("n", [4])
-def test_many_tries_pulling_one_unit_at_once_all_get_it_whole(s3_env, params, tmp_path, n):
+def test_many_tries_pulling_one_unit_at_once_all_get_it_whole(s3_env, params, tmp_path):
     """Tries that add the same blob to the cache at the same moment each end with the whole, verified file."""
     data = tmp_path / "data"
     _publish(Store.from_env(params), tmp_path / "up", "x" * 2_000_000)
@@ -128,6 +125,6 @@ def test_many_tries_pulling_one_unit_at_once_all_get_it_whole(s3_env, params, tm
     import yaml
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
-    t0 = time.monotonic()
+    n, t0 = 4, time.monotonic()
     procs = [subprocess.Popen([sys.executable, "-c", code], env=os.environ) for _ in range(n)]
     assert [p.wait(120) for p in procs] == [0] * n, f"after {time.monotonic() - t0:.1f}s"
