@@ -120,7 +120,7 @@ class Service:
             raise HTTPError(415, f"send the body as application/json, not {ctype}")
         length = request.headers.get("content-length")
         if length is not None and int(length) > cap:
-            raise HTTPError(413, f"the body is {int(length)} bytes; the limit is {cap}: split a batch into smaller ones")
+            raise HTTPError(413, f"the body is {length} bytes; the limit is {cap}: split a batch into smaller ones")
         chunks, size = [], 0
         stream = request.stream().__aiter__()
         while True:

@@ -71,7 +71,8 @@ def run(config: ServeConfig) -> None:
     """Serve until SIGTERM/SIGINT; `config.workers` processes share the listening socket."""
     import uvicorn
 
-    os.environ.update(config.to_env())  # the workers build their app (and the protocol) from it
+    os.environ.update(config.to_env())  # spawned workers build their app (and the protocol) from it
+    GuardedHttpTools.header_timeout = config.header_timeout  # this process imported it before
     config.token()  # a bad token file stops the start here, with its reason
     multiproc = None
     if config.workers > 1:  # one metrics view over all workers (serve/metrics.py)

@@ -96,4 +96,3 @@ def serve(tmp_path, champion_bucket):
     yield _start
     for server in started:
         server.stop()
-
