@@ -5,10 +5,11 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast test-distributed test-ui reproduce airflow stop lint clean help
+.PHONY: venv run serve test test-fast test-distributed test-ui reproduce airflow stop lint clean help
 
 help:
 	@echo "make run      bootstrap + 3 replayed days through the daily DAG on local S3 (~5 min)"
+	@echo "make serve    the recommendation service on http://127.0.0.1:8000, following make run's champion"
 	@echo "make test     the whole test suite (what CI runs)"
 	@echo "make test-distributed  bootstrap + a 2-day backfill on CeleryExecutor, PostgreSQL, Redis, 2 workers"
 	@echo "make test-ui  an approver's path through the Airflow UI in headless Chromium (screenshots in .run/)"
@@ -33,6 +34,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 
 run: venv
 	bash scripts/run.sh
+
+serve: venv
+	bash scripts/serve.sh
 
 test: venv
 	bash scripts/test.sh

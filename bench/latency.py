@@ -6,6 +6,10 @@ ratios measured within each repeat. Prints a table and writes JSON.
 
     python bench/latency.py --data .run/demo/data --day 1998-03-03 --repeats 5 \
         --out bench/results/latency_ml100k.json
+    python bench/latency.py --ml1m --batch-sizes 1 8 64 --repeats 5 --out bench/results/latency_ml1m.json
+
+`--ml1m` times an ML-1M-sized model instead (bench/ml1m_model.py: ML-1M's 3,706-item catalogue, real
+histories at sequence length 200, the project's architecture), with no make-run state needed.
 
 `--compare-exclude-seen` exports the day's challenger twice more, with and without the seen-item
 filter (`export.exclude_seen`), and times both in each repeat, alternately: the filter's cost as
@@ -49,8 +53,10 @@ def compare_filter(model_dir: Path, inputs, params: dict, bparams: dict, repeats
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--day", required=True)
+    ap.add_argument("--data", type=Path, help="a data root with the day's challenger (e.g. .run/demo/data)")
+    ap.add_argument("--day", help="the day whose challenger to time")
+    ap.add_argument("--ml1m", action="store_true", help="time the ML-1M-sized model instead (bench/ml1m_model.py)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", help="default: params.yaml benchmark.batch_sizes")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--out", type=Path, required=True)
@@ -67,12 +73,22 @@ def main() -> None:
     from tasks.train import read_items
 
     params = load_params()
-    layout = Layout(args.data.resolve())
-    day = dt.date.fromisoformat(args.day)
-    run = layout.run(day)
-    inputs = parity_inputs(
-        load_events(layout, day), day, params, read_items(run / "challenger"), params["train"]["max_len"]
-    )
+    if args.ml1m:
+        from bench.ml1m_model import WINDOW, build
+
+        run, inputs = build()
+        params["train"]["max_len"] = WINDOW
+    else:
+        if args.data is None or args.day is None:
+            ap.error("give --data and --day (a make-run state), or --ml1m")
+        layout = Layout(args.data.resolve())
+        day = dt.date.fromisoformat(args.day)
+        run = layout.run(day)
+        inputs = parity_inputs(
+            load_events(layout, day), day, params, read_items(run / "challenger"), params["train"]["max_len"]
+        )
+    if args.batch_sizes:
+        params["benchmark"]["batch_sizes"] = args.batch_sizes
     bparams = {**params["benchmark"], "iterations": args.iterations}
     top_k = params["export"]["top_k"]
     if args.compare_exclude_seen:
@@ -110,13 +126,16 @@ def main() -> None:
             "torch": torch.__version__,
         },
         "git_commit": git_commit(),
-        "day": args.day,
+        "model": "ML-1M-sized (bench/ml1m_model.py)" if args.ml1m else f"the challenger of {args.day}",
+        "window": params["train"]["max_len"],
+        "catalogue": len(json.loads((run / "challenger" / "items.json").read_text())),
         "repeats": args.repeats,
         "iterations": args.iterations,
         "median_rows": rows,
         "ratios_within_run_median": ratios,
         "onnx_size_bytes": exported["size_bytes"],
         "serve_variant_per_repeat": [r["serve_variant"] for r in reports],
+        "int8_speedup_batch1_per_repeat": [r["int8_speedup_batch1"] for r in reports],
         "exclude_seen": exported.get("exclude_seen", False),
     }
     if args.compare_exclude_seen:

@@ -35,6 +35,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, ServeConfig]:
         "cache_dir": "where versions are downloaded (default: a temporary folder)",
         "token_file": "require `Authorization: Bearer <the file's content>` on /recommend* (file must be 0600)",
         "bucket": "the registry bucket (default: $FRESHREC_BUCKET, else params' promote.bucket)",
+        "batch_wait_ms": "micro-batch concurrent /recommend requests, waiting at most this long (0: off)",
+        "batch_rows": "rows per micro-batch",
     }
     for f in dataclasses.fields(ServeConfig):
         flag = "--" + f.name.replace("_", "-")

@@ -76,6 +76,11 @@ class Service:
         self.token = config.token()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self.batcher = None
+        if config.batch_wait_ms > 0:
+            from serve.batching import MicroBatcher
+
+            self.batcher = MicroBatcher(config.batch_rows, config.batch_wait_ms / 1e3)
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -86,6 +91,8 @@ class Service:
         self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=5)
+        if self.batcher is not None:
+            self.batcher.close()
         metrics.worker_exited(os.getpid())
 
     def _follow(self) -> None:
@@ -170,6 +177,18 @@ class Service:
         histories = [[str(i) for i in u.history] for u in users]
         enc = model.encode(histories)
         scores, idx = model.score(enc.inputs)
+        return self._results(users, histories, enc, scores, idx, model)
+
+    async def answer_async(self, users: list[RecommendRequest], model) -> list[dict]:
+        """One user: through the micro-batcher when it is on, else scored here on the event loop."""
+        if self.batcher is None:
+            return self.answer(users, model)
+        histories = [[str(i) for i in u.history] for u in users]
+        enc = model.encode(histories)
+        scores, idx = await self.batcher.score(model, enc.inputs)
+        return self._results(users, histories, enc, scores, idx, model)
+
+    def _results(self, users, histories, enc, scores, idx, model) -> list[dict]:
         out = []
         for row, (user, history) in enumerate(zip(users, histories, strict=True)):
             exclude = None
@@ -216,7 +235,7 @@ def create_app(config: ServeConfig | None = None, follower: ChampionFollower | N
         user = service.parse(await service.body(request), RecommendRequest)
         model = service.model()  # once: this model scores, and its version is the one answered
         service.check(user, model)
-        (result,) = service.answer([user], model)
+        (result,) = await service.answer_async([user], model)
         return _json({"version": model.version, **result})
 
     async def recommend_batch(request: Request) -> Response:

@@ -33,6 +33,8 @@ class ServeConfig:
     max_history: int = 10_000  # ids per user; the model sees its window's worth of the newest
     max_batch: int = 256  # users per /recommend/batch
     max_k: int = 100
+    batch_wait_ms: float = 0.0  # > 0: micro-batch concurrent requests, waiting at most this long (serve/batching.py)
+    batch_rows: int = 32  # rows per micro-batch
     header_timeout: float = 10.0  # a request's headers must arrive within this (408, closed)
     read_timeout: float = 10.0  # each read of a request body must arrive within this (408)
     keep_alive: float = 5.0  # an idle keep-alive connection is closed after this
@@ -44,7 +46,10 @@ class ServeConfig:
     bucket: str | None = None
 
     def __post_init__(self):
-        for name in ("workers", "threads", "max_body", "max_history", "max_batch", "max_k", "max_connections"):
+        if self.batch_wait_ms < 0:
+            raise ConfigError(f"batch_wait_ms must be 0 (off) or positive, got {self.batch_wait_ms}")
+        for name in ("workers", "threads", "max_body", "max_history", "max_batch", "max_k", "max_connections",
+                     "batch_rows"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("poll", "header_timeout", "read_timeout", "keep_alive", "drain_timeout"):

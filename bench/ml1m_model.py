@@ -1,0 +1,74 @@
+"""An ML-1M-sized serving model for the latency and load benchmarks: ML-1M's real catalogue (3,706
+items) and real user histories at sequence length 200, the project's architecture (params.yaml `train`
+with max_len 200), exported to ONNX fp32 and int8 by the pipeline's own export (tasks/export.py).
+
+The weights are the model's seeded initialisation, not trained: a latency figure depends on the graph's
+shapes (catalogue, window, width, depth), not on the values in it. Built once into `.run/bench/ml1m/`
+(reused while params.yaml's `train` section is unchanged).
+
+    from bench.ml1m_model import build
+    folder, inputs = build()   # folder: challenger/ + onnx/ ; inputs: (users, 200) int64 real histories
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+WINDOW = 200
+USERS = 256  # real histories kept as inputs (the longest-tailed users first: full windows)
+
+
+def build(out: Path | None = None) -> tuple[Path, np.ndarray]:
+    import torch
+
+    from models.seqrec import SeqRecConfig, SeqRecModel
+    from tasks.export import encode_histories, export
+    from tasks.params import load_params
+    from tasks.sources import load_dataset
+
+    params = load_params()
+    train = params["train"]
+    key = hashlib.sha256(json.dumps([train, params["export"], WINDOW], sort_keys=True, default=str).encode())
+    out = out or ROOT / ".run" / "bench" / f"ml1m-{key.hexdigest()[:10]}"
+    inputs_file = out / "inputs.npy"
+    if (out / "onnx" / "export.json").exists() and inputs_file.exists():
+        return out, np.load(inputs_file)
+    data = load_dataset("ml-1m")
+    items = sorted(data.items["item_id"].astype(str).unique())
+    torch.manual_seed(train["seed"])
+    config = SeqRecConfig(
+        n_items=len(items) + 1, max_len=WINDOW, hidden_size=train["hidden_size"], num_layers=train["num_layers"],
+        num_heads=train["num_heads"], dropout=train["dropout"], block=train["block"],
+        repeat_score=train["repeat_score"],
+    )  # fmt: skip
+    model = SeqRecModel(config).eval()
+    challenger = out / "challenger"
+    model.save(challenger)
+    (challenger / "items.json").write_text(json.dumps(items))
+    events = data.events
+    longest = events.groupby("user_id").size().sort_values(ascending=False).index[:USERS]
+    histories = [
+        g["item_id"].astype(str).tolist()[-WINDOW:] for _, g in events[events.user_id.isin(longest)].groupby("user_id")
+    ]
+    inputs = encode_histories(histories, items, WINDOW)
+    export(challenger, out / "onnx", inputs, params["export"])
+    np.save(inputs_file, inputs)
+    return out, inputs
+
+
+def publish(registry, folder: Path, version: str, serve_file: str) -> None:
+    """The built model as a registry version (the files serving reads, and a metrics.json like a
+    promotion's), with the champion pointer on it."""
+    export_report = json.loads((folder / "onnx" / "export.json").read_text())
+    metrics = folder / "metrics.json"
+    metrics.write_text(json.dumps({"export": export_report}))
+    files = {name: folder / "challenger" / name for name in ("config.json", "items.json")}
+    files |= {"model.onnx": folder / "onnx" / "model.onnx", "model.int8.onnx": folder / "onnx" / "model.int8.onnx"}
+    files["metrics.json"] = metrics
+    registry.publish(version, files, {"serve_file": serve_file, "base": None})
+    registry.set_champion(version, "bench", "ML-1M-sized serving benchmark")
