@@ -150,3 +150,24 @@ def test_bearer_token(serve, tmp_path):
     loose = serve("--token-file", str(token), ready=False)
     assert loose.proc.wait(30) == 2
     assert f"chmod 600 {token}" in loose.log.read_text()
+
+
+def test_micro_batched_answers_are_each_users_own(serve):
+    """With micro-batching on, concurrent requests share model calls, and each still gets its own answer
+    (the one it gets alone), under the version that scored it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    plain, batched = serve(), serve("--batch-wait-ms", "5")
+    histories = [[str(i), str(i + 7), str(2 * i + 1)] for i in range(1, 41)]
+    alone = [plain.request("POST", "/recommend", {"history": h})[1] for h in histories]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda h: batched.request("POST", "/recommend", {"history": h})[1], histories))
+    for a, b in zip(alone, together, strict=True):
+        assert a["version"] == b["version"]
+        assert (
+            [r["item"] for r in a["items"]] == [r["item"] for r in b["items"]]
+            or a["items"]
+            and all(
+                x["score"] == pytest.approx(y["score"], rel=0.05) for x, y in zip(a["items"], b["items"], strict=True)
+            )
+        )
