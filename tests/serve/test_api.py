@@ -162,12 +162,11 @@ def test_micro_batched_answers_are_each_users_own(serve):
     alone = [plain.request("POST", "/recommend", {"history": h})[1] for h in histories]
     with ThreadPoolExecutor(8) as pool:
         together = list(pool.map(lambda h: batched.request("POST", "/recommend", {"history": h})[1], histories))
+    fp32 = plain.request("GET", "/version")[1]["serve_file"] == "model.onnx"
     for a, b in zip(alone, together, strict=True):
         assert a["version"] == b["version"]
-        assert (
-            [r["item"] for r in a["items"]] == [r["item"] for r in b["items"]]
-            or a["items"]
-            and all(
-                x["score"] == pytest.approx(y["score"], rel=0.05) for x, y in zip(a["items"], b["items"], strict=True)
-            )
-        )
+        if fp32:
+            assert [r["item"] for r in a["items"]] == [r["item"] for r in b["items"]]
+        else:  # int8 scales activations per call: near scores
+            for x, y in zip(a["items"], b["items"], strict=True):
+                assert x["score"] == pytest.approx(y["score"], rel=0.05)
