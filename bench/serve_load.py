@@ -355,6 +355,8 @@ def main() -> None:
     ap.add_argument("--flips", type=int, default=10)
     ap.add_argument("--slow", type=int, default=200)
     ap.add_argument("--configs", action="store_true", help="first compare serve/ configurations (CONFIGS)")
+    ap.add_argument("--configs-only", action="store_true", help="compare the configurations, nothing else")
+    ap.add_argument("--config-repeats", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -384,13 +386,15 @@ def main() -> None:
             pointer = registry.pointer()[0]
             bodies = [json.dumps({"history": h, "k": 10}).encode() for h in histories]
             script = lua_script(bodies, tmp / f"{bucket}.lua")
-            if args.configs:
-                configs = compare_configs(bucket, script, tmp, env, [8, 64], args.seconds, args.repeats)
+            if args.configs or args.configs_only:
+                configs = compare_configs(bucket, script, tmp, env, [8, 64], args.seconds, args.config_repeats)
                 report.setdefault("configs", {})[label] = configs
                 print(f"{'config':<40} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
                 for r in configs:
                     line = f"{r['config']:<40} {r['connections']:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.2f}"
                     print(f"{line} {r['p99_ms']:>8.2f}")
+                if args.configs_only:
+                    continue
             fr, fr_url = start_freshrec(bucket, args.workers, tmp, env)
             peer = peer_url = None
             try:

@@ -160,7 +160,7 @@ class BenchmarkParams(_Section):
     batch_sizes: list[PositiveInt] = [1, 64]
     threads: PositiveInt = 2
     p99_budget_ms: NonNegative = 60.0
-    int8_min_speedup: NonNegative = 1.1
+    int8_min_speedup: NonNegative = 1.2
     rounds: PositiveInt = 8  # the runtimes take turns, `iterations / rounds` calls each, so drift hits all alike
     confidence: float = Field(0.95, gt=0, lt=1)  # int8 serves only if this lower bound of its speedup clears the bar
 
