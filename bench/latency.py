@@ -8,7 +8,7 @@ ratios measured within each repeat. Prints a table and writes JSON.
         --out bench/results/latency_ml100k.json
     python bench/latency.py --ml1m --batch-sizes 1 8 64 --repeats 5 --out bench/results/latency_ml1m.json
 
-`--ml1m` times an ML-1M-sized model instead (bench/ml1m_model.py: ML-1M's 3,706-item catalogue, real
+`--ml1m` times an ML-1M-sized model instead (bench/ml1m_model.py: ML-1M's 3,883-item catalogue, real
 histories at sequence length 200, the project's architecture), with no make-run state needed.
 
 `--compare-exclude-seen` exports the day's challenger twice more, with and without the seen-item

@@ -1,4 +1,4 @@
-"""An ML-1M-sized serving model for the latency and load benchmarks: ML-1M's real catalogue (3,706
+"""An ML-1M-sized serving model for the latency and load benchmarks: ML-1M's real catalogue (3,883
 items) and real user histories at sequence length 200, the project's architecture (params.yaml `train`
 with max_len 200), exported to ONNX fp32 and int8 by the pipeline's own export (tasks/export.py).
 

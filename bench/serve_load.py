@@ -120,7 +120,7 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, script: Path, connections: int, seconds: float) -> dict:
-    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "5s", "-s",
+    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s", "--latency", "--timeout", "5s", "-s",
            str(script), url]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
@@ -291,9 +291,9 @@ def with_slow_clients(url: str, script: Path, n: int, seconds: float) -> dict:
 
 
 CONFIGS = {  # what serve/ could do, measured before adopting (docs/BENCHMARKS.md)
-    "1 worker, 1 ORT thread": (1, ["--threads", "1"]),
-    "1 worker, 2 ORT threads": (1, ["--threads", "2"]),
-    "2 workers, 1 ORT thread": (2, ["--threads", "1"]),
+    "1 worker, 1 ORT thread": (1, ["--threads", "1", "--batch-wait-ms", "0"]),
+    "1 worker, 2 ORT threads": (1, ["--threads", "2", "--batch-wait-ms", "0"]),
+    "2 workers, 1 ORT thread": (2, ["--threads", "1", "--batch-wait-ms", "0"]),
     "2 workers, 1 thread, micro-batch 1 ms": (2, ["--threads", "1", "--batch-wait-ms", "1"]),
     "2 workers, 1 thread, micro-batch 3 ms": (2, ["--threads", "1", "--batch-wait-ms", "3"]),
 }

@@ -29,7 +29,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, ServeConfig]:
         "stale_polls": "not ready after this many polls without a successful pointer read",
         "max_body": "largest request body in bytes (413 above)",
         "header_timeout": "seconds a client has to send a request's headers (408)",
-        "read_timeout": "seconds a request body may stall (408)",
+        "read_timeout": "seconds a request body may take to arrive (408)",
         "max_connections": "open connections per worker (503 above)",
         "drain_timeout": "seconds in-flight requests get to finish after SIGTERM",
         "cache_dir": "where versions are downloaded (default: a temporary folder)",

@@ -33,10 +33,10 @@ class ServeConfig:
     max_history: int = 10_000  # ids per user; the model sees its window's worth of the newest
     max_batch: int = 256  # users per /recommend/batch
     max_k: int = 100
-    batch_wait_ms: float = 0.0  # > 0: micro-batch concurrent requests, waiting at most this long (serve/batching.py)
+    batch_wait_ms: float = 1.0  # micro-batch concurrent requests, waiting at most this long (0: off; serve/batching.py)
     batch_rows: int = 32  # rows per micro-batch
     header_timeout: float = 10.0  # a request's headers must arrive within this (408, closed)
-    read_timeout: float = 10.0  # each read of a request body must arrive within this (408)
+    read_timeout: float = 10.0  # a request's body must have arrived within this (408)
     keep_alive: float = 5.0  # an idle keep-alive connection is closed after this
     max_connections: int = 2048  # per worker: 503 beyond it (uvicorn limit_concurrency)
     drain_timeout: float = 30.0  # SIGTERM: in-flight requests get this long to finish
