@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -126,7 +127,8 @@ PORT_BLOCK = 10  # ports one instance opens: [port, port + PORT_BLOCK)
 
 @dataclass
 class LocalS3:
-    """A SeaweedFS `weed mini` on loopback: S3 on `port`, its other ports in the block just above it."""
+    """SeaweedFS on loopback (a master, and one server with volume, filer and S3): S3 on `port`, the other
+    ports in the block just above it."""
 
     state_dir: Path = RUN_DIR
     port: int = 8333
@@ -167,9 +169,9 @@ class LocalS3:
         return {name: self.port + i for i, name in enumerate(names)}
 
     def _write_security(self) -> None:
-        """Only the authenticated S3 endpoint is usable: the filer, volume and master HTTP ports that
-        `weed mini` also opens require JWTs signed with keys generated here (0600, never logged); every
-        port binds 127.0.0.1."""
+        """Only the authenticated S3 endpoint is usable: the filer and volume HTTP ports require JWTs
+        signed with keys generated here (0600, never logged), the master's admin HTTP refuses everyone
+        (its white list names no local address); every port binds 127.0.0.1."""
         path = self.state_dir / "security.toml"
         if path.exists():
             return
@@ -214,28 +216,40 @@ class LocalS3:
         )
         self._write_security()
         (self.state_dir / "data").mkdir(parents=True, exist_ok=True)
-        cmd = [
-            self._weed(),
-            "mini",
-            f"-dir={self.state_dir / 'data'}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-s3.config={config}",
-            "-admin.ui=false",
-            "-webdav=false",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-master.telemetry=false",
-            *(f"-{flag}={port}" for flag, port in self.ports().items()),
-        ]
+        (self.state_dir / "master").mkdir(parents=True, exist_ok=True)
+        # one volume per new collection (each bucket is one), not 7: weed's development defaults (`weed mini`)
+        (self.state_dir / "master.toml").write_text("[master.volume_growth]\ncopy_1 = 1\n")
+        ports = self.ports()
+        # The master runs alone so that its admin HTTP (/dir/assign, /vol/grow, /dir/status) can refuse
+        # every caller: the other servers reach it over gRPC only. (`weed mini`'s one -whiteList also
+        # applied to the volume server, where the filer's own writes come from the same 127.0.0.1.)
+        master = [
+            self._weed(), "master", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-port={ports['master.port']}",
+            f"-port.grpc={ports['master.port.grpc']}", "-mdir=master", "-whiteList=192.0.2.1", "-telemetry=false",
+            "-volumeSizeLimitMB=128",
+        ]  # fmt: skip
+        server = [
+            self._weed(), "server", "-master=false",
+            f"-master.peers=127.0.0.1:{ports['master.port']}.{ports['master.port.grpc']}",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=data", "-volume.max=0", "-volume.preStopSeconds=1",
+            f"-volume.port={ports['volume.port']}", f"-volume.port.grpc={ports['volume.port.grpc']}",
+            "-filer", f"-filer.port={ports['filer.port']}", f"-filer.port.grpc={ports['filer.port.grpc']}",
+            "-s3", f"-s3.port={ports['s3.port']}", f"-s3.port.grpc={ports['s3.port.grpc']}", f"-s3.config={config}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",  # catalogue listeners we do not use (fixed ports)
+        ]  # fmt: skip
         log = (self.state_dir / "weed.log").open("ab")
-        # cwd = the state dir: weed reads ./security.toml from there
-        proc = subprocess.Popen(cmd, cwd=self.state_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # cwd = the state dir: weed reads ./security.toml from there. One shell starts the master and then
+        # becomes the server (exec): both in one new process group, which stop() ends with one signal.
+        script = f"{shlex.join(master)} & exec {shlex.join(server)}"
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", script], cwd=self.state_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._pidfile.write_text(str(proc.pid))
         self._proc = proc
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                self.stop()
                 raise FreshrecError(
                     f"SeaweedFS exited at start (code {proc.returncode}): see {self.state_dir}/weed.log"
                 )

@@ -144,17 +144,17 @@ def test_served_graph_never_recommends_the_input_window(model, tmp_path):
 
 
 def test_serving_drops_the_slots_a_seen_filter_leaves_empty(model, tmp_path):
-    """serve.champion: a user whose window leaves fewer than K items gets only those, never a seen one."""
-    from serve.champion import ChampionFollower, Loaded
-    from tasks.export import FP32_FILE, export_onnx, session
+    """serve.model: a user whose window leaves fewer than K items gets only those, never a seen one."""
+    from serve.model import Model, session
+    from tasks.export import FP32_FILE, export_onnx
 
     export_onnx(model, tmp_path / FP32_FILE, top_k=50, opset=18, exclude_seen=True)
     items = [f"m{i}" for i in range(1, 60)]
-    follower = ChampionFollower(registry=None, cache_dir=tmp_path / "cache")
-    follower.current = Loaded("v", session(tmp_path / FP32_FILE), items, {m: i + 1 for i, m in enumerate(items)}, 12,
-                              FP32_FILE)  # fmt: skip
+    served = Model("v", None, FP32_FILE, session(tmp_path / FP32_FILE), items,
+                   {m: i + 1 for i, m in enumerate(items)}, 12, 50, True)  # fmt: skip
     history = items[:12]
-    recs = follower.recommend(history)
+    scores, idx = served.score(served.encode([history]).inputs)
+    recs = served.top(scores[0], idx[0], 50, None)
     assert len(recs) == 59 - 12 and not {m for m, _ in recs} & set(history)
     assert all(np.isfinite(score) for _, score in recs)
 

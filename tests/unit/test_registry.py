@@ -149,8 +149,9 @@ def test_a_version_rewritten_with_its_manifest_is_refused_end_to_end(registry, f
     for version in ("2024-01-01-aaaa", "2024-01-02-bbbb"):
         _rewrite_consistently(registry, version, "items.json", b'["evil"]')
     registry.download("2024-01-02-bbbb", tmp_path / "naive")  # what a per-file check alone lets through
-    with pytest.raises(IntegrityError, match="not the one recorded"):
-        ChampionFollower(registry, tmp_path / "serve").refresh()
+    follower = ChampionFollower(registry, tmp_path / "serve")
+    assert not follower.poll() and follower.current is None  # refused, never served
+    assert "not the one recorded" in next(iter(follower.refused.values()))
     with pytest.raises(IntegrityError, match="not the one recorded"):
         registry.set_champion("2024-01-01-aaaa", "carol", "roll back", action="rollback")
     with pytest.raises(IntegrityError, match="not the one recorded"):
