@@ -268,7 +268,9 @@ class LocalS3:
             return getattr(exc, "code", None) is not None
         return True
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`: `weed server`'s graceful stop can wait for ever on its
+        own streaming gRPC calls; what it wrote is on disk already (an answered PUT is in the volume file)."""
         if not self._pidfile.exists():
             return
         pid = int(self._pidfile.read_text())
