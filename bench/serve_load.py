@@ -291,20 +291,22 @@ def with_slow_clients(url: str, script: Path, n: int, seconds: float) -> dict:
 
 
 CONFIGS = {  # what serve/ could do, measured before adopting (docs/BENCHMARKS.md)
-    "1 worker, 1 ORT thread": (1, ["--threads", "1", "--batch-wait-ms", "0"]),
-    "1 worker, 2 ORT threads": (1, ["--threads", "2", "--batch-wait-ms", "0"]),
-    "2 workers, 1 ORT thread": (2, ["--threads", "1", "--batch-wait-ms", "0"]),
-    "2 workers, 1 thread, micro-batch 1 ms": (2, ["--threads", "1", "--batch-wait-ms", "1"]),
-    "2 workers, 1 thread, micro-batch 3 ms": (2, ["--threads", "1", "--batch-wait-ms", "3"]),
+    "1 worker, 1 ORT thread": (1, ["--threads", "1", "--batching", "off"]),
+    "1 worker, 2 ORT threads": (1, ["--threads", "2", "--batching", "off"]),
+    "2 workers, 1 ORT thread": (2, ["--threads", "1", "--batching", "off"]),
+    "2 workers, 1 thread, batching, no wait": (2, ["--threads", "1", "--batch-wait-ms", "0"]),
+    "2 workers, 1 thread, batching, 1 ms wait": (2, ["--threads", "1", "--batch-wait-ms", "1"]),
+    "2 workers, 1 thread, batching, 3 ms wait": (2, ["--threads", "1", "--batch-wait-ms", "3"]),
 }
 
 
 def compare_configs(bucket: str, script: Path, tmp: Path, env: dict, connections: list[int], seconds: float,
-                    repeats: int) -> list[dict]:  # fmt: skip
+                    repeats: int, names: list[str]) -> list[dict]:  # fmt: skip
     """freshrec itself under each of CONFIGS: median req/s and p99 over `repeats` rounds (configs in turn)."""
     runs = []
     for rep in range(repeats):
-        for name, (workers, flags) in CONFIGS.items():
+        for name in names:
+            workers, flags = CONFIGS[name]
             proc, url = start_freshrec(bucket, workers, tmp, env, *flags)
             try:
                 wrk(f"{url}/recommend", script, 8, 2)  # warm
@@ -314,7 +316,7 @@ def compare_configs(bucket: str, script: Path, tmp: Path, env: dict, connections
             finally:
                 stop(proc)
     rows = []
-    for name in CONFIGS:
+    for name in names:
         for c in connections:
             mine = [r for r in runs if r["config"] == name and r["connections"] == c]
             medians = {m: round(statistics.median(r[m] for r in mine), 3) for m in ("rps", "p50_ms", "p99_ms")}
@@ -348,6 +350,7 @@ def main() -> None:
     ap.add_argument("--s3-port", type=int, default=8333)
     ap.add_argument("--ml1m", action="store_true", help="also the ML-1M-sized model")
     ap.add_argument("--connections", type=int, nargs="+", default=[1, 8, 64])
+    ap.add_argument("--config-connections", type=int, nargs="+", default=[1, 8, 64])
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
@@ -357,6 +360,7 @@ def main() -> None:
     ap.add_argument("--configs", action="store_true", help="first compare serve/ configurations (CONFIGS)")
     ap.add_argument("--configs-only", action="store_true", help="compare the configurations, nothing else")
     ap.add_argument("--config-repeats", type=int, default=2)
+    ap.add_argument("--config-names", nargs="+", help="only these of CONFIGS (default: all)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -387,7 +391,16 @@ def main() -> None:
             bodies = [json.dumps({"history": h, "k": 10}).encode() for h in histories]
             script = lua_script(bodies, tmp / f"{bucket}.lua")
             if args.configs or args.configs_only:
-                configs = compare_configs(bucket, script, tmp, env, [8, 64], args.seconds, args.config_repeats)
+                configs = compare_configs(
+                    bucket,
+                    script,
+                    tmp,
+                    env,
+                    args.config_connections,
+                    args.seconds,
+                    args.config_repeats,
+                    args.config_names or list(CONFIGS),
+                )
                 report.setdefault("configs", {})[label] = configs
                 print(f"{'config':<40} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
                 for r in configs:

@@ -17,6 +17,12 @@ import sys
 from serve.config import ConfigError, ServeConfig
 
 
+def _on_off(text: str) -> bool:
+    if text.lower() not in ("on", "off", "true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"say on or off, not {text!r}")
+    return text.lower() in ("on", "true", "1")
+
+
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, ServeConfig]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--once", action="store_true", help="load the champion, print one recommendation, exit")
@@ -35,12 +41,13 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, ServeConfig]:
         "cache_dir": "where versions are downloaded (default: a temporary folder)",
         "token_file": "require `Authorization: Bearer <the file's content>` on /recommend* (file must be 0600)",
         "bucket": "the registry bucket (default: $FRESHREC_BUCKET, else params' promote.bucket)",
-        "batch_wait_ms": "micro-batch concurrent /recommend requests, waiting at most this long (0: off)",
+        "batching": "score concurrent /recommend requests in one model call: on | off",
+        "batch_wait_ms": "with batching, how long an idle model waits for batch-mates (0: not at all)",
         "batch_rows": "rows per micro-batch",
     }
     for f in dataclasses.fields(ServeConfig):
         flag = "--" + f.name.replace("_", "-")
-        kind = {int: int, float: float}.get(type(getattr(defaults, f.name)), str)
+        kind = {int: int, float: float, bool: _on_off}.get(type(getattr(defaults, f.name)), str)
         ap.add_argument(flag, type=kind, default=getattr(defaults, f.name), help=helps.get(f.name, " "))
     args = ap.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)}

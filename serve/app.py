@@ -77,7 +77,7 @@ class Service:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.batcher = None
-        if config.batch_wait_ms > 0:
+        if config.batching:
             from serve.batching import MicroBatcher
 
             self.batcher = MicroBatcher(config.batch_rows, config.batch_wait_ms / 1e3)

@@ -1,8 +1,9 @@
 """Request micro-batching: concurrent requests of one worker scored in one ONNX Runtime call.
 
-`MicroBatcher.score(model, inputs)` queues a request's rows; a batch goes to the model when `max_rows`
-rows wait or `max_wait` seconds after its first request, and only one call runs at a time (off the event
-loop, in one thread): requests that arrive during a call form the next batch. Rows are grouped by
+`MicroBatcher.score(model, inputs)` queues a request's rows. Only one model call runs at a time (off the
+event loop, in one thread), and requests that arrive during a call form the next batch (up to `max_rows`
+rows). With `max_wait` 0 a request that finds the model idle goes at once; with `max_wait` > 0 it waits
+up to that long for batch-mates first. Rows are grouped by
 model, so a batch never mixes two versions across a swap. On by default with a 1 ms wait: measured by
 bench/serve_load.py --configs (docs/BENCHMARKS.md), it took 64 connections from 1,699 to 2,573 req/s on
 the make-run champion and the ML-1M-sized model's p99 from 701 to 173 ms, at about the same req/s with
@@ -32,8 +33,8 @@ class MicroBatcher:
         fut = loop.create_future()
         self._pending.append((model, inputs, fut))
         if not self._running:
-            if sum(len(x) for _, x, _ in self._pending) >= self.max_rows:
-                self._dispatch(loop)
+            if self.max_wait <= 0 or sum(len(x) for _, x, _ in self._pending) >= self.max_rows:
+                self._dispatch(loop)  # idle: go now; whatever arrives during the call is the next batch
             elif self._timer is None:
                 self._timer = loop.call_later(self.max_wait, self._dispatch, loop)
         return await fut

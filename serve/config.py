@@ -33,7 +33,8 @@ class ServeConfig:
     max_history: int = 10_000  # ids per user; the model sees its window's worth of the newest
     max_batch: int = 256  # users per /recommend/batch
     max_k: int = 100
-    batch_wait_ms: float = 1.0  # micro-batch concurrent requests, waiting at most this long (0: off; serve/batching.py)
+    batching: bool = True  # score concurrent /recommend requests together (serve/batching.py)
+    batch_wait_ms: float = 0.0  # with batching: how long an idle model waits for batch-mates (0: not at all)
     batch_rows: int = 32  # rows per micro-batch
     header_timeout: float = 10.0  # a request's headers must arrive within this (408, closed)
     read_timeout: float = 10.0  # a request's body must have arrived within this (408)
@@ -47,7 +48,7 @@ class ServeConfig:
 
     def __post_init__(self):
         if self.batch_wait_ms < 0:
-            raise ConfigError(f"batch_wait_ms must be 0 (off) or positive, got {self.batch_wait_ms}")
+            raise ConfigError(f"batch_wait_ms must be 0 or positive, got {self.batch_wait_ms}")
         for name in ("workers", "threads", "max_body", "max_history", "max_batch", "max_k", "max_connections",
                      "batch_rows"):  # fmt: skip
             if getattr(self, name) < 1:

@@ -157,7 +157,7 @@ def test_micro_batched_answers_are_each_users_own(serve):
     (the one it gets alone), under the version that scored it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    plain, batched = serve("--batch-wait-ms", "0"), serve("--batch-wait-ms", "5")
+    plain, batched = serve("--batching", "off"), serve("--batch-wait-ms", "5")
     histories = [[str(i), str(i + 7), str(2 * i + 1)] for i in range(1, 41)]
     alone = [plain.request("POST", "/recommend", {"history": h})[1] for h in histories]
     with ThreadPoolExecutor(8) as pool:
