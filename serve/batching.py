@@ -4,10 +4,11 @@
 event loop, in one thread), and requests that arrive during a call form the next batch (up to `max_rows`
 rows). With `max_wait` 0 a request that finds the model idle goes at once; with `max_wait` > 0 it waits
 up to that long for batch-mates first. Rows are grouped by
-model, so a batch never mixes two versions across a swap. On by default with a 1 ms wait: measured by
-bench/serve_load.py --configs (docs/BENCHMARKS.md), it took 64 connections from 1,699 to 2,573 req/s on
-the make-run champion and the ML-1M-sized model's p99 from 701 to 173 ms, at about the same req/s with
-8 connections; a 3 ms wait cost a third at 8. `--batch-wait-ms 0` turns it off. With an int8 graph a
+model, so a batch never mixes two versions across a swap. On by default, with no wait: measured by
+bench/serve_load.py --configs-only (docs/BENCHMARKS.md), on the make-run champion it took 64 connections
+from 1,758 to 2,671 req/s and 8 from 1,721 to 1,820, at 0.3 ms more p50 for a lone request (the thread
+hop); on the ML-1M-sized model it cut p99 at 64 connections from 617 to 197 ms. A 1 ms wait cost a lone
+request more than it gained. `--batching off` scores on the event loop instead. With an int8 graph a
 request's scores depend slightly on its batch-mates (activations are scaled per call).
 """
 
