@@ -32,7 +32,6 @@ class ServeConfig:
     max_body: int = 1 << 20  # bytes; 413 above
     max_history: int = 10_000  # ids per user; the model sees its window's worth of the newest
     max_batch: int = 256  # users per /recommend/batch
-    max_k: int = 100
     batching: bool = True  # score concurrent /recommend requests together (serve/batching.py)
     batch_wait_ms: float = 0.0  # with batching: how long an idle model waits for batch-mates (0: not at all)
     batch_rows: int = 32  # rows per micro-batch
@@ -49,7 +48,7 @@ class ServeConfig:
     def __post_init__(self):
         if self.batch_wait_ms < 0:
             raise ConfigError(f"batch_wait_ms must be 0 or positive, got {self.batch_wait_ms}")
-        for name in ("workers", "threads", "max_body", "max_history", "max_batch", "max_k", "max_connections",
+        for name in ("workers", "threads", "max_body", "max_history", "max_batch", "max_connections",
                      "batch_rows"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
