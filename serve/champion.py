@@ -102,14 +102,3 @@ class ChampionFollower:
         shutil.rmtree(dest, ignore_errors=True)
         self.registry.download(version, dest, [serve_file, *FILES], manifest_sha256=pointer.get("manifest_sha256"))
         return Model.load(dest, version, serve_file, pointer.get("manifest_sha256"), self.threads)
-
-    def follow(self, interval: float, stop: threading.Event) -> None:
-        """Poll every `interval` seconds until `stop` is set; errors are logged, the current model serves on."""
-        while True:
-            try:
-                self.poll()
-            except Exception:
-                LOG.warning("pointer read failed; still serving %s: %s",
-                            self.current.version if self.current else "nothing", self.last_error)  # fmt: skip
-            if stop.wait(interval):
-                return
