@@ -51,11 +51,6 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, ServeConfig]:
         ap.add_argument(flag, type=kind, default=getattr(defaults, f.name), help=helps.get(f.name, " "))
     args = ap.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)}
-    if values["bucket"] is None:
-        from tasks.params import load_params
-        from tasks.s3 import bucket_name
-
-        values["bucket"] = bucket_name(load_params())
     try:
         return args, ServeConfig(**values)
     except ConfigError as exc:

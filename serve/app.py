@@ -170,19 +170,19 @@ class Service:
                             headers={"Retry-After": str(int(self.config.poll))})  # fmt: skip
         return model
 
-    def answer(self, users: list[RecommendRequest], model) -> list[dict]:
+    async def answer(self, users: list[RecommendRequest], model) -> list[dict]:
+        """Score `users` with `model`: one user through the batcher (when on), a big batch off the event
+        loop (ORT releases the GIL), a small one here."""
         histories = [[str(i) for i in u.history] for u in users]
         enc = model.encode(histories)
-        scores, idx = model.score(enc.inputs)
-        return self._results(users, histories, enc, scores, idx, model)
+        if self.batcher is not None and len(users) == 1:
+            scores, idx = await self.batcher.score(model, enc.inputs)
+        elif len(users) > 8:
+            from starlette.concurrency import run_in_threadpool
 
-    async def answer_async(self, users: list[RecommendRequest], model) -> list[dict]:
-        """One user: through the micro-batcher when it is on, else scored here on the event loop."""
-        if self.batcher is None:
-            return self.answer(users, model)
-        histories = [[str(i) for i in u.history] for u in users]
-        enc = model.encode(histories)
-        scores, idx = await self.batcher.score(model, enc.inputs)
+            scores, idx = await run_in_threadpool(model.score, enc.inputs)
+        else:
+            scores, idx = model.score(enc.inputs)
         return self._results(users, histories, enc, scores, idx, model)
 
     def _results(self, users, histories, enc, scores, idx, model) -> list[dict]:
@@ -232,7 +232,7 @@ def create_app(config: ServeConfig | None = None, follower: ChampionFollower | N
         user = service.parse(await service.body(request), RecommendRequest)
         model = service.model()  # once: this model scores, and its version is the one answered
         service.check(user, model)
-        (result,) = await service.answer_async([user], model)
+        (result,) = await service.answer([user], model)
         return _json({"version": model.version, **result})
 
     async def recommend_batch(request: Request) -> Response:
@@ -243,12 +243,7 @@ def create_app(config: ServeConfig | None = None, follower: ChampionFollower | N
         model = service.model()
         for n, user in enumerate(batch.users):
             service.check(user, model, f"users[{n}]: ")
-        if len(batch.users) > 8:  # a big call runs off the event loop (ORT releases the GIL)
-            from starlette.concurrency import run_in_threadpool
-
-            results = await run_in_threadpool(service.answer, batch.users, model)
-        else:
-            results = service.answer(batch.users, model)
+        results = await service.answer(batch.users, model)
         return _json({"version": model.version, "results": results})
 
     async def healthz(request: Request) -> Response:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +42,6 @@ class ChampionFollower:
         self.last_read: float | None = None  # monotonic time of the last successful pointer read
         self.refused: dict[tuple[str, str | None], str] = {}  # (version, manifest digest) -> why
         self.last_error: str | None = None
-        self._lock = threading.Lock()  # one load at a time
 
     # ---- state ---------------------------------------------------------------------------
     def pointer_age(self) -> float | None:
@@ -60,7 +58,8 @@ class ChampionFollower:
     # ---- polling -------------------------------------------------------------------------
     def poll(self) -> bool:
         """Read the pointer and load what it names if that is new; True if a new model now serves.
-        Raises if the pointer cannot be read; a version that fails to load is refused, not raised."""
+        Raises if the pointer cannot be read; a version that fails to load is refused, not raised.
+        Called from one thread (the app's poller; `--once`)."""
         try:
             pointer, _ = self.registry.pointer()
         except Exception as exc:
@@ -76,19 +75,18 @@ class ChampionFollower:
             return False
         if key in self.refused:
             return False
-        with self._lock:
-            try:
-                model = self._load(pointer)
-            except Exception as exc:  # anything: a version we cannot verify, open or warm never serves
-                why = f"{type(exc).__name__}: {exc}"
-                self.refused[key] = why
-                self.last_error = f"refused {pointer['version']}: {why}"
-                LOG.error("refused version %s (still serving %s): %s", pointer["version"],
-                          self.current.version if self.current else "nothing", why)  # fmt: skip
-                self.on_event("refused", pointer["version"])
-                return False
-            previous, self.current = self.current, model  # one assignment: a request sees one model
-            self.last_error = None
+        try:
+            model = self._load(pointer)
+        except Exception as exc:  # anything: a version we cannot verify, open or warm never serves
+            why = f"{type(exc).__name__}: {exc}"
+            self.refused[key] = why
+            self.last_error = f"refused {pointer['version']}: {why}"
+            LOG.error("refused version %s (still serving %s): %s", pointer["version"],
+                      self.current.version if self.current else "nothing", why)  # fmt: skip
+            self.on_event("refused", pointer["version"])
+            return False
+        previous, self.current = self.current, model  # one assignment: a request sees one model
+        self.last_error = None
         LOG.info("serving %s (%s)%s", model.version, model.serve_file,
                  f", was {previous.version}" if previous else "")  # fmt: skip
         self.on_event("loaded", model.version)

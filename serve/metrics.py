@@ -31,11 +31,6 @@ POINTER_AGE = Gauge(
 UNKNOWN_ITEMS = Counter("freshrec_serve_unknown_items_total", "Request item ids not in the served catalogue")
 
 
-def model_loaded(version: str, serve_file: str) -> None:
-    MODEL_INFO.clear()
-    MODEL_INFO.labels(version, serve_file).set(1)
-
-
 def exposition() -> tuple[bytes, str]:
     if MULTIPROCESS:
         from prometheus_client import multiprocess
