@@ -207,30 +207,32 @@ def ml1m(s3, registry_cls, bucket: str) -> tuple[str, list[list[str]]]:
     from tasks.s3 import ensure_bucket
 
     folder, inputs = build()
-    params = load_params()
-    bench = benchmark(folder / "challenger", folder / "onnx", inputs, params["benchmark"], params["export"]["top_k"])
     ensure_bucket(s3, bucket)
     registry = registry_cls(s3, bucket, "seqrec")
     version = "2000-12-31-ml1msize"
-    if registry.pointer()[0] is None:
+    if registry.pointer()[0] is None:  # the served file is the benchmark step's choice, made once
+        params = load_params()
+        bparams, top_k = params["benchmark"], params["export"]["top_k"]
+        bench = benchmark(folder / "challenger", folder / "onnx", inputs, bparams, top_k)
         publish(registry, folder, version, bench["serve_file"])
     items = json.loads((folder / "challenger" / "items.json").read_text())
     histories = [[items[i - 1] for i in row if i > 0] for row in inputs.tolist()]
     return version, histories[:200]
 
 
-def second_version(registry, tmp: Path) -> str:
-    """The champion's graph with its catalogue reversed: a different model to flip the pointer to."""
+def second_version(registry, tmp: Path, name: str | None = None) -> str:
+    """The champion's graph with its catalogue reversed, published as `name` (default `<day>-flipflop`): a
+    different model, with other answers, to move the pointer to (also tests/serve/test_follow.py)."""
     pointer, _ = registry.pointer()
-    name = pointer["version"][:10] + "-flipflop"
+    name = name or pointer["version"][:10] + "-flipflop"
     if name in registry.versions():
         return name
-    src = tmp / "flip-src"
+    src = tmp / f"{name}-src"
     registry.download(pointer["version"], src)
     files = {f: src / f for f in json.loads((src / "manifest.json").read_text())["files"]}
     items = json.loads((src / "items.json").read_text())
-    (tmp / "items-reversed.json").write_text(json.dumps(items[::-1]))
-    files["items.json"] = tmp / "items-reversed.json"
+    (tmp / f"{name}-items.json").write_text(json.dumps(items[::-1]))
+    files["items.json"] = tmp / f"{name}-items.json"
     registry.publish(name, files, {"serve_file": pointer["serve_file"]})
     return name
 

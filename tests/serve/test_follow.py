@@ -10,28 +10,14 @@ import signal
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+from bench.serve_load import second_version
 from serve.model import FILES, Model
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 HISTORY = ["1", "2", "3"]
-
-
-def _second_version(registry, tmp_path, name: str) -> Path:
-    """A version with the champion's graph but its catalogue reversed: another model, with other answers."""
-    pointer, _ = registry.pointer()
-    src = tmp_path / "src"
-    registry.download(pointer["version"], src)
-    manifest = json.loads((src / "manifest.json").read_text())
-    files = {f: src / f for f in manifest["files"]}
-    items = json.loads((src / "items.json").read_text())
-    (tmp_path / "items-reversed.json").write_text(json.dumps(items[::-1]))
-    files["items.json"] = tmp_path / "items-reversed.json"
-    registry.publish(name, files, {"serve_file": pointer["serve_file"]})
-    return src
 
 
 def _expected(registry, version: str, folder) -> list[str]:
@@ -47,7 +33,7 @@ def _expected(registry, version: str, folder) -> list[str]:
 def test_every_answer_names_the_model_that_scored_it_while_the_pointer_moves(serve, registry, tmp_path):
     first = registry.pointer()[0]["version"]
     second = "2099-01-01-feedbeef"
-    _second_version(registry, tmp_path, second)
+    second_version(registry, tmp_path, second)
     expected = {v: _expected(registry, v, tmp_path / v) for v in (first, second)}
     assert expected[first] != expected[second]
     s = serve()
@@ -90,7 +76,7 @@ def test_a_tampered_version_is_refused_and_the_old_one_serves_on(serve, registry
     first = registry.pointer()[0]["version"]
     s = serve()
     bad = "2099-01-02-badc0ffe"
-    _second_version(registry, tmp_path, bad)
+    second_version(registry, tmp_path, bad)
     pointer, _ = registry.pointer()
     registry.set_champion(bad, "tester", "promoted, then altered in the store")
     registry.s3.put_object(Bucket=registry.bucket, Key=registry.version_key(bad, pointer["serve_file"]),
