@@ -4,7 +4,7 @@ with max_len 200), exported to ONNX fp32 and int8 by the pipeline's own export (
 
 The weights are the model's seeded initialisation, not trained: a latency figure depends on the graph's
 shapes (catalogue, window, width, depth), not on the values in it. Built once into `.run/bench/ml1m/`
-(reused while params.yaml's `train` section is unchanged).
+(reused while params.yaml's `train` and `export` sections and the graph's code are unchanged).
 
     from bench.ml1m_model import build
     folder, inputs = build()   # folder: challenger/ + onnx/ ; inputs: (users, 200) int64 real histories
@@ -33,7 +33,8 @@ def build(out: Path | None = None) -> tuple[Path, np.ndarray]:
 
     params = load_params()
     train = params["train"]
-    key = hashlib.sha256(json.dumps([train, params["export"], WINDOW], sort_keys=True, default=str).encode())
+    graph = [(ROOT / f).read_text() for f in ("models/seqrec.py", "tasks/export.py")]  # the code that builds it
+    key = hashlib.sha256(json.dumps([train, params["export"], WINDOW, graph], sort_keys=True, default=str).encode())
     out = out or ROOT / ".run" / "bench" / f"ml1m-{key.hexdigest()[:10]}"
     inputs_file = out / "inputs.npy"
     if (out / "onnx" / "export.json").exists() and inputs_file.exists():

@@ -24,6 +24,7 @@ scoring for the items of the window it is given.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -112,6 +113,27 @@ class LiGRBlock(GPT2Block):
         return x + torch.sigmoid(self.gate_mlp(x)) * self.mlp(self.ln_2(x))
 
 
+def _last_position(block: GPT2Block, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """`block` (GPT-2 or LiGR) applied to x (B, T, H) with the padding mask keep (B, T), its output at the
+    last position only (B, 1, H). The last position attends to every position it keeps, so the causal
+    mask adds nothing there."""
+    attn = block.attn
+    q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=2)
+
+    def heads(t: torch.Tensor) -> torch.Tensor:  # (B, T', H) -> (B, heads, T', head_dim)
+        return t.reshape(t.shape[0], t.shape[1], attn.num_heads, attn.head_dim).transpose(1, 2)
+
+    weights = (heads(q[:, -1:]) @ heads(k).transpose(-1, -2)) * attn.scaling  # (B, heads, 1, T)
+    weights = weights.masked_fill(keep[:, None, None, :] == 0, torch.finfo(weights.dtype).min)
+    out = attn.c_proj((weights.softmax(-1) @ heads(v)).transpose(1, 2).reshape(x.shape[0], 1, x.shape[2]))
+    x = x[:, -1:]
+    if isinstance(block, LiGRBlock):
+        x = x + torch.sigmoid(block.gate_attn(x)) * out
+        return x + torch.sigmoid(block.gate_mlp(x)) * block.mlp(block.ln_2(x))
+    x = x + out
+    return x + block.mlp(block.ln_2(x))
+
+
 class SeqRecModel(nn.Module):
     def __init__(self, config: SeqRecConfig):
         super().__init__()
@@ -131,9 +153,8 @@ class SeqRecModel(nn.Module):
         if config.repeat_score:  # 0 at the start: the data decides its sign
             self.repeat_weight = nn.Parameter(torch.zeros(()))
 
-    def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
-        """item_ids (B, T <= max_len) left-padded -> sequence states (B, T, H); a shorter T gives the same
-        states as the same rows left-padded to max_len."""
+    def _inputs(self, item_ids: torch.Tensor) -> dict:
+        """The backbone's keyword arguments for item_ids (B, T <= max_len), left-padded."""
         mask = (item_ids != PAD).long()  # (B, T): padding is never attended to ...
         # ... except the last slot, always: an empty history (all padding) then has one well-defined
         # state instead of a fully masked softmax, which torch and ONNX Runtime resolve differently.
@@ -144,8 +165,22 @@ class SeqRecModel(nn.Module):
             # positions stay right-aligned, so the latest item keeps the slot it has in a full window
             start = self.config.max_len - item_ids.shape[1]
             positions = torch.arange(start, self.config.max_len, device=item_ids.device).unsqueeze(0)
-        out = self.backbone(inputs_embeds=x, attention_mask=mask, position_ids=positions, use_cache=False)
-        return out.last_hidden_state
+        return {"inputs_embeds": x, "attention_mask": mask, "position_ids": positions, "use_cache": False}
+
+    def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """item_ids (B, T <= max_len) left-padded -> sequence states (B, T, H); a shorter T gives the same
+        states as the same rows left-padded to max_len."""
+        return self.backbone(**self._inputs(item_ids)).last_hidden_state
+
+    def last_state(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """self(item_ids)[:, -1] (B, H) for less: the last block computes keys and values at every position
+        but the attention, its projection and the feed-forward at the last one only, the one that is
+        scored. With 2 blocks that drops about 40 % of the arithmetic; the served graph uses it."""
+        inputs = self._inputs(item_ids)
+        trunk = copy.copy(self.backbone)  # the same modules but the last block and the final LayerNorm
+        trunk._modules = {**trunk._modules, "h": self.backbone.h[:-1], "ln_f": nn.Identity()}
+        x = trunk(**inputs).last_hidden_state  # (B, T, H): the input of the last block
+        return self.backbone.ln_f(_last_position(self.backbone.h[-1], x, inputs["attention_mask"]))[:, 0]
 
     def scores(self, states: torch.Tensor) -> torch.Tensor:
         """states (..., H) -> scores over the catalogue (..., N); padding scores -inf."""
@@ -257,7 +292,7 @@ class TopKScorer(nn.Module):
         self.exclude_seen = exclude_seen
 
     def forward(self, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        states = self.model(item_ids)[:, -1, :]  # (B, H)
+        states = self.model.last_state(item_ids)  # (B, H)
         logits = states @ self.model.item_emb.weight.T  # (B, N)
         pad_mask = torch.zeros_like(logits[:1])
         pad_mask[:, PAD] = float("-inf")

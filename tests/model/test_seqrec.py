@@ -42,6 +42,21 @@ def test_ligr_blocks_gate_their_residuals_and_keep_gpt2_module_names():
     torch.testing.assert_close(block(x, attention_mask=None), x)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_last_state_is_the_last_position_of_the_full_forward(model, layers):
+    """The served graph's shortcut (the last block at the last position only) computes what the whole
+    forward does there: for full, short, one-item and empty windows, and for a batch cut short."""
+    torch.manual_seed(1)
+    model = SeqRecModel(SeqRecConfig(**{**vars(model.config), "num_layers": layers})).eval()
+    x = torch.randint(1, CFG.n_items, (5, CFG.max_len))
+    x[1, :7] = 0
+    x[2, :-1] = 0
+    x[3] = 0
+    with torch.inference_mode():
+        for ids in (x, x[:, 4:]):
+            torch.testing.assert_close(model.last_state(ids), model(ids)[:, -1], rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("trainable", ["top", "lora"])
 def test_ligr_trains_under_top_and_lora_and_merges_back(trainable):
     """LoRA finds SwiGLU's layers as it finds GPT-2's; merged back, the model computes what the adapted
