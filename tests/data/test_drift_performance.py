@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
 import torch
 
 from models.seqrec import SeqRecConfig, SeqRecModel
@@ -16,6 +17,7 @@ from tasks.sources import load_dataset
 from tasks.train import ITEMS_FILE, Recipe, fit
 
 
+@pytest.mark.slow  # trains a model on real ML-100K (about 20 s)
 def test_champion_is_scored_the_way_its_baseline_was_ranked(tmp_path):
     """A baseline ranked as served (the input window left out: `export.exclude_seen`) is compared with
     a score ranked the same way, so the same model on the same holdout shows no drop; an evaluation
