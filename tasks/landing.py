@@ -26,6 +26,9 @@ from tasks.settings import settings
 EVENTS_FILE = "events.parquet"
 ITEMS_FILE = "items.parquet"
 LANDED_FILES = (EVENTS_FILE, ITEMS_FILE)
+# empty files an export writes beside its data to say it has finished (Hadoop/Spark's _SUCCESS and the usual
+# others): allowed and ignored when they are empty; with any content they are unexpected files like any other
+COMPLETION_MARKERS = ("_SUCCESS", "_DONE", "DONE", "_COMPLETE", "_COMPLETED", "_READY", "READY")
 LOG = logging.getLogger(__name__)
 
 
@@ -48,14 +51,29 @@ def _days(names) -> list[dt.date]:
     return sorted(days)
 
 
-def _refuse_unexpected(names: list[str], where: str) -> None:
-    unexpected = [n for n in names if n not in LANDED_FILES and not n.startswith(".")]
+def _is_marker(name: str, size: int | None) -> bool:
+    return name in COMPLETION_MARKERS and size == 0
+
+
+def _refuse_unexpected(sizes: dict[str, int | None], where: str) -> list[str]:
+    """The partition's data files (`sizes`: every entry's size, None for what is not a regular file); any
+    entry but those, an empty completion marker or a hidden temporary is refused."""
+    unexpected = [
+        n for n, size in sizes.items() if n not in LANDED_FILES and not n.startswith(".") and not _is_marker(n, size)
+    ]
     if unexpected:
-        raise UntrustedLanding(
-            f"the partition {where} holds {unexpected} besides {list(LANDED_FILES)}: every landed file must be "
-            "read or the day refused, so it is refused. Deliver the day as one events.parquet (and optionally "
-            "one items.parquet), then re-run it"
+        shown = ", ".join(repr(n[:80]) for n in unexpected[:10]) + (
+            f" and {len(unexpected) - 10} more" if len(unexpected) > 10 else ""
         )
+        markers = [n for n in unexpected if n in COMPLETION_MARKERS]
+        raise UntrustedLanding(
+            f"the partition {where} holds {shown} besides {list(LANDED_FILES)}: every landed file must be "
+            "read or the day refused, so it is refused. Deliver the day as one events.parquet (and optionally "
+            "one items.parquet"
+            + (f"; a completion marker such as {markers[0]!r} must be empty" if markers else "")
+            + "), then re-run it"
+        )
+    return [n for n in sizes if n in LANDED_FILES]
 
 
 def _checked_local(day_dir: Path) -> Path:
@@ -66,11 +84,11 @@ def _checked_local(day_dir: Path) -> Path:
         return day_dir  # nothing landed: ingest says so
     if not day_dir.is_dir():
         raise UntrustedLanding(f"{day_dir} is not a folder: a landed day is a folder date=YYYY-MM-DD/; refused")
-    entries = sorted(p.name for p in day_dir.iterdir())
-    _refuse_unexpected(entries, str(day_dir))
-    for name in entries:
-        if name.startswith("."):
-            continue
+    sizes = {}
+    for entry in sorted(day_dir.iterdir()):
+        st = os.lstat(entry)
+        sizes[entry.name] = st.st_size if stat.S_ISREG(st.st_mode) else None
+    for name in _refuse_unexpected(sizes, str(day_dir)):
         mode = os.lstat(day_dir / name).st_mode
         if stat.S_ISLNK(mode):
             raise UntrustedLanding(
@@ -142,17 +160,17 @@ class LandingZone:
         keys = self._list(client(), f"{prefix}/" if prefix else "")
         return _days(k.split("/")[-2] for k in keys if k.endswith(f"/{EVENTS_FILE}"))
 
-    def _list(self, s3, prefix: str) -> list[str]:
-        """Keys under `prefix` in the zone's bucket; none if nothing has landed yet (no bucket)."""
+    def _list(self, s3, prefix: str) -> dict[str, int]:
+        """Keys under `prefix` in the zone's bucket with their sizes; none if nothing has landed yet (no bucket)."""
         from botocore.exceptions import ClientError
 
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket_prefix()[0], Prefix=prefix)
         try:
-            return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+            return dict(sorted((o["Key"], o["Size"]) for page in pages for o in page.get("Contents", [])))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
                 raise
-            return []
+            return {}
 
     @contextmanager
     def open(self, day: dt.date) -> Iterator[Path]:
@@ -168,8 +186,9 @@ class LandingZone:
 
         s3, (bucket, _) = client(), self._bucket_prefix()
         prefix = self._key(day, "") + "/"
-        names = [k[len(prefix) :] for k in self._list(s3, prefix)]
-        _refuse_unexpected(names, self.uri(day, ""))
+        names = _refuse_unexpected(
+            {k[len(prefix) :]: size for k, size in self._list(s3, prefix).items()}, self.uri(day, "")
+        )
         scratch = Path(tempfile.mkdtemp(prefix="freshrec-landing-"))
         try:
             for name in names:

@@ -54,6 +54,19 @@ def test_a_partition_split_over_several_files_is_refused_not_half_read(day_dir, 
     _refused(tmp_path, layout, r"events-part2\.parquet")
 
 
+@pytest.mark.parametrize("marker", ["_SUCCESS", "_DONE", "READY"])
+def test_an_empty_completion_marker_is_ignored_and_the_day_ingested(day_dir, layout, tmp_path, marker):
+    """Exports write an empty marker beside their data when done (Spark's _SUCCESS): not an unexpected file."""
+    (day_dir / marker).write_bytes(b"")
+    assert ingest_day(DAY, tmp_path / "landing", layout).status == "new"
+    assert sorted(p.name for p in layout.raw(DAY).iterdir()) == [EVENTS_FILE]
+
+
+def test_a_completion_marker_with_content_is_refused_like_any_other_file(day_dir, tmp_path, layout):
+    (day_dir / "_SUCCESS").write_text('{"committer": "s3a"}')
+    _refused(tmp_path, layout, r"'_SUCCESS'.*a completion marker such as '_SUCCESS' must be empty")
+
+
 def test_items_alone_is_still_nothing_landed(day_dir, tmp_path, layout):
     (day_dir / EVENTS_FILE).unlink()
     assert (day_dir / ITEMS_FILE).exists()

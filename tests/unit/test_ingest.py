@@ -49,12 +49,15 @@ def test_landing_zone_on_the_object_store(ml100k, s3_env, params, layout):
     from tasks.ingest import run as ingest_run
     from tasks.landing import LandingZone
     from tasks.replay import run as replay_run
+    from tasks.s3 import client
 
     params["source"]["landing_dir"] = f"s3://{s3_env}/landing"
     zone = LandingZone.from_params(params)
     assert not zone.has(DAY) and zone.days() == []
     replay_run(DAY, params)
     assert zone.has(DAY) and zone.days() == [DAY]
+    bucket, prefix = zone._bucket_prefix()
+    client().put_object(Bucket=bucket, Key=f"{prefix}/date={DAY}/_SUCCESS", Body=b"")  # the export's marker
     first, again = ingest_run(DAY, params, layout), ingest_run(DAY, params, layout)
     assert (first.status, again.status) == ("new", "unchanged")
     assert len(pd.read_parquet(layout.raw(DAY) / EVENTS_FILE)) == 210
