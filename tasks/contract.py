@@ -10,6 +10,10 @@
 What is only *encoded* differently is accepted and conformed before the checks and wherever
 events are read (`conform`): dictionary-encoded (categorical) columns, any Parquet codec, any time
 zone. What is *different* is refused by the checks, with the cause in words (`CAUSES`).
+
+The words exports write for a missing value (`MISSING_SPELLINGS`: `NULL`, `n/a`, `None`, `\\N`, an empty
+string, ...; any case, surrounding spaces ignored) are missing values in every text column of the events
+and of the catalogue: a day with them is a day with nulls, and the report counts each spelling.
 """
 
 from __future__ import annotations
@@ -25,13 +29,31 @@ _CANONICAL_NUMBER = re.compile(r"0|[1-9][0-9]*")
 _SCRIPTS = ("LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "HEBREW", "ARABIC")
 
 
+# what exports write for "no value" (SQL NULL, pandas/R NA, Excel #N/A, MySQL's \N, JSON's null, JavaScript's
+# undefined), compared case-blind after trimming. Not "unknown": ML-100K has a real title and genre by that name.
+MISSING_SPELLINGS = frozenset(
+    ("", "null", "none", "nil", "nan", "na", "n/a", "#n/a", "<na>", "undefined", "(null)", "<null>", "\\n", "missing")
+)
+
+
+def missing_spellings(col: pd.Series) -> dict[str, int]:
+    """{spelling: rows} of the missing-value spellings in a text column (a pass over its distinct values)."""
+    if col.dtype != object and not pd.api.types.is_string_dtype(col.dtype):
+        return {}
+    hits = [v for v in col.dropna().unique() if isinstance(v, str) and v.strip().lower() in MISSING_SPELLINGS]
+    return {str(k): int(n) for k, n in col[col.isin(hits)].value_counts().items()} if hits else {}
+
+
 def conform(df: pd.DataFrame) -> pd.DataFrame:
-    """The same events with encoding differences removed: categorical columns as their values,
-    timezone-aware `event_ts` in UTC. Naive timestamps stay naive (the contract check refuses them)."""
+    """The same rows with encoding differences removed: categorical columns as their values, the
+    missing-value spellings of text columns as nulls, timezone-aware `event_ts` in UTC. Naive timestamps
+    stay naive (the contract check refuses them)."""
     out = df.copy()
     for col in out.columns:
         if isinstance(out[col].dtype, pd.CategoricalDtype):
             out[col] = out[col].astype(out[col].cat.categories.dtype)
+        if spelled := missing_spellings(out[col]):
+            out[col] = out[col].astype(object).where(~out[col].isin(list(spelled)), None)
     if "event_ts" in out and isinstance(out["event_ts"].dtype, pd.DatetimeTZDtype):
         out["event_ts"] = out["event_ts"].dt.tz_convert("UTC")
     return out

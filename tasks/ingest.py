@@ -1,8 +1,9 @@
 """Ingest: move day D from the landing zone into `data/raw/events/date=D/`, idempotently.
 
 Bytes are copied untouched (validation reads them; quarantine keeps them intact).
-Re-ingesting the same delivery is a no-op. A re-delivery with other bytes never destroys the
-earlier one: both are kept under `raw/deliveries/date=D/<sha12>/`; the new one replaces the
+Re-ingesting the same delivery is a no-op. A delivery is its events file and its catalogue, if any
+(`delivery_id`): a re-delivery with other bytes in either, a corrected catalogue alone included, never
+destroys the earlier one: both are kept under `raw/deliveries/date=D/<id12>/`; the new one replaces the
 partition in use only if no later day was trained on the earlier one, or with `replace` (the
 `replace_delivery` Param), and `ingest.json` there records which days were trained on what.
 """
@@ -10,6 +11,7 @@ partition in use only if no later day was trained on the earlier one, or with `r
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import shutil
 from dataclasses import asdict, dataclass
@@ -52,16 +54,25 @@ def ingest_day(
         return _ingest(day, landed, landing.uri(day), layout, trained_on, replace)
 
 
-def _keep(layout: Layout, day: dt.date, events: Path, items: Path | None) -> str:
-    """Keep a delivery under deliveries/date=D/<sha12>/ (idempotent); returns its sha256."""
+def delivery_id(events: Path, items: Path | None = None) -> str:
+    """A delivery's identity: its events file's sha256 or, with a catalogue, the sha256 of both files'
+    digests, so a corrected catalogue with the same events is a delivery of its own."""
     sha = sha256_file(events)
-    dest = layout.deliveries(day) / sha[:12]
+    if items is None or not items.exists():
+        return sha
+    return hashlib.sha256(f"{sha}\n{sha256_file(items)}".encode()).hexdigest()
+
+
+def _keep(layout: Layout, day: dt.date, events: Path, items: Path | None) -> str:
+    """Keep a delivery under deliveries/date=D/<id12>/ (idempotent); returns its `delivery_id`."""
+    ident = delivery_id(events, items)
+    dest = layout.deliveries(day) / ident[:12]
     if not (dest / EVENTS_FILE).exists():
         with atomic_dir(dest) as tmp:
             shutil.copy2(events, tmp / EVENTS_FILE)
             if items is not None and items.exists():
                 shutil.copy2(items, tmp / ITEMS_FILE)
-    return sha
+    return ident
 
 
 def trained_days(layout: Layout, day: dt.date) -> list[str]:
@@ -91,12 +102,15 @@ def _ingest(
     status = "redelivered" if dest.exists() else "new"
     if status == "redelivered":  # nothing is destroyed: both deliveries are kept side by side
         previous = _keep(layout, day, dest, items_dest)
-        _keep(layout, day, src, items_src)
+        current = _keep(layout, day, src, items_src)
+        changed = " and ".join(w for w, same in (("events", same_events), ("catalogue", same_items)) if not same)
         trained = trained_days(layout, day) if trained_on is None else sorted(trained_on)
         report = {
             "day": str(day),
             "status": "redelivered",
-            "delivery": digest,
+            "changed": changed,
+            "delivery": current,
+            "events_sha256": digest,
             "previous": previous,
             "trained_on_previous": trained,
             "replaced": not trained or replace,
@@ -105,18 +119,14 @@ def _ingest(
         write_json(layout.deliveries(day) / INGEST_REPORT, report)
         if trained and not replace:
             raise Redelivered(
-                f"day {day} was re-delivered with other bytes (sha256 {digest[:12]}…, in use {previous[:12]}…), but "
-                f"days {', '.join(trained)} were already trained on the delivery in use. Nothing was replaced; both "
-                f"deliveries are kept under {layout.deliveries(day)}. To train on the new one, re-run the day with "
-                "the `replace_delivery` Param (the replacement is recorded), then re-run the later days."
+                f"day {day} was re-delivered with other {changed} (delivery {current[:12]}…, in use "
+                f"{previous[:12]}…), but days {', '.join(trained)} were already trained on the delivery in use. "
+                f"Nothing was replaced; both deliveries are kept under {layout.deliveries(day)}. To train on the new "
+                "one, re-run the day with the `replace_delivery` Param (the replacement is recorded), then re-run "
+                "the later days."
             )
-        LOG.warning(
-            "day %s re-delivered: %s replaces %s (trained on it: %s); both kept",
-            day,
-            digest[:12],
-            previous[:12],
-            trained,
-        )
+        LOG.warning("day %s re-delivered with other %s: %s replaces %s (trained on it: %s); both kept", day, changed,
+                    current[:12], previous[:12], trained)  # fmt: skip
     if items_src.exists():  # catalogue first: a visible events partition always has its catalogue
         with atomic_dir(items_dir) as tmp:
             shutil.copy2(items_src, tmp / ITEMS_FILE)

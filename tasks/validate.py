@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.common import Layout, ValidationFailed, atomic_dir, day_bounds, sha256_file, write_json
+from tasks.common import Layout, ValidationFailed, atomic_dir, day_bounds, write_json
 from tasks.contract import CAUSES, ID_COLUMNS, conform, id_problems
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
 from tasks.params import step_cli
@@ -262,6 +262,8 @@ def run_checkpoint(name: str, df: pd.DataFrame, checks: list, docs_dir: Path, da
 
 def quarantine(layout: Layout, day: dt.date, report: dict) -> Path:
     """Move the day's partitions (events, and its catalogue), untouched, out of raw/ with a report."""
+    from tasks.ingest import delivery_id
+
     src, dest = layout.raw(day), layout.quarantine(day)
     if dest.exists():  # an earlier bad delivery of the same day: keep it, under its time of arrival
         shutil.move(str(dest), str(dest.with_name(f"{dest.name}.{int(dest.stat().st_mtime)}")))
@@ -270,16 +272,16 @@ def quarantine(layout: Layout, day: dt.date, report: dict) -> Path:
     items = layout.items(day)
     if items.exists():
         os.replace(items, dest / "items")
-    restored = _restore_delivery_in_use(layout, day, sha256_file(dest / EVENTS_FILE))
+    restored = _restore_delivery_in_use(layout, day, delivery_id(dest / EVENTS_FILE, dest / "items" / ITEMS_FILE))
     if restored:
         report = {**report, "restored_delivery": restored}
     write_json(dest / REPORT_FILE, report)
     return dest
 
 
-def _restore_delivery_in_use(layout: Layout, day: dt.date, refused_sha: str) -> str | None:
+def _restore_delivery_in_use(layout: Layout, day: dt.date, refused: str) -> str | None:
     """A bad re-delivery must not take the validated day out of the history: the delivery that was in
-    use before it (kept by ingest under deliveries/) goes back into raw/. Returns its sha256, if any."""
+    use before it (kept by ingest under deliveries/) goes back into raw/. Returns its delivery id, if any."""
     from tasks.ingest import INGEST_REPORT
 
     log = layout.deliveries(day) / INGEST_REPORT
@@ -287,7 +289,7 @@ def _restore_delivery_in_use(layout: Layout, day: dt.date, refused_sha: str) -> 
         return None
     previous = json.loads(log.read_text()).get("previous")
     kept = layout.deliveries(day) / (previous or "")[:12]
-    if not previous or previous == refused_sha or not (kept / EVENTS_FILE).exists():
+    if not previous or previous == refused or not (kept / EVENTS_FILE).exists():
         return None
     if (kept / ITEMS_FILE).exists():
         with atomic_dir(layout.items(day)) as tmp:
