@@ -44,7 +44,10 @@ def evidence_markdown(day: dt.date, layout: Layout, thresholds: dict, api: str |
         + (" with warnings (see below)" if validation["warnings"] else "")
         + (f" ([Data Docs]({url['data_docs']}))" if "data_docs" in url else "")
         + ".",
-        *[f"- **warning** {describe(w, validation.get('volume'))}" for w in validation["warnings"]],
+        *[
+            f"- **warning** {describe(w, validation.get('volume'), validation.get('missing'))}"
+            for w in validation["warnings"]
+        ],
         "",
         f"**Drift** decision `{drift['decision']}`: "
         + "; ".join(drift["reasons"])

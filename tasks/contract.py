@@ -113,6 +113,32 @@ def id_problems(col: pd.Series) -> pd.Series:
     return col.map(lambda v: f"{v!r}: {bad[v]}" if v in bad else None).astype(object)
 
 
+def canonical_key(value: str) -> str:
+    """The id `value` stands for once its spelling is canonical (compatibility forms folded, spaces and
+    invisible characters dropped, numbers as integers): `050`, ` 50`, full-width digits and `50.0` are all `50`."""
+    folded = unicodedata.normalize("NFKC", value)
+    s = "".join(
+        " " if unicodedata.category(ch)[0] == "Z" else ch for ch in folded if unicodedata.category(ch)[0] != "C"
+    )
+    s = s.strip()
+    try:
+        number = float(s) if _NUMERIC.fullmatch(s) else int(s)  # int() reads digits of any script
+    except (ValueError, OverflowError):
+        return s
+    return str(int(number)) if float(number).is_integer() else s
+
+
+def same_ids(col: pd.Series) -> pd.Series:
+    """Per row: `'050' is the same id as '50'` where another distinct value of the column has the same
+    canonical key (two catalogue rows for one item), None elsewhere."""
+    values = [v for v in col.dropna().unique() if isinstance(v, str)]
+    groups: dict[str, list[str]] = {}
+    for v in values:
+        groups.setdefault(canonical_key(v), []).append(v)
+    clash = {v: [w for w in group if w != v] for group in groups.values() if len(group) > 1 for v in group}
+    return col.map(lambda v: f"{v!r} is the same id as {clash[v][0]!r}" if v in clash else None).astype(object)
+
+
 # the cause of each contract check's failure in words, for the report, the run log and the evidence
 CAUSES = {
     "canonical_user_id": "user ids must be in canonical form (trimmed, NFC, one script, numbers as 50)",
@@ -120,4 +146,10 @@ CAUSES = {
     "not_null_rating": "every event needs a rating; nulls are missing data, not a rating",
     "ts_timezone": "event_ts has no time zone: the contract is tz-aware timestamps (any zone, converted to UTC)",
     "ts_distinct": "every event of the day has the same timestamp: a placeholder, not event times",
+    "items_canonical_item_id": "catalogue item ids must be in canonical form, like the events' (trimmed, NFC, one "
+    "script, numbers as 50)",
+    "items_unique_canonical_id": "two catalogue rows are one item once their ids are spelled canonically",
+    "items_title": "every catalogue item needs a title (empty and missing-value spellings are missing)",
+    "items_genres": 'genres are genre names joined by "|" (tasks/sources.py): no other separator, no empty or '
+    "space-padded names",
 }

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.common import Layout, ValidationFailed, atomic_dir, day_bounds, write_json
-from tasks.contract import CAUSES, ID_COLUMNS, conform, id_problems
+from tasks.contract import CAUSES, ID_COLUMNS, conform, id_problems, missing_spellings, same_ids
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
 from tasks.params import step_cli
 from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
@@ -47,6 +47,7 @@ class ValidationResult:
     quarantined: str | None = None
     accepted: list[str] = field(default_factory=list)  # checks an operator accepted for this run
     volume: dict = field(default_factory=dict)  # the day's count, its trailing band and the verdict in words
+    missing: dict = field(default_factory=dict)  # {column: {spelling: rows}}: missing values written as words
 
 
 def trailing_counts(layout: Layout, day: dt.date, window_days: int) -> list[int]:
@@ -171,15 +172,37 @@ def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, vo
     return _named(checks)
 
 
+ITEM_NONCANONICAL, ITEM_SAME_AS = "_noncanonical_item_id", "_same_item_id_as"  # derived: the catalogue's contract
+ITEM_DERIVED = [ITEM_NONCANONICAL, ITEM_SAME_AS]
+# genre names joined by "|" (tasks/sources.py): each name non-empty, not space-padded, no other separator in it
+GENRES = r"^[^|,;\s](?:[^|,;\t\n\r]*[^|,;\s])?(?:\|[^|,;\s](?:[^|,;\t\n\r]*[^|,;\s])?)*$"
+
+
+def with_items_derived(items: pd.DataFrame) -> pd.DataFrame:
+    """The frame the catalogue suite runs on: the snapshot conformed (missing-value spellings as nulls) plus
+    the derived columns of the events' id contract."""
+    out = conform(items)
+    out[ITEM_NONCANONICAL] = id_problems(out["item_id"]) if "item_id" in out else None
+    out[ITEM_SAME_AS] = same_ids(out["item_id"]) if "item_id" in out else None
+    return out
+
+
 def items_suite(in_use: list[str]):
-    """The day's catalogue suite: shape, unique ids, and no item dropped while users still interact with it."""
+    """The day's catalogue suite: shape, the events' id contract (canonical, unique once canonical), titles,
+    the genre separator, and no item dropped while users still interact with it."""
     import great_expectations.expectations as gxe
 
     checks = [
-        ("items_columns", gxe.ExpectTableColumnsToMatchSet(column_set=ITEM_COLUMNS, exact_match=True)),
+        (
+            "items_columns",
+            gxe.ExpectTableColumnsToMatchSet(column_set=[*ITEM_COLUMNS, *ITEM_DERIVED], exact_match=True),
+        ),
         ("items_not_null_id", gxe.ExpectColumnValuesToNotBeNull(column="item_id")),
         ("items_unique_id", gxe.ExpectColumnValuesToBeUnique(column="item_id")),
+        ("items_canonical_item_id", gxe.ExpectColumnValuesToBeNull(column=ITEM_NONCANONICAL)),
+        ("items_unique_canonical_id", gxe.ExpectColumnValuesToBeNull(column=ITEM_SAME_AS)),
         ("items_title", gxe.ExpectColumnValuesToNotBeNull(column="title")),
+        ("items_genres", gxe.ExpectColumnValuesToMatchRegex(column="genres", regex=GENRES)),
         ("items_keep_in_use", gxe.ExpectColumnDistinctValuesToContainSet(column="item_id", value_set=in_use)),
     ]
     return _named(checks)
@@ -415,6 +438,12 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     df = _read(part, "readable", res)
     items_file = layout.items(day) / ITEMS_FILE
     items = _read(items_file, "items_readable", res) if items_file.exists() else None
+    for prefix, frame in (("", df), ("items.", items)):  # missing values written as words: counted, then nulls
+        for col in frame.columns if frame is not None else ():
+            if spelled := missing_spellings(
+                frame[col].astype(object) if frame[col].dtype == "category" else frame[col]
+            ):
+                res.missing[prefix + str(col)] = spelled
     if df is not None:
         res.rows = len(df)
         band = volume_bounds(trailing_counts(layout, day, params["volume_window_days"]), params)
@@ -438,7 +467,9 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
         if not shape:
             try:
                 in_use = items_in_use(layout, day, params["volume_window_days"])
-                got, _ = run_checkpoint("items", items, items_suite(in_use), docs_dir / "items", day)
+                got, _ = run_checkpoint(
+                    "items", with_items_derived(items), items_suite(in_use), docs_dir / "items", day
+                )
                 results += got
             except Exception as exc:  # likewise
                 res.failures.append(_crashed("items_suite", exc))
@@ -451,7 +482,7 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     LOG.info("validate %s: %d events, %d checks run, %d blocking failures, %d warnings%s", day, res.rows, len(results),
              len(res.failures), len(res.warnings), f"; volume: {verdict}" if verdict else "")  # fmt: skip
     for w in res.warnings:
-        LOG.info("validate warning: %s", describe(w, res.volume))
+        LOG.info("validate warning: %s", describe(w, res.volume, res.missing))
     if not res.passed:
         res.quarantined = str(layout.quarantine(day))
         quarantine(layout, day, asdict(res))
@@ -459,7 +490,13 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     return res
 
 
-def describe(check: dict, volume: dict | None = None) -> str:
+_NULL_CHECKS = {f"not_null_{c}": c for c in ("user_id", "item_id", "event_ts", "rating")} | {
+    "items_not_null_id": "items.item_id",
+    "items_title": "items.title",
+}
+
+
+def describe(check: dict, volume: dict | None = None, missing: dict | None = None) -> str:
     """One failed or warned check in words: what was expected, what was observed, sample rows."""
     if check["check"] in ("row_count", "min_rows") and (volume or {}).get("verdict"):
         detail = volume["verdict"]
@@ -474,6 +511,10 @@ def describe(check: dict, volume: dict | None = None) -> str:
     cause = check.get("cause") or CAUSES.get(check["check"])
     if cause and cause not in detail:
         detail = f"{cause}; {detail}" if detail else cause
+    spelled = (missing or {}).get(_NULL_CHECKS.get(check["check"], ""))
+    if spelled:  # the nulls an export wrote as words
+        words = ", ".join(f"{w!r} x{n}" for w, n in list(spelled.items())[:5])
+        detail += f", of which {sum(spelled.values())} written as a missing-value spelling ({words})"
     sample, rows = check.get("sample_values"), check.get("sample_rows")
     return (
         f"{check['check']} ({check['expectation']}, column {check.get('column')}): {detail}"
@@ -485,7 +526,7 @@ def describe(check: dict, volume: dict | None = None) -> str:
 
 def describe_failures(res: ValidationResult) -> str:
     lines = [f"day {res.day} failed validation and was quarantined at {res.quarantined}:"]
-    lines += [f"  - {describe(f, res.volume)}" for f in res.failures]
+    lines += [f"  - {describe(f, res.volume, res.missing)}" for f in res.failures]
     lines.append("Fix the upstream export, re-deliver the day to the landing zone and re-run the day.")
     return "\n".join(lines)
 

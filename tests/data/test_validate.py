@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tasks.common import ValidationFailed, read_json, sha256_file
-from tasks.ingest import ingest_day
+from tasks.ingest import delivery_id, ingest_day
 from tasks.replay import EVENTS_FILE, ITEMS_FILE, landing_path
 from tasks.validate import REPORT_FILE, run, validate_day
 from tests.data.conftest import DAY
@@ -109,6 +109,12 @@ BAD_EVENTS = {
     "renamed_column": (lambda df: df.rename(columns={"rating": "score"}), "columns", None),
     "type_changed": (lambda df: df.assign(rating=df["rating"].astype(str)), "type_rating", "rating"),
     "null_keys": (_every(5, "user_id", None), "not_null_user_id", "user_id"),
+    "ids_spelled_missing": (
+        _ids("user_id", lambda v: ["NULL", "n/a", "None", "\\N"][int(v) % 4]),
+        "not_null_user_id",
+        "user_id",
+    ),
+    "items_spelled_missing": (_ids("item_id", lambda v: " null "), "not_null_item_id", "item_id"),
     "negative_ids": (_every(4, "item_id", "-5"), "valid_item_id", "item_id"),
     "zero_ids": (_every(6, "user_id", "0"), "valid_user_id", "user_id"),
     "rating_out_of_range": (_every(7, "rating", 11.0), "rating_range", "rating"),
@@ -160,6 +166,26 @@ BAD_CATALOGUES = {
     "catalogue_year_as_text": (lambda items: items.assign(year=items["year"].astype(str)), "items_format", "year"),
     "catalogue_drops_items_in_use": (lambda items: items[items["item_id"] != "50"], "items_keep_in_use"),
     "catalogue_duplicate_ids": (lambda items: pd.concat([items, items.head(3)]), "items_unique_id"),
+    "catalogue_ids_equal_once_canonical": (
+        lambda items: pd.concat([items, items.head(2).assign(item_id=lambda d: "0" + d["item_id"])]),
+        "items_unique_canonical_id",
+        "_same_item_id_as",
+    ),
+    "catalogue_padded_ids": (
+        lambda items: items.assign(item_id=items["item_id"] + " "),
+        "items_canonical_item_id",
+        "_noncanonical_item_id",
+    ),
+    "catalogue_empty_titles": (
+        lambda items: items.assign(title=["", "  ", "N/A"] * (len(items) // 3) + [""] * (len(items) % 3)),
+        "items_title",
+        "title",
+    ),
+    "catalogue_other_genre_separator": (
+        lambda items: items.assign(genres=items["genres"].str.replace("|", ", ")),
+        "items_genres",
+        "genres",
+    ),
 }
 
 
@@ -170,8 +196,9 @@ def _assert_quarantined(err, check, column, layout, digest, before):
     if column:
         assert f"column {column}" in message
     q = layout.quarantine(DAY)
-    raw = layout.raw(DAY) / EVENTS_FILE  # gone, or the earlier delivery back in use: never the bad bytes
-    assert not raw.exists() or sha256_file(raw) != digest
+    raw = layout.raw(DAY) / EVENTS_FILE  # gone, or the earlier delivery back in use: never the bad one
+    refused = delivery_id(q / EVENTS_FILE, q / "items" / ITEMS_FILE)
+    assert not raw.exists() or delivery_id(raw, layout.items(DAY) / ITEMS_FILE) != refused
     assert sha256_file(q / EVENTS_FILE) == digest  # intact, byte for byte
     assert check in {f["check"] for f in read_json(q / REPORT_FILE)["failures"]}
     assert {d: sha256_file(layout.raw(d) / EVENTS_FILE) for d in before} == before  # other days untouched
@@ -332,3 +359,14 @@ def test_a_day_without_catalogue_is_checked_against_the_previous_one(landed, lay
     _redeliver(landed, layout, _events(landed).assign(item_id=lambda df: "new-" + df["item_id"]))
     with pytest.raises(ValidationFailed, match="unknown_items_share"):
         run(DAY, params, layout)
+
+
+def test_missing_value_spellings_are_nulls_and_the_report_counts_each(landed, layout, params):
+    """`NULL`, `n/a`, ... in an id column are missing ids, not users named NULL: the day is handled as a day
+    with nulls, and the message says how they were written."""
+    good = _events(landed)
+    _redeliver(landed, layout, good.assign(user_id=good["user_id"].where(good.index % 7 != 0, "NULL")))
+    with pytest.raises(ValidationFailed, match=r"not_null_user_id .*, of which 30 written as a missing-value "
+                                                r"spelling \('NULL' x30\)"):  # fmt: skip
+        run(DAY, params, layout)
+    assert read_json(layout.quarantine(DAY) / REPORT_FILE)["missing"] == {"user_id": {"NULL": 30}}
