@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import logging
 
-from tasks.common import Layout, parse_day, setup_logging, write_json
+from tasks.common import Layout, parse_day, setup_cli, write_json
 from tasks.params import load_params
 
 LOG = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _publish_history(params: dict, layout: Layout, store, day: dt.date) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
+    setup_cli()
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default=None)
     args = ap.parse_args(argv)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,9 +63,21 @@ def quiet_third_party_logs() -> None:
         warnings.filterwarnings("ignore", message=message, category=category)
 
 
-def setup_logging(level: int = logging.INFO) -> None:
+def setup_cli(level: int = logging.INFO) -> None:
+    """A command line's logging, and its errors: a refusal (a `FreshrecError`: bad input, a check that failed,
+    a missing prerequisite) ends it as one line on stderr and exit status 1, without a traceback; any other
+    exception is a bug and keeps its traceback."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_third_party_logs()
+    default = sys.excepthook
+
+    def refusal_in_one_line(kind, exc, tb):
+        if not isinstance(exc, FreshrecError):
+            return default(kind, exc, tb)
+        print(f"error: {' '.join(line.strip() for line in str(exc).splitlines() if line.strip())}", file=sys.stderr)
+        return None  # the interpreter then exits with status 1
+
+    sys.excepthook = refusal_in_one_line
 
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -146,6 +146,10 @@ CAUSES = {
     "not_null_rating": "every event needs a rating; nulls are missing data, not a rating",
     "ts_timezone": "event_ts has no time zone: the contract is tz-aware timestamps (any zone, converted to UTC)",
     "ts_distinct": "every event of the day has the same timestamp: a placeholder, not event times",
+    "type_event_ts": "event_ts must be a time-zone-aware timestamp column",
+    "ts_in_day": "every event time must fall inside the day, in UTC",
+    "unknown_items_share": "too many events are on items the catalogue lacks (`validate.max_unknown_item_share`)",
+    "items_keep_in_use": "the catalogue must keep every item that had events in the trailing window",
     "items_canonical_item_id": "catalogue item ids must be in canonical form, like the events' (trimmed, NFC, one "
     "script, numbers as 50)",
     "items_unique_canonical_id": "two catalogue rows are one item once their ids are spelled canonically",

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
-from tasks.common import ROOT_PARAMS, FreshrecError, parse_day, setup_logging
+from tasks.common import ROOT_PARAMS, FreshrecError, parse_day, setup_cli
 
 
 def _day(value: Any) -> str:
@@ -65,9 +65,18 @@ class ValidateParams(_Section):
     volume_max_ratio: NonNegative = 10.0
     volume_min_rows: int = Field(1, ge=0)
     max_events_per_user_day: PositiveInt = 2000
+    profile_min_days: PositiveInt = 7  # distribution checks (tasks/profile.py): trailing days for a band
+    profile_warn_z: NonNegative = 5.0
+    profile_block_z: NonNegative = 8.0
     max_id_length: PositiveInt = 128
     max_unknown_item_share: Share = 0.05
-    policy: dict[str, Literal["warn", "block"]] = {"unknown_items": "warn", "row_count": "warn"}
+    policy: dict[str, Literal["warn", "block"]] = {
+        "unknown_items": "warn",
+        "row_count": "warn",
+        "distribution_user_id_top_share": "warn",
+        "distribution_user_id_distinct_share": "warn",
+        "distribution_item_id_distinct_share": "warn",
+    }
 
 
 class DriftParams(_Section):
@@ -220,7 +229,7 @@ def step_cli(doc: str | None, argv: list[str] | None, extra=None):
     """
     import argparse
 
-    setup_logging()
+    setup_cli()
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--date", help="the day to process, YYYY-MM-DD (default: run.date in params.yaml)")
     ap.add_argument("--params", default=None, help="params file (default: params.yaml or $FRESHREC_PARAMS)")

@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 
-from tasks.common import Layout, parse_day, setup_logging
+from tasks.common import Layout, parse_day, setup_cli
 from tasks.params import load_params
 from tasks.promotion import reject, run
 from tasks.registry import registry_from_env
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     from tasks.day import pull_champion as pull_base
     from tasks.store import Store
 
-    setup_logging()
+    setup_cli()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["promote", "reject", "rollback", "pull", "status"])
     ap.add_argument("--date")

@@ -48,6 +48,7 @@ class ValidationResult:
     accepted: list[str] = field(default_factory=list)  # checks an operator accepted for this run
     volume: dict = field(default_factory=dict)  # the day's count, its trailing band and the verdict in words
     missing: dict = field(default_factory=dict)  # {column: {spelling: rows}}: missing values written as words
+    profile: dict = field(default_factory=dict)  # the day's distribution statistics (tasks/profile.py)
 
 
 def trailing_counts(layout: Layout, day: dt.date, window_days: int) -> list[int]:
@@ -60,6 +61,38 @@ def trailing_counts(layout: Layout, day: dt.date, window_days: int) -> list[int]
         if part.exists():
             counts.append(pq.ParquetFile(part).metadata.num_rows)
     return counts
+
+
+def trailing_profiles(layout: Layout, day: dt.date, window_days: int) -> list[dict]:
+    """The distribution profiles (tasks/profile.py) of the ingested days in the `window_days` before D."""
+    from tasks.profile import COLUMNS, profile
+
+    out = []
+    for back in range(1, window_days + 1):
+        part = layout.raw(day - dt.timedelta(days=back)) / EVENTS_FILE
+        if part.exists():
+            out.append(profile(conform(pd.read_parquet(part, columns=COLUMNS))))
+    return out
+
+
+def distribution_findings(events: pd.DataFrame, layout: Layout, day: dt.date, params: dict) -> tuple[dict, list]:
+    """The day's profile and every statistic outside its warn or block band, as report entries."""
+    from tasks.profile import check_name, compare, profile
+
+    today = profile(events)
+    entries = []
+    for f in compare(today, trailing_profiles(layout, day, params["volume_window_days"]), params):
+        if f.level != "ok":
+            entries.append({
+                "check": check_name(f.stat),
+                "expectation": "expect_day_within_its_trailing_distribution",
+                "column": f.stat.split(".")[1],
+                "cause": f.words(),
+                "observed_value": round(f.value, 4),
+                "band": {"median": round(f.median, 4), "spread": round(f.spread, 4), "z": round(f.z, 2),
+                         "days": f.days, "level": f.level},
+            })  # fmt: skip
+    return {k: round(v, 4) for k, v in today.items()}, entries
 
 
 def volume_bounds(counts: list[int], params: dict) -> dict:
@@ -232,17 +265,24 @@ def _summarise(result) -> dict:
         "expectation": result.expectation_config.type,
         "column": kwargs.get("column") or kwargs.get("column_list"),
     }
-    for key in ("observed_value", "unexpected_count", "unexpected_percent"):
+    for key in ("unexpected_count", "unexpected_percent"):
         if key in r:
             out[key] = r[key]
+    if "observed_value" in r:  # a list (e.g. the columns seen) or a value: bounded either way
+        seen = r["observed_value"]
+        out["observed_value"] = (
+            capped(seen) if isinstance(seen, list) else seen if not isinstance(seen, str) else clip(seen)
+        )
     if "partial_unexpected_list" in r:
-        out["sample_values"] = r["partial_unexpected_list"][:10]
+        out["sample_values"] = capped(r["partial_unexpected_list"])
     if "partial_unexpected_index_list" in r:
-        out["sample_rows"] = r["partial_unexpected_index_list"][:10]
+        out["sample_rows"] = r["partial_unexpected_index_list"][:SAMPLES]
     if r.get("details", {}).get("mismatched"):
-        out["mismatched"] = r["details"]["mismatched"]
+        out["mismatched"] = {
+            k: capped(v) if isinstance(v, list) else clip(v) for k, v in r["details"]["mismatched"].items()
+        }
     if result.exception_info and result.exception_info.get("raised_exception"):
-        out["exception"] = str(result.exception_info.get("exception_message"))[:500]
+        out["exception"] = clip(str(result.exception_info.get("exception_message")), 500)
     return json.loads(json.dumps(out, default=str))
 
 
@@ -325,19 +365,71 @@ def _restore_delivery_in_use(layout: Layout, day: dt.date, refused: str) -> str 
     return previous
 
 
-def _read(path: Path, check: str, res: ValidationResult) -> pd.DataFrame | None:
+# A delivery past these is not the contract's data with a mistake in it but something else: refused from the
+# file's metadata and one vectorised pass, in seconds, before any check sees it (a check's report would quote it)
+MAX_COLUMNS = 64  # the contract has 5 (events) and 4 (catalogue)
+MAX_CELL_BYTES = 4096  # ids are at most `max_id_length`; no title or genre list comes near this
+SAMPLES = 10  # values or rows quoted per finding
+SAMPLE_CHARS = 80  # characters quoted per value
+
+
+def clip(value, chars: int = SAMPLE_CHARS) -> str:
+    """A value as quoted in a report, cut to `chars` with the length it had."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= chars else f"{text[:chars]}… ({len(text):,} characters)"
+
+
+def capped(items: list, n: int = SAMPLES) -> list:
+    """The first `n` items (clipped), and how many more there were."""
+    head = [v if isinstance(v, int | float | bool) or v is None else clip(v) for v in list(items)[:n]]
+    return head + ([f"… and {len(items) - n:,} more"] if len(items) > n else [])
+
+
+def _read(path: Path, check: str, res: ValidationResult, prefix: str = "") -> pd.DataFrame | None:
+    """The file as a frame, or None with the failure recorded: unreadable, far wider than the contract, or
+    with a cell far longer than any the contract allows (each found without running the suite on it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     try:
-        return pd.read_parquet(path)
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        if len(names) > MAX_COLUMNS:
+            res.failures.append({
+                "check": f"{prefix}columns",
+                "expectation": "expect_table_columns_to_match_set",
+                "column": None,
+                "cause": f"{len(names):,} columns where the contract has "
+                f"{len(ITEM_COLUMNS) if prefix else len(EVENT_COLUMNS)} (more than {MAX_COLUMNS} is refused unread)",
+                "observed_value": capped(names),
+            })  # fmt: skip
+            return None
+        table = pf.read()
     except Exception as exc:  # truncated, empty, CSV/JSON under a .parquet name: nothing to run expectations on
         res.failures.append(
-            {
-                "check": check,
-                "expectation": "parquet_readable",
-                "column": None,
-                "exception": f"{type(exc).__name__}: {exc}"[:500],
-            }
+            {"check": check, "expectation": "parquet_readable", "column": None, "exception": clip(f"{exc}", 500)}
         )
         return None
+    huge = []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_binary(col.type):
+            long = pc.greater(pc.binary_length(col), MAX_CELL_BYTES)
+            rows = pc.indices_nonzero(pc.fill_null(long, False)).to_pylist() if pc.any(long).as_py() else []
+            if rows:
+                huge.append({
+                    "check": f"{prefix}length_{name}",
+                    "expectation": "expect_column_value_lengths_to_be_between",
+                    "column": name,
+                    "cause": f"{len(rows):,} cells longer than {MAX_CELL_BYTES:,} bytes (the longest "
+                    f"{pc.max(pc.binary_length(col)).as_py():,}): not an id, title or genre list",
+                    "sample_values": [clip(col[i].as_py()) for i in rows[:SAMPLES]],
+                    "sample_rows": rows[:SAMPLES],
+                })  # fmt: skip
+    if huge:
+        res.failures += huge
+        return None
+    return table.to_pandas()
 
 
 _SCALARS = (str, int, float, bool, type(None), pd.Timestamp, dt.date, dt.datetime)
@@ -360,8 +452,8 @@ def physical_problems(df: pd.DataFrame, columns: tuple[str, ...], prefix: str = 
                     "column": col,
                     "cause": f"{len(bad)} values of type {', '.join(kinds)} where a scalar is expected "
                     "(a nested or binary Parquet type): the contract is flat columns",
-                    "sample_values": [repr(v)[:80] for _, v in bad[:10]],
-                    "sample_rows": [i for i, _ in bad[:10]],
+                    "sample_values": [clip(repr(v)) for _, v in bad[:SAMPLES]],
+                    "sample_rows": [i for i, _ in bad[:SAMPLES]],
                 }
             )
     return problems
@@ -401,7 +493,7 @@ def format_changes(items: pd.DataFrame, previous: pd.DataFrame | None) -> list[d
                     "expectation": "expect_same_format_as_previous_catalogue",
                     "column": col,
                     "cause": f"`{col}` changed format: {was} in the previous catalogue, {now} now "
-                    f"(e.g. {items[col].head(3).tolist()}); send it as {was}",
+                    f"(e.g. {capped(items[col].head(3).tolist())}); send it as {was}",
                     "sample_rows": list(range(min(3, len(items)))),
                 }
             )
@@ -415,7 +507,7 @@ def _crashed(check: str, exc: Exception) -> dict:
         "expectation": "expect_suite_to_run",
         "column": None,
         "cause": "the checks could not run on this data; it does not follow the contract (docs/data-guard.md)",
-        "exception": f"{type(exc).__name__}: {exc}"[:500],
+        "exception": clip(f"{type(exc).__name__}: {exc}", 500),
     }
 
 
@@ -435,9 +527,10 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     warn_only = {k for k, v in (params.get("policy") or {}).items() if v == "warn"} | set(accept)
     res.accepted = sorted(accept)
     results = []
+    frames: dict[str, pd.DataFrame | None] = {"events": None, "items": None}  # what each suite ran on
     df = _read(part, "readable", res)
     items_file = layout.items(day) / ITEMS_FILE
-    items = _read(items_file, "items_readable", res) if items_file.exists() else None
+    items = _read(items_file, "items_readable", res, prefix="items_") if items_file.exists() else None
     for prefix, frame in (("", df), ("items.", items)):  # missing values written as words: counted, then nulls
         for col in frame.columns if frame is not None else ():
             if spelled := missing_spellings(
@@ -455,9 +548,14 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
                 ids = known["item_id"] if known is not None and "item_id" in known else None
                 catalogue = None if ids is None or physical_problems(known, ("item_id",)) else ids.astype(str).tolist()
                 checks = events_suite(day, params, catalogue, band, res.rows)
-                got, page = run_checkpoint("events", with_derived(df), checks, docs_dir / "events", day)
+                frames["events"] = with_derived(df)
+                got, page = run_checkpoint("events", frames["events"], checks, docs_dir / "events", day)
                 results += got
                 res.docs = str(page.relative_to(report_dir))
+                res.profile, found = distribution_findings(frames["events"], layout, day, params)
+                for entry in found:  # a block the policy turns into a warning is a warning
+                    blocks = entry["band"]["level"] == "block" and entry["check"] not in warn_only
+                    (res.failures if blocks else res.warnings).append(entry)
             except Exception as exc:  # every input gets a verdict, never a raw traceback
                 res.failures.append(_crashed("events_suite", exc))
     if items is not None:
@@ -467,15 +565,18 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
         if not shape:
             try:
                 in_use = items_in_use(layout, day, params["volume_window_days"])
-                got, _ = run_checkpoint(
-                    "items", with_items_derived(items), items_suite(in_use), docs_dir / "items", day
-                )
+                frames["items"] = with_items_derived(items)
+                got, _ = run_checkpoint("items", frames["items"], items_suite(in_use), docs_dir / "items", day)
                 results += got
             except Exception as exc:  # likewise
                 res.failures.append(_crashed("items_suite", exc))
     for r in results:
         if not r.success:
             summary = _summarise(r)
+            frame = frames["items" if summary["check"].startswith("items_") else "events"]
+            column = summary.get("column")
+            if isinstance(column, str) and frame is not None and column in frame:
+                summary["column_type"] = str(frame[column].dtype)
             (res.warnings if summary["check"] in warn_only else res.failures).append(summary)
     res.passed = not res.failures
     verdict = (res.volume or {}).get("verdict")
@@ -505,7 +606,10 @@ def describe(check: dict, volume: dict | None = None, missing: dict | None = Non
     elif "unexpected_count" in check:
         detail = f"{check['unexpected_count']} rows"
     elif "observed_value" in check:
-        detail = f"observed {check['observed_value']}"
+        seen = check["observed_value"]
+        detail = "observed no values (the column is empty)" if seen is None or seen == [] else f"observed {seen}"
+    elif check.get("column_type"):  # GX gave no figures: it could not compare this column's values at all
+        detail = f"not measurable on a column of type {check['column_type']}"
     else:
         detail = ""
     cause = check.get("cause") or CAUSES.get(check["check"])
@@ -524,9 +628,12 @@ def describe(check: dict, volume: dict | None = None, missing: dict | None = Non
     )
 
 
-def describe_failures(res: ValidationResult) -> str:
+def describe_failures(res: ValidationResult, most: int = 20) -> str:
+    """The refusal in words, bounded: at most `most` checks, each line at most 600 characters."""
     lines = [f"day {res.day} failed validation and was quarantined at {res.quarantined}:"]
-    lines += [f"  - {describe(f, res.volume, res.missing)}" for f in res.failures]
+    lines += [f"  - {clip(describe(f, res.volume, res.missing), 600)}" for f in res.failures[:most]]
+    if len(res.failures) > most:
+        lines.append(f"  - … and {len(res.failures) - most} more failed checks (all in {res.report})")
     lines.append("Fix the upstream export, re-deliver the day to the landing zone and re-run the day.")
     return "\n".join(lines)
 

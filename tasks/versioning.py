@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.common import FreshrecError, Layout, day_str, parse_day, setup_logging, sha256_file
+from tasks.common import FreshrecError, Layout, day_str, parse_day, setup_cli, sha256_file
 from tasks.params import load_params
 from tasks.units import DVC_STAGE
 
@@ -208,7 +208,7 @@ def format_report(r: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     from tasks.registry import registry_from_env
 
-    setup_logging(logging.WARNING)
+    setup_cli(logging.WARNING)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["reproduce"])
     ap.add_argument("--version", required=True, help="a version id, or `champion` for the live one")

@@ -370,3 +370,94 @@ def test_missing_value_spellings_are_nulls_and_the_report_counts_each(landed, la
                                                 r"spelling \('NULL' x30\)"):  # fmt: skip
         run(DAY, params, layout)
     assert read_json(layout.quarantine(DAY) / REPORT_FILE)["missing"] == {"user_id": {"NULL": 30}}
+
+
+def _wide(df, columns: int = 20_000):
+    extra = pd.DataFrame({f"c{i}": [i] * len(df) for i in range(columns)})
+    return pd.concat([df, extra], axis=1)
+
+
+def _huge_cell(df):
+    out = df.copy()
+    out.loc[3, "user_id"] = "u" * 20_000_000  # one 20 MB cell
+    return out
+
+
+@pytest.mark.parametrize(
+    ("make", "check", "says"),
+    [(_wide, "columns", "and 19,995 more"), (_huge_cell, "length_user_id", "(20,000,000 characters)")],
+    ids=["20k_columns", "20mb_cell"],
+)
+def test_a_pathological_file_is_refused_in_seconds_with_a_short_message(make, check, says, landed, layout, params):
+    """Tens of thousands of columns or a 20 MB cell: refused from the metadata and one vectorised pass,
+    before the suite (whose report would quote them), with a message and a report of a few kilobytes."""
+    import time
+
+    digest = _redeliver(landed, layout, make(_events(landed)))
+    t0 = time.perf_counter()
+    with pytest.raises(ValidationFailed) as err:
+        run(DAY, params, layout)
+    seconds = time.perf_counter() - t0
+    message = str(err.value)
+    assert f"- {check} (" in message and len(message) < 3000, message[:3000]
+    assert says in message  # the rest is counted, not listed; a value is cut, with its length
+    assert (layout.quarantine(DAY) / REPORT_FILE).stat().st_size < 8000
+    assert sha256_file(layout.quarantine(DAY) / EVENTS_FILE) == digest
+    assert seconds < 10, f"took {seconds:.1f} s"  # generous: a loaded 2-core machine; 40-65 s before
+
+
+def test_every_quoted_value_is_clipped_and_every_list_capped(landed, layout, params):
+    """Long-but-not-pathological values (just past the id length) in every row: the report quotes 10 of them,
+    each cut to 80 characters with its length."""
+    good = _events(landed)
+    _redeliver(landed, layout, good.assign(item_id=[f"{'x' * 3000}{i}" for i in range(len(good))]))
+    with pytest.raises(ValidationFailed) as err:
+        run(DAY, params, layout)
+    failure = next(
+        f for f in read_json(layout.quarantine(DAY) / REPORT_FILE)["failures"] if f["check"] == "length_item_id"
+    )
+    assert len(failure["sample_values"]) <= 11 and all(len(v) < 120 for v in failure["sample_values"])
+    assert "(3,001 characters)" in failure["sample_values"][0]
+    assert len(str(err.value)) < 6000
+
+
+def test_the_cli_says_a_refusal_in_one_line_without_a_traceback(landed, layout, params, write_params):
+    """A bad --date and a refused day: one line on stderr, exit status 1, no Python traceback."""
+    import os
+    import subprocess
+    import sys
+
+    write_params(params)
+    good = _events(landed)
+    _redeliver(landed, layout, good.assign(rating=11.0))
+    for date, says in (("1998-02-30", "bad date '1998-02-30'"), (str(DAY), "rating_range")):
+        res = subprocess.run([sys.executable, "-m", "tasks.validate", "--date", date], capture_output=True, text=True,
+                             env=os.environ | {"FRESHREC_DATA": str(layout.root)}, check=False)  # fmt: skip
+        last = res.stderr.strip().splitlines()[-1]
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert last.startswith("error: ") and says in last, last
+
+
+@pytest.mark.parametrize(
+    ("events", "items"),
+    [
+        (lambda d: d.assign(event_ts=d["event_ts"].dt.tz_localize(None)), None),
+        (lambda d: d.assign(event_ts=d["event_ts"].dt.date), None),
+        (None, lambda i: i.iloc[:0]),
+    ],
+    ids=["naive_timestamps", "date_only_timestamps", "empty_catalogue"],
+)
+def test_every_report_line_says_what_it_observed(events, items, landed, layout, params):
+    """No line names a check with nothing after it, and none says `observed None`."""
+    from tasks.validate import describe
+
+    _redeliver(
+        landed, layout, events(_events(landed)) if events else None, items=items(_items(landed)) if items else None
+    )
+    res = validate_day(DAY, layout, params["validate"])
+    assert res.failures
+    for failure in res.failures:
+        line = describe(failure, res.volume, res.missing)
+        detail = line.split("): ", 1)[1]
+        assert detail and "observed None" not in line, line
+        assert any(w in detail for w in ("observed", "rows", "not measurable")), line
