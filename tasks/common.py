@@ -157,6 +157,11 @@ class Layout:
     def reports(self, kind: str, day: dt.date) -> Path:
         return self.root / "reports" / kind / f"date={day_str(day)}"
 
+    def index(self, kind: str, day: dt.date | None = None) -> Path:
+        """A derived index of the history (e.g. `event_keys`), as it stood after `day`; without a day, its folder."""
+        folder = self.root / "index" / kind
+        return folder if day is None else folder / f"date={day_str(day)}"
+
     def run(self, day: dt.date) -> Path:
         return self.root / "runs" / f"date={day_str(day)}"
 

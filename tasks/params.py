@@ -65,6 +65,7 @@ class ValidateParams(_Section):
     volume_max_ratio: NonNegative = 10.0
     volume_min_rows: int = Field(1, ge=0)
     max_events_per_user_day: PositiveInt = 2000
+    event_key: list[Literal["user_id", "item_id", "event_ts", "event_type"]] = ["user_id", "item_id"]
     profile_min_days: PositiveInt = 7  # distribution checks (tasks/profile.py): trailing days for a band
     profile_warn_z: NonNegative = 5.0
     profile_block_z: NonNegative = 8.0

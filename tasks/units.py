@@ -69,12 +69,16 @@ OUTCOME = Unit(_run_file(OUTCOME_FILE))
 PARAMS = Unit(_run_file("params.json"), writer="wait_for_landing")  # the day's params, fixed at its start
 METRICS = Unit(_run_file("metrics.json"))  # the version's metrics, as promote_champion publishes them
 FEATURES = Unit(lambda layout, day: layout.features())
+EVENT_KEYS = Unit(
+    lambda layout, day: layout.index("event_keys", day)
+)  # every key ingested through D (tasks/event_keys.py)
 RAW_HISTORY = Units(lambda layout: layout.raw_events_root())
 ITEMS_STANDING = Units(lambda layout: layout.root / "raw" / "items", latest=True)  # the catalogue on D
 ITEMS_BEFORE = Units(lambda layout: layout.root / "raw" / "items", before=True, latest=True)  # the previous one
 OUTCOMES_BEFORE = Units(lambda layout: layout.root / "runs", before=True, member=OUTCOME_FILE, lazy=True)
 QUARANTINE_ALL = Units(lambda layout: layout.root / "quarantine", all_days=True)
 DRIFT_BEFORE = Units(lambda layout: layout.root / "reports" / "drift", before=True)
+EVENT_KEYS_BEFORE = Units(lambda layout: layout.index("event_keys"), before=True, latest=True)  # the newest before D
 
 
 def version_id(day: dt.date, weights_sha256: str) -> str:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from tasks.common import Layout, ValidationFailed, atomic_dir, day_bounds, write_json
 from tasks.contract import CAUSES, ID_COLUMNS, conform, id_problems, missing_spellings, same_ids
+from tasks.event_keys import replay_days
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
 from tasks.params import step_cli
 from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
@@ -49,6 +50,7 @@ class ValidationResult:
     volume: dict = field(default_factory=dict)  # the day's count, its trailing band and the verdict in words
     missing: dict = field(default_factory=dict)  # {column: {spelling: rows}}: missing values written as words
     profile: dict = field(default_factory=dict)  # the day's distribution statistics (tasks/profile.py)
+    replays: dict = field(default_factory=dict)  # events whose key an earlier day holds, by that day
 
 
 def trailing_counts(layout: Layout, day: dt.date, window_days: int) -> list[int]:
@@ -131,7 +133,8 @@ BAD_ID = r"^\s*(-\d+|0+|)\s*$"  # negative, zero or blank ids
 
 
 TS_ZONE = "_event_ts_zone"  # derived: the time zone of event_ts ("none" if naive)
-DERIVED = [USER_EVENTS, TS_ZONE, *(f"_noncanonical_{c}" for c in ID_COLUMNS)]
+REPLAY = "_replay_of"  # derived: the earlier day an event's key (`event_key`) came on, None for a new key
+DERIVED = [USER_EVENTS, TS_ZONE, *(f"_noncanonical_{c}" for c in ID_COLUMNS), REPLAY]
 
 
 def with_derived(df: pd.DataFrame) -> pd.DataFrame:
@@ -143,7 +146,39 @@ def with_derived(df: pd.DataFrame) -> pd.DataFrame:
     out[TS_ZONE] = str(zone) if zone is not None else "none"
     for c in ID_COLUMNS:
         out[f"_noncanonical_{c}"] = id_problems(out[c]) if c in out else None
+    out[REPLAY] = None  # set by validate_day from the key index (tasks/event_keys.py)
     return out
+
+
+def key_index_before(layout: Layout, day: dt.date, key: list[str]):
+    """The key index standing before D: the newest `index/event_keys` unit before D, extended by the raw
+    partitions of the days ingested between its day and D (none when the days ran in order)."""
+    from tasks.event_keys import KEYS_FILE, KeyIndex, key_hashes
+
+    folder = layout.index("event_keys")
+    bound = f"date={day}"
+    older = sorted(p.name for p in folder.glob("date=*") if p.name < bound) if folder.is_dir() else []
+    index = KeyIndex.load(folder / older[-1] / KEYS_FILE) if older else KeyIndex.empty()
+    since = older[-1] if older else ""
+    parts = sorted(p for p in layout.raw_events_root().glob("date=*") if since < p.name < bound)
+    for part in parts:
+        if (part / EVENTS_FILE).exists():
+            events = conform(pd.read_parquet(part / EVENTS_FILE, columns=key))
+            index = index.add(key_hashes(events, key), dt.date.fromisoformat(part.name[len("date=") :]))
+    return index
+
+
+def write_key_index(layout: Layout, day: dt.date, index, key: list[str]) -> None:
+    """Day D's key index: the one standing before D and D's keys in use (its raw partition), or none."""
+    from tasks.event_keys import KEYS_FILE, key_hashes
+
+    part = layout.raw(day) / EVENTS_FILE
+    if not part.exists():
+        shutil.rmtree(layout.index("event_keys", day), ignore_errors=True)
+        return
+    events = conform(pd.read_parquet(part, columns=key))
+    with atomic_dir(layout.index("event_keys", day)) as tmp:
+        index.add(key_hashes(events, key), day).save(tmp / KEYS_FILE)
 
 
 def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, volume: dict, rows: int = 0):
@@ -190,6 +225,7 @@ def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, vo
     ]
     checks += [(f"canonical_{c}", gxe.ExpectColumnValuesToBeNull(column=f"_noncanonical_{c}")) for c in ID_COLUMNS]
     checks += [("ts_timezone", gxe.ExpectColumnValuesToBeInSet(column=TS_ZONE, value_set=["UTC"]))]
+    checks += [("replayed_events", gxe.ExpectColumnValuesToBeNull(column=REPLAY))]
     if rows >= 10:  # a day of real events has more than one distinct time
         checks += [("ts_distinct", gxe.ExpectColumnUniqueValueCountToBeBetween(column="event_ts", min_value=2))]
     if catalogue_ids is not None:
@@ -528,6 +564,7 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     res.accepted = sorted(accept)
     results = []
     frames: dict[str, pd.DataFrame | None] = {"events": None, "items": None}  # what each suite ran on
+    key_index = None
     df = _read(part, "readable", res)
     items_file = layout.items(day) / ITEMS_FILE
     items = _read(items_file, "items_readable", res, prefix="items_") if items_file.exists() else None
@@ -549,6 +586,14 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
                 catalogue = None if ids is None or physical_problems(known, ("item_id",)) else ids.astype(str).tolist()
                 checks = events_suite(day, params, catalogue, band, res.rows)
                 frames["events"] = with_derived(df)
+                key = params["event_key"]
+                if key and all(k in df for k in key):  # a missing key column fails the columns check
+                    key_index = key_index_before(layout, day, key)
+                    frames["events"][REPLAY] = replays = replay_days(key_index, frames["events"], key)
+                    if n := int(replays.notna().sum()):
+                        earlier = replays.value_counts().sort_index()
+                        res.replays = {"key": key, "rows": n, "days": len(earlier),
+                                       "earlier_days": {d: int(c) for d, c in earlier.items()}}  # fmt: skip
                 got, page = run_checkpoint("events", frames["events"], checks, docs_dir / "events", day)
                 results += got
                 res.docs = str(page.relative_to(report_dir))
@@ -573,6 +618,15 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     for r in results:
         if not r.success:
             summary = _summarise(r)
+            if summary["check"] == "replayed_events" and res.replays:
+                days = res.replays["earlier_days"]
+                shown = ", ".join(f"{d} ({c:,})" for d, c in list(days.items())[:5])
+                summary["cause"] = (
+                    f"{res.replays['rows']:,} events already ingested on {len(days)} earlier "
+                    f"day{'s' if len(days) > 1 else ''} ({shown}"
+                    f"{', …' if len(days) > 5 else ''}) under the event key ({', '.join(res.replays['key'])}), as "
+                    "they were or re-stamped: training would count them twice (`validate.event_key`)"
+                )
             frame = frames["items" if summary["check"].startswith("items_") else "events"]
             column = summary.get("column")
             if isinstance(column, str) and frame is not None and column in frame:
@@ -587,6 +641,8 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     if not res.passed:
         res.quarantined = str(layout.quarantine(day))
         quarantine(layout, day, asdict(res))
+    if key_index is not None:  # the keys in use after D: D's passed delivery, or the one restored after a refusal
+        write_key_index(layout, day, key_index, params["event_key"])
     write_json(report_dir / REPORT_FILE, asdict(res))
     return res
 
