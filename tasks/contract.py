@@ -36,12 +36,32 @@ MISSING_SPELLINGS = frozenset(
 )
 
 
+_LONGEST = 32  # a spelling with spaces around it is still short
+
+
 def missing_spellings(col: pd.Series) -> dict[str, int]:
     """{spelling: rows} of the missing-value spellings in a text column (a pass over its distinct values)."""
     if col.dtype != object and not pd.api.types.is_string_dtype(col.dtype):
         return {}
-    hits = [v for v in col.dropna().unique() if isinstance(v, str) and v.strip().lower() in MISSING_SPELLINGS]
-    return {str(k): int(n) for k, n in col[col.isin(hits)].value_counts().items()} if hits else {}
+    uniques = _uniques(col)
+    short = uniques[uniques.str.len() <= _LONGEST]  # cheap before strip and lower; not text: NaN, dropped
+    hits = short[short.str.strip().str.lower().isin(MISSING_SPELLINGS)].tolist()
+    return {str(k): int(n) for k, n in col[spelled_as(col, set(hits))].value_counts().items()} if hits else {}
+
+
+def _uniques(col: pd.Series) -> pd.Series:
+    try:
+        return pd.Series(col.dropna().unique(), dtype=object)
+    except TypeError:  # nested cells (lists, maps) are not hashable: only the text cells can be spellings
+        return pd.Series(list({v for v in col if isinstance(v, str)}), dtype=object)
+
+
+def spelled_as(col: pd.Series, words: set[str]) -> pd.Series:
+    """Per row: is the cell one of `words`."""
+    try:
+        return col.isin(list(words))
+    except TypeError:
+        return col.map(lambda v: isinstance(v, str) and v in words)
 
 
 def conform(df: pd.DataFrame) -> pd.DataFrame:
@@ -53,7 +73,7 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
         if isinstance(out[col].dtype, pd.CategoricalDtype):
             out[col] = out[col].astype(out[col].cat.categories.dtype)
         if spelled := missing_spellings(out[col]):
-            out[col] = out[col].astype(object).where(~out[col].isin(list(spelled)), None)
+            out[col] = out[col].astype(object).where(~spelled_as(out[col], set(spelled)), None)
     if "event_ts" in out and isinstance(out["event_ts"].dtype, pd.DatetimeTZDtype):
         out["event_ts"] = out["event_ts"].dt.tz_convert("UTC")
     return out
