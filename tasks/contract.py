@@ -44,7 +44,7 @@ def missing_spellings(col: pd.Series) -> dict[str, int]:
     if col.dtype != object and not pd.api.types.is_string_dtype(col.dtype):
         return {}
     uniques = _uniques(col)
-    short = uniques[uniques.str.len() <= _LONGEST]  # cheap before strip and lower; not text: NaN, dropped
+    short = uniques[[isinstance(v, str) and len(v) <= _LONGEST for v in uniques]]  # text only (not bytes)
     hits = short[short.str.strip().str.lower().isin(MISSING_SPELLINGS)].tolist()
     return {str(k): int(n) for k, n in col[spelled_as(col, set(hits))].value_counts().items()} if hits else {}
 
