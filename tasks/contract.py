@@ -129,8 +129,12 @@ def id_problem(value) -> str | None:
 def id_problems(col: pd.Series) -> pd.Series:
     """Per row: the offending id with its problem (`'050': leading zeros…`), None where canonical."""
     uniques = col.dropna().unique()
-    bad = {v: p for v in uniques if (p := id_problem(v)) is not None}
-    return col.map(lambda v: f"{v!r}: {bad[v]}" if v in bad else None).astype(object)
+    bad = {v: f"{v!r}: {p}" for v in uniques if (p := id_problem(v)) is not None}
+    out = pd.Series(None, index=col.index, dtype=object)
+    if bad:
+        hit = col.isin(list(bad))
+        out[hit] = col[hit].map(bad)
+    return out
 
 
 def canonical_key(value: str) -> str:

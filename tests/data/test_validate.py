@@ -146,7 +146,7 @@ BAD_EVENTS = {
     "unknown_items_over_share": (
         lambda df: df.assign(item_id="new-" + df["item_id"]),
         "unknown_items_share",
-        "item_id",
+        "_unknown_item_id",
     ),
 }
 BAD_FILES = {
@@ -262,7 +262,7 @@ def test_unknown_items_warn_and_are_counted(landed, layout, params):
     res = run(DAY, params, layout)
     assert res.passed
     assert [w["check"] for w in res.warnings] == ["unknown_items"]
-    assert res.warnings[0]["unexpected_count"] == 1
+    assert res.warnings[0]["unexpected_count"] == 1 and res.warnings[0]["sample_values"] == ["999999"]
 
 
 def test_same_day_delivered_twice_is_idempotent(landed, layout, params):
