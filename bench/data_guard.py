@@ -73,7 +73,7 @@ def replay_check_cost(events, repeats: int) -> dict:
     with_index, without = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        found = replay_days(KeyIndex.load(tmp / KEYS_FILE), day, ["user_id", "item_id"])
+        found = replay_days(KeyIndex.load(tmp / KEYS_FILE), key_hashes(day, ["user_id", "item_id"]), day.index)
         with_index.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         import pandas as pd

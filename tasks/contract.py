@@ -116,6 +116,7 @@ def _one_script(s: str) -> str | None:
 
 
 _RULES = (_spaces, _invisible, _normal_form, _number, _one_script)
+_ASCII_RULES = (_spaces, _number)  # printable ASCII has no invisible character, no other form, one script
 
 
 def id_problem(value) -> str | None:
@@ -123,7 +124,8 @@ def id_problem(value) -> str | None:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
     s = str(value)
-    return next((problem for rule in _RULES if (problem := rule(s)) is not None), None)
+    rules = _ASCII_RULES if s.isascii() and s.isprintable() else _RULES
+    return next((problem for rule in rules if (problem := rule(s)) is not None), None)
 
 
 def id_problems(col: pd.Series) -> pd.Series:

@@ -66,20 +66,23 @@ class KeyIndex:
 
     def add(self, hashes: np.ndarray, day: dt.date) -> KeyIndex:
         """This index and a day's keys; a key already held keeps its first day."""
-        ordinal = (day - _EPOCH).days
-        fresh = np.unique(hashes[self.first_days(hashes) < 0])
-        merged = np.concatenate([self.hashes, fresh])
-        days = np.concatenate([self.days, np.full(len(fresh), ordinal, np.int32)])
-        order = np.argsort(merged, kind="stable")
-        return KeyIndex(merged[order], days[order])
+        keys = np.unique(hashes)  # sorted
+        at = np.searchsorted(self.hashes, keys)
+        held = np.zeros(len(keys), bool)
+        inside = at < len(self.hashes)
+        held[inside] = self.hashes[at[inside]] == keys[inside]
+        fresh, where = keys[~held], at[~held]  # one merge of two sorted arrays, no re-sort of the index
+        days = np.full(len(fresh), (day - _EPOCH).days, np.int32)
+        return KeyIndex(np.insert(self.hashes, where, fresh), np.insert(self.days, where, days))
 
 
 def day_of(ordinal: int) -> str:
     return str(_EPOCH + dt.timedelta(days=int(ordinal)))
 
 
-def replay_days(index: KeyIndex, events: pd.DataFrame, key: list[str]) -> pd.Series:
-    """Per event, the earlier day its key came on (`YYYY-MM-DD`), None for a key never seen before."""
-    first = pd.Series(index.first_days(key_hashes(events, key)), index=events.index)
+def replay_days(index: KeyIndex, hashes: np.ndarray, rows: pd.Index) -> pd.Series:
+    """Per event (its key's hash; `rows`: the frame's index), the earlier day its key came on (`YYYY-MM-DD`),
+    None for a key never seen before."""
+    first = pd.Series(index.first_days(hashes), index=rows)
     names = {o: day_of(o) for o in first[first >= 0].unique()}
     return first.map(names).astype(object).where(first >= 0, None)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from tasks.common import Layout, ValidationFailed, atomic_dir, day_bounds, write_json
 from tasks.contract import CAUSES, ID_COLUMNS, conform, id_problems, missing_spellings, same_ids
-from tasks.event_keys import replay_days
+from tasks.event_keys import key_hashes, replay_days
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
 from tasks.params import step_cli
 from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
@@ -65,25 +65,23 @@ def trailing_counts(layout: Layout, day: dt.date, window_days: int) -> list[int]
     return counts
 
 
-def trailing_profiles(layout: Layout, day: dt.date, window_days: int) -> list[dict]:
-    """The distribution profiles (tasks/profile.py) of the ingested days in the `window_days` before D."""
-    from tasks.profile import COLUMNS, profile
+def trailing_days(layout: Layout, day: dt.date, window_days: int) -> list[pd.DataFrame]:
+    """The events of the ingested days in the `window_days` before D (the columns the distribution checks
+    and the catalogue's items in use need), each read once."""
+    from tasks.profile import COLUMNS
 
-    out = []
-    for back in range(1, window_days + 1):
-        part = layout.raw(day - dt.timedelta(days=back)) / EVENTS_FILE
-        if part.exists():
-            out.append(profile(conform(pd.read_parquet(part, columns=COLUMNS))))
-    return out
+    parts = [layout.raw(day - dt.timedelta(days=back)) / EVENTS_FILE for back in range(1, window_days + 1)]
+    return [conform(pd.read_parquet(p, columns=COLUMNS)) for p in parts if p.exists()]
 
 
-def distribution_findings(events: pd.DataFrame, layout: Layout, day: dt.date, params: dict) -> tuple[dict, list]:
-    """The day's profile and every statistic outside its warn or block band, as report entries."""
+def distribution_findings(events: pd.DataFrame, trailing: list[pd.DataFrame], params: dict) -> tuple[dict, list]:
+    """The day's profile and every statistic outside its warn or block band against the `trailing` days',
+    as report entries."""
     from tasks.profile import check_name, compare, profile
 
     today = profile(events)
     entries = []
-    for f in compare(today, trailing_profiles(layout, day, params["volume_window_days"]), params):
+    for f in compare(today, [profile(t) for t in trailing], params):
         if f.level != "ok":
             entries.append({
                 "check": check_name(f.stat),
@@ -170,17 +168,18 @@ def key_index_before(layout: Layout, day: dt.date, key: list[str]):
     return index
 
 
-def write_key_index(layout: Layout, day: dt.date, index, key: list[str]) -> None:
-    """Day D's key index: the one standing before D and D's keys in use (its raw partition), or none."""
+def write_key_index(layout: Layout, day: dt.date, index, key: list[str], validated=None) -> None:
+    """Day D's key index: the one standing before D and D's keys in use, or none. `validated`: the keys'
+    hashes of the delivery just validated, when it is the one in use (else the raw partition is read)."""
     from tasks.event_keys import KEYS_FILE, key_hashes
 
     part = layout.raw(day) / EVENTS_FILE
     if not part.exists():
         shutil.rmtree(layout.index("event_keys", day), ignore_errors=True)
         return
-    events = conform(pd.read_parquet(part, columns=key))
+    hashes = validated if validated is not None else key_hashes(conform(pd.read_parquet(part, columns=key)), key)
     with atomic_dir(layout.index("event_keys", day)) as tmp:
-        index.add(key_hashes(events, key), day).save(tmp / KEYS_FILE)
+        index.add(hashes, day).save(tmp / KEYS_FILE)
 
 
 def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, volume: dict, rows: int = 0):
@@ -295,16 +294,6 @@ def dropped_in_use(items: pd.DataFrame, in_use: list[str]) -> list[dict]:
         "unexpected_count": len(dropped),
         "sample_values": capped(dropped),
     }]  # fmt: skip
-
-
-def items_in_use(layout: Layout, day: dt.date, window_days: int) -> list[str]:
-    """Items with events in the trailing window (ingested days before D): the catalogue must keep them."""
-    used: set[str] = set()
-    for back in range(1, window_days + 1):
-        part = layout.raw(day - dt.timedelta(days=back)) / EVENTS_FILE
-        if part.exists():
-            used.update(pd.read_parquet(part, columns=["item_id"])["item_id"].astype(str))
-    return sorted(used)
 
 
 def _summarise(result) -> dict:
@@ -578,7 +567,14 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     res.accepted = sorted(accept)
     results = []
     frames: dict[str, pd.DataFrame | None] = {"events": None, "items": None}  # what each suite ran on
-    key_index = None
+    key_index = day_hashes = None
+    read: list[list[pd.DataFrame]] = []  # the trailing days, read once for both suites
+
+    def trailing() -> list[pd.DataFrame]:
+        if not read:
+            read.append(trailing_days(layout, day, params["volume_window_days"]))
+        return read[0]
+
     df = _read(part, "readable", res)
     items_file = layout.items(day) / ITEMS_FILE
     items = _read(items_file, "items_readable", res, prefix="items_") if items_file.exists() else None
@@ -606,7 +602,8 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
                 key = params["event_key"]
                 if key and all(k in df for k in key):  # a missing key column fails the columns check
                     key_index = key_index_before(layout, day, key)
-                    frames["events"][REPLAY] = replays = replay_days(key_index, frames["events"], key)
+                    day_hashes = key_hashes(frames["events"], key)
+                    frames["events"][REPLAY] = replays = replay_days(key_index, day_hashes, frames["events"].index)
                     if n := int(replays.notna().sum()):
                         earlier = replays.value_counts().sort_index()
                         res.replays = {"key": key, "rows": n, "days": len(earlier),
@@ -614,7 +611,7 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
                 got, page = run_checkpoint("events", frames["events"], checks, docs_dir / "events", day)
                 results += got
                 res.docs = str(page.relative_to(report_dir))
-                res.profile, found = distribution_findings(frames["events"], layout, day, params)
+                res.profile, found = distribution_findings(frames["events"], trailing(), params)
                 for entry in found:  # a block the policy turns into a warning is a warning
                     blocks = entry["band"]["level"] == "block" and entry["check"] not in warn_only
                     (res.failures if blocks else res.warnings).append(entry)
@@ -628,7 +625,8 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
             try:
                 frames["items"] = with_items_derived(items)
                 got, _ = run_checkpoint("items", frames["items"], items_suite(), docs_dir / "items", day)
-                for dropped in dropped_in_use(frames["items"], items_in_use(layout, day, params["volume_window_days"])):
+                in_use = sorted({i for t in trailing() for i in t["item_id"].dropna().astype(str).unique()})
+                for dropped in dropped_in_use(frames["items"], in_use):
                     (res.warnings if dropped["check"] in warn_only else res.failures).append(dropped)
                 results += got
             except Exception as exc:  # likewise
@@ -660,7 +658,7 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
         res.quarantined = str(layout.quarantine(day))
         quarantine(layout, day, asdict(res))
     if key_index is not None:  # the keys in use after D: D's passed delivery, or the one restored after a refusal
-        write_key_index(layout, day, key_index, params["event_key"])
+        write_key_index(layout, day, key_index, params["event_key"], day_hashes if res.passed else None)
     write_json(report_dir / REPORT_FILE, asdict(res))
     return res
 
