@@ -222,7 +222,7 @@ def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, vo
     checks += [("length_event_type", gxe.ExpectColumnValueLengthsToBeBetween(column="event_type", max_value=64))]
     checks += [
         (f"not_null_{c}", gxe.ExpectColumnValuesToNotBeNull(column=c))
-        for c in ("user_id", "item_id", "event_ts", "rating")
+        for c in ("user_id", "item_id", "event_ts", "event_type", "rating")
     ]
     checks += [(f"canonical_{c}", gxe.ExpectColumnValuesToBeNull(column=f"_noncanonical_{c}")) for c in ID_COLUMNS]
     checks += [("ts_timezone", gxe.ExpectColumnValuesToBeInSet(column=TS_ZONE, value_set=["UTC"]))]
@@ -663,7 +663,7 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     return res
 
 
-_NULL_CHECKS = {f"not_null_{c}": c for c in ("user_id", "item_id", "event_ts", "rating")} | {
+_NULL_CHECKS = {f"not_null_{c}": c for c in ("user_id", "item_id", "event_ts", "event_type", "rating")} | {
     "items_not_null_id": "items.item_id",
     "items_title": "items.title",
 }

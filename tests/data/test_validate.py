@@ -115,6 +115,7 @@ BAD_EVENTS = {
         "user_id",
     ),
     "items_spelled_missing": (_ids("item_id", lambda v: " null "), "not_null_item_id", "item_id"),
+    "event_types_spelled_missing": (_every(3, "event_type", "N/A"), "not_null_event_type", "event_type"),
     "negative_ids": (_every(4, "item_id", "-5"), "valid_item_id", "item_id"),
     "zero_ids": (_every(6, "user_id", "0"), "valid_user_id", "user_id"),
     "rating_out_of_range": (_every(7, "rating", 11.0), "rating_range", "rating"),
