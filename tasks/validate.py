@@ -8,6 +8,11 @@ intact from `data/raw/events/date=D/` to `data/quarantine/date=D/` with `report.
 naming every failed check and sample offending values, so nothing downstream can
 train on it and nothing is lost. Each day's Data Docs site is kept with its report:
 `data/reports/validation/date=D/data_docs/{events,items}/`.
+
+Beside the suites: the day's distribution against its trailing days (tasks/profile.py), replays of
+earlier days through the key index (tasks/event_keys.py; a passed day writes its own), the catalogue's
+items still in use, and files refused before any check (far too wide, a cell far too long). Every
+finding is bounded: values clipped, lists capped (`clip`, `capped`).
 """
 
 from __future__ import annotations
