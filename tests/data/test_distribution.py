@@ -5,30 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pandas as pd
 import pytest
 
 from tasks.common import ValidationFailed, read_json
-from tasks.ingest import ingest_day
-from tasks.replay import EVENTS_FILE, land_day, landing_path
 from tasks.validate import REPORT_FILE, run, validate_day
+from tests.data.conftest import land_days, resend
 
 DAY = dt.date(1997, 10, 6)  # 12 real days before it: enough for a band (validate.profile_min_days 7)
 
 
 @pytest.fixture
 def history(ml100k, tmp_path, layout):
-    for back in range(12, -1, -1):
-        d = DAY - dt.timedelta(days=back)
-        land_day(ml100k, d, tmp_path / "landing")
-        ingest_day(d, tmp_path / "landing", layout)
+    land_days(ml100k, tmp_path / "landing", layout, DAY, 12)
     return tmp_path / "landing"
-
-
-def _redeliver(landing, layout, make) -> None:
-    path = landing_path(landing, DAY) / EVENTS_FILE
-    make(pd.read_parquet(path)).to_parquet(path, index=False)
-    ingest_day(DAY, landing, layout)
 
 
 def test_a_real_day_passes_with_its_profile_in_the_report(history, layout, params):
@@ -40,7 +29,7 @@ def test_a_real_day_passes_with_its_profile_in_the_report(history, layout, param
 
 def test_one_rating_for_almost_every_event_is_blocked_with_its_figures(history, layout, params):
     """Every rating is in 1..5 (the range check passes); 95 % of them are now 3."""
-    _redeliver(history, layout, lambda df: df.assign(rating=df["rating"].where(df.index % 20 == 0, 3.0)))
+    resend(history, layout, DAY, lambda df: df.assign(rating=df["rating"].where(df.index % 20 == 0, 3.0)))
     with pytest.raises(ValidationFailed, match=r"distribution_rating_top_share .*column rating\): rating share of "
                                                r"the commonest value 0\.9\d+ against a median of 0\.\d+ over the "
                                                r"trailing 12 days: [\d.]+ spreads away"):  # fmt: skip
@@ -51,7 +40,7 @@ def test_one_rating_for_almost_every_event_is_blocked_with_its_figures(history, 
 
 
 def test_one_item_for_most_events_is_blocked(history, layout, params):
-    _redeliver(history, layout, lambda df: df.assign(item_id=df["item_id"].where(df.index % 10 == 0, "50")))
+    resend(history, layout, DAY, lambda df: df.assign(item_id=df["item_id"].where(df.index % 10 == 0, "50")))
     with pytest.raises(ValidationFailed, match="distribution_item_id_top_share"):
         run(DAY, params, layout)
 
@@ -63,7 +52,7 @@ def test_a_statistic_the_policy_warns_on_reaches_the_approvers_evidence(history,
     from tasks.validate import describe
 
     params["validate"]["policy"]["distribution_rating_top_share"] = "warn"
-    _redeliver(history, layout, lambda df: df.assign(rating=df["rating"].where(df.index % 20 == 0, 3.0)))
+    resend(history, layout, DAY, lambda df: df.assign(rating=df["rating"].where(df.index % 20 == 0, 3.0)))
     res = run(DAY, params, layout)
     (warned,) = [w for w in res.warnings if w["check"] == "distribution_rating_top_share"]
     assert warned["band"]["level"] == "block"  # past the block band, and the policy said warn
@@ -73,9 +62,7 @@ def test_a_statistic_the_policy_warns_on_reaches_the_approvers_evidence(history,
 
 
 def test_without_enough_trailing_days_there_is_no_band(ml100k, tmp_path, layout, params):
-    for back in range(3, -1, -1):  # 3 days of history: fewer than profile_min_days
-        land_day(ml100k, DAY - dt.timedelta(days=back), tmp_path / "landing")
-        ingest_day(DAY - dt.timedelta(days=back), tmp_path / "landing", layout)
-    _redeliver(tmp_path / "landing", layout, lambda df: df.assign(rating=3.0))
+    land_days(ml100k, tmp_path / "landing", layout, DAY, 3)  # 3 days of history: fewer than profile_min_days
+    resend(tmp_path / "landing", layout, DAY, lambda df: df.assign(rating=3.0))
     res = validate_day(DAY, layout, params["validate"])
     assert not [f for f in res.failures + res.warnings if f["check"].startswith("distribution_")]

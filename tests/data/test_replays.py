@@ -11,18 +11,11 @@ import pytest
 
 from tasks.common import ValidationFailed, read_json
 from tasks.event_keys import KEYS_FILE, KeyIndex
-from tasks.ingest import ingest_day
-from tasks.replay import EVENTS_FILE, land_day, landing_path
+from tasks.replay import EVENTS_FILE
 from tasks.validate import REPORT_FILE, run, validate_day
-from tests.data.conftest import DAY
+from tests.data.conftest import DAY, land_days, resend
 
 EARLIER = DAY - dt.timedelta(days=2)
-
-
-def _send(landed, layout, day, make) -> None:
-    path = landing_path(landed, day) / EVENTS_FILE
-    make(pd.read_parquet(path)).to_parquet(path, index=False)
-    ingest_day(day, landed, layout)
 
 
 def _with_earlier(layout, n: int, restamp: bool):
@@ -41,7 +34,7 @@ def _with_earlier(layout, n: int, restamp: bool):
 
 @pytest.mark.parametrize("restamp", [False, True], ids=["as_sent", "re_stamped"])
 def test_events_of_an_earlier_day_sent_again_are_refused_naming_that_day(restamp, landed, layout, params):
-    _send(landed, layout, DAY, _with_earlier(layout, 20, restamp))
+    resend(landed, layout, DAY, _with_earlier(layout, 20, restamp))
     says = rf"replayed_events .*20 events already ingested on 1 earlier day \({EARLIER} \(20\)\) under the event key"
     with pytest.raises(ValidationFailed, match=says + r" \(user_id, item_id\)"):
         run(DAY, params, layout)
@@ -62,12 +55,11 @@ def test_a_passed_day_writes_its_index_and_the_next_day_reads_it_not_the_history
     rows = sum(len(pd.read_parquet(layout.raw(DAY - dt.timedelta(days=b)) / EVENTS_FILE)) for b in range(4))
     assert len(index) == rows  # MovieLens keys are unique across days
     nxt = DAY + dt.timedelta(days=1)
-    land_day(ml100k, nxt, landed)
-    ingest_day(nxt, landed, layout)
+    land_days(ml100k, landed, layout, nxt, 0)
     replayed = pd.read_parquet(layout.raw(EARLIER) / EVENTS_FILE).head(5)
     for back in (1, 2, 3):
         shutil.rmtree(layout.raw(DAY - dt.timedelta(days=back)))
-    _send(landed, layout, nxt, lambda df: pd.concat([df, replayed.assign(event_ts=df["event_ts"].iloc[0])]))
+    resend(landed, layout, nxt, lambda df: pd.concat([df, replayed.assign(event_ts=df["event_ts"].iloc[0])]))
     with pytest.raises(ValidationFailed, match=rf"5 events already ingested on 1 earlier day \({EARLIER} \(5\)\)"):
         run(nxt, params, layout)
 
@@ -79,7 +71,7 @@ def test_a_re_run_of_a_day_is_not_a_replay_of_itself(landed, layout, params):
 
 
 def test_the_policy_can_warn_and_a_dataset_without_a_key_is_not_checked(landed, layout, params):
-    _send(landed, layout, DAY, _with_earlier(layout, 7, restamp=True))
+    resend(landed, layout, DAY, _with_earlier(layout, 7, restamp=True))
     params["validate"]["policy"]["replayed_events"] = "warn"
     res = run(DAY, params, layout)
     assert [w["check"] for w in res.warnings if w["check"] == "replayed_events"] and res.replays["rows"] == 7
