@@ -18,6 +18,7 @@ finding is bounded: values clipped, lists capped (`clip`, `capped`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -28,12 +29,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.common import Layout, ValidationFailed, atomic_dir, day_bounds, write_json
+from tasks.common import Layout, ValidationFailed, atomic_dir, day_bounds, parse_day, write_json
 from tasks.contract import CAUSES, ID_COLUMNS, conform, id_problems, missing_spellings, same_ids
-from tasks.event_keys import key_hashes, replay_days
+from tasks.event_keys import KEYS_FILE, KeyIndex, key_hashes, replay_days
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
 from tasks.params import step_cli
 from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
+from tasks.units import EVENT_KEYS_BEFORE, RAW_HISTORY, day_keep
 
 LOG = logging.getLogger(__name__)
 REPORT_FILE = "report.json"
@@ -58,25 +60,25 @@ class ValidationResult:
     replays: dict = field(default_factory=dict)  # events whose key an earlier day holds, by that day
 
 
+def trailing_partitions(layout: Layout, day: dt.date, window_days: int) -> list[Path]:
+    """The events files of the ingested days in the `window_days` before D (quarantined days are not in raw/)."""
+    parts = [layout.raw(day - dt.timedelta(days=back)) / EVENTS_FILE for back in range(1, window_days + 1)]
+    return [p for p in parts if p.exists()]
+
+
 def trailing_counts(layout: Layout, day: dt.date, window_days: int) -> list[int]:
-    """Event counts of the ingested days in the `window_days` before D (quarantined days are not in raw/)."""
+    """Event counts of the ingested days in the `window_days` before D, from the files' metadata."""
     import pyarrow.parquet as pq
 
-    counts = []
-    for back in range(1, window_days + 1):
-        part = layout.raw(day - dt.timedelta(days=back)) / EVENTS_FILE
-        if part.exists():
-            counts.append(pq.ParquetFile(part).metadata.num_rows)
-    return counts
+    return [pq.ParquetFile(p).metadata.num_rows for p in trailing_partitions(layout, day, window_days)]
 
 
 def trailing_days(layout: Layout, day: dt.date, window_days: int) -> list[pd.DataFrame]:
     """The events of the ingested days in the `window_days` before D (the columns the distribution checks
-    and the catalogue's items in use need), each read once."""
+    and the catalogue's items in use need)."""
     from tasks.profile import COLUMNS
 
-    parts = [layout.raw(day - dt.timedelta(days=back)) / EVENTS_FILE for back in range(1, window_days + 1)]
-    return [conform(pd.read_parquet(p, columns=COLUMNS)) for p in parts if p.exists()]
+    return [conform(pd.read_parquet(p, columns=COLUMNS)) for p in trailing_partitions(layout, day, window_days)]
 
 
 def distribution_findings(events: pd.DataFrame, trailing: list[pd.DataFrame], params: dict) -> tuple[dict, list]:
@@ -158,26 +160,36 @@ def with_derived(df: pd.DataFrame) -> pd.DataFrame:
 def key_index_before(layout: Layout, day: dt.date, key: list[str]):
     """The key index standing before D: the newest `index/event_keys` unit before D, extended by the raw
     partitions of the days ingested between its day and D (none when the days ran in order)."""
-    from tasks.event_keys import KEYS_FILE, KeyIndex, key_hashes
 
-    folder = layout.index("event_keys")
-    bound = f"date={day}"
-    older = sorted(p.name for p in folder.glob("date=*") if p.name < bound) if folder.is_dir() else []
+    def names(folder: Path, keep) -> list[str]:  # the units' folder names, as the step's declared reads select them
+        return sorted(p.name for p in folder.glob("date=*") if keep(p.name)) if folder.is_dir() else []
+
+    folder = EVENT_KEYS_BEFORE.parent(layout)
+    older = names(folder, day_keep(EVENT_KEYS_BEFORE, day))
     index = KeyIndex.load(folder / older[-1] / KEYS_FILE) if older else KeyIndex.empty()
     since = older[-1] if older else ""
-    parts = sorted(p for p in layout.raw_events_root().glob("date=*") if since < p.name < bound)
-    for part in parts:
-        if (part / EVENTS_FILE).exists():
-            events = conform(pd.read_parquet(part / EVENTS_FILE, columns=key))
-            index = index.add(key_hashes(events, key), dt.date.fromisoformat(part.name[len("date=") :]))
+    root = RAW_HISTORY.parent(layout)
+    for name in names(root, lambda n: since < n and day_keep(EVENT_KEYS_BEFORE, day)(n)):
+        if (root / name / EVENTS_FILE).exists():
+            events = conform(pd.read_parquet(root / name / EVENTS_FILE, columns=key))
+            index = index.add(key_hashes(events, key), parse_day(name[len("date=") :]))
     return index
+
+
+def replay_cause(replays: dict) -> str:
+    """`replayed_events` in words: how many events, which earlier days (the first five) and the key."""
+    days = replays["earlier_days"]
+    shown = ", ".join(f"{d} ({c:,})" for d, c in list(days.items())[:5]) + (", …" if len(days) > 5 else "")
+    return (
+        f"{replays['rows']:,} events already ingested on {len(days)} earlier day{'s' if len(days) > 1 else ''} "
+        f"({shown}) under the event key ({', '.join(replays['key'])}), as they were or re-stamped: training "
+        "would count them twice (`validate.event_key`)"
+    )
 
 
 def write_key_index(layout: Layout, day: dt.date, index, key: list[str], validated=None) -> None:
     """Day D's key index: the one standing before D and D's keys in use, or none. `validated`: the keys'
     hashes of the delivery just validated, when it is the one in use (else the raw partition is read)."""
-    from tasks.event_keys import KEYS_FILE, key_hashes
-
     part = layout.raw(day) / EVENTS_FILE
     if not part.exists():
         shutil.rmtree(layout.index("event_keys", day), ignore_errors=True)
@@ -573,12 +585,7 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
     results = []
     frames: dict[str, pd.DataFrame | None] = {"events": None, "items": None}  # what each suite ran on
     key_index = day_hashes = None
-    read: list[list[pd.DataFrame]] = []  # the trailing days, read once for both suites
-
-    def trailing() -> list[pd.DataFrame]:
-        if not read:
-            read.append(trailing_days(layout, day, params["volume_window_days"]))
-        return read[0]
+    trailing = functools.cache(lambda: trailing_days(layout, day, params["volume_window_days"]))  # read once
 
     df = _read(part, "readable", res)
     items_file = layout.items(day) / ITEMS_FILE
@@ -640,14 +647,7 @@ def validate_day(day: dt.date, layout: Layout, params: dict, accept: tuple[str, 
         if not r.success:
             summary = _summarise(r)
             if summary["check"] == "replayed_events" and res.replays:
-                days = res.replays["earlier_days"]
-                shown = ", ".join(f"{d} ({c:,})" for d, c in list(days.items())[:5])
-                summary["cause"] = (
-                    f"{res.replays['rows']:,} events already ingested on {len(days)} earlier "
-                    f"day{'s' if len(days) > 1 else ''} ({shown}"
-                    f"{', …' if len(days) > 5 else ''}) under the event key ({', '.join(res.replays['key'])}), as "
-                    "they were or re-stamped: training would count them twice (`validate.event_key`)"
-                )
+                summary["cause"] = replay_cause(res.replays)
             frame = frames["items" if summary["check"].startswith("items_") else "events"]
             column = summary.get("column")
             if isinstance(column, str) and frame is not None and column in frame:
