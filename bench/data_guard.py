@@ -58,6 +58,8 @@ def replay_check_cost(events, repeats: int) -> dict:
     """The replay check of one ML-1M-sized day (20,000 events) against the key index of the whole ML-1M
     history (1,000,209 keys): load the index, look every event up. Beside it, what the check would cost
     without an index: every daily partition's keys read again (ML-1M's 1,038 days, from local Parquet)."""
+    import pandas as pd
+
     from tasks.event_keys import KEYS_FILE, KeyIndex, key_hashes, replay_days
     from tasks.replay import EVENTS_FILE
 
@@ -76,8 +78,6 @@ def replay_check_cost(events, repeats: int) -> dict:
         found = replay_days(KeyIndex.load(tmp / KEYS_FILE), key_hashes(day, ["user_id", "item_id"]), day.index)
         with_index.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        import pandas as pd
-
         seen = set()
         for part in sorted(tmp.glob("date=*")):
             keys = pd.read_parquet(part / EVENTS_FILE, columns=["user_id", "item_id"])
