@@ -133,10 +133,26 @@ def stale_decline(rows: list[dict], days: list[str]) -> dict:
     }
 
 
-def replay(events, catalogue, features, days, names, strategies, params, work: Path, on_day=None):
+def resume_state(work: Path, days: list, names: list[str], done: dict) -> tuple[list[dict], dict | None, dict]:
+    """What an earlier run of the same replay left in `work` and its partial report `done`: (rows, warm-up,
+    each strategy's current model). The models of the last finished day are kept in `work`, so a run that
+    was stopped continues after it (the day it was in is measured again)."""
+    if not done or not (work / "warm" / "items.json").exists():
+        return [], None, dict.fromkeys(names, work / "warm")
+    day_index = {str(d): i for i, d in enumerate(days)}
+    last = max(day_index[r["day"]] for r in done["rows"]) if done["rows"] else -1
+    current = {}
+    for strategy in names:
+        trained = [i for i in range(last + 1) if (work / strategy / str(i) / "items.json").exists()]
+        current[strategy] = work / strategy / str(trained[-1]) if trained else work / "warm"
+    return list(done["rows"]), done["warmup"], current
+
+
+def replay(events, catalogue, features, days, names, strategies, params, work: Path, on_day=None, done=None):
     """Warm up, then rank each day with every strategy's current model and let each learn from it.
 
-    `on_day(rows, warmup)` runs after each day with every row so far (the partial report hook)."""
+    `on_day(rows, warmup)` runs after each day with every row so far (the partial report hook); `done`, the
+    partial report of an earlier run over the same `work`, is continued from its last finished day."""
     import pandas as pd
 
     from tasks.evaluate import build_holdout, metrics_from_ranks, model_ranks
@@ -146,13 +162,18 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
     def through(day):
         return events[events["event_ts"] < pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)]
 
-    warm_day = days[0] - pd.Timedelta(days=1).to_pytimedelta()
-    warm = train(through(warm_day), catalogue, warm_day, "full", params["train"], features, None, work / "warm", 0.0,
-                 progress=False)  # fmt: skip
-    warmup = {"through": str(warm_day), "seconds": warm.seconds, "passes": warm.examples * warm.epochs}
-    current = dict.fromkeys(names, work / "warm")
-    rows = []
+    rows, warmup, current = resume_state(work, days, names, done)
+    if warmup is None:
+        warm_day = days[0] - pd.Timedelta(days=1).to_pytimedelta()
+        warm = train(through(warm_day), catalogue, warm_day, "full", params["train"], features, None, work / "warm",
+                     0.0, progress=False)  # fmt: skip
+        warmup = {"through": str(warm_day), "seconds": warm.seconds, "passes": warm.examples * warm.epochs}
+    finished = {r["day"] for r in rows}
+    if finished:
+        print(f"continuing after {max(finished)} ({len(finished)} days done)", flush=True)
     for i, day in enumerate(days):
+        if str(day) in finished:
+            continue
         hist = through(day)
         if not day_mask(hist, day).any():
             continue
@@ -194,6 +215,21 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
     return rows, warmup
 
 
+def earlier_run(out: Path, head: dict) -> dict | None:
+    """The partial report at `out` of the same replay (dataset, days, strategies, params), to continue; None
+    if there is none. A report of another replay is refused, not overwritten."""
+    from tasks.common import read_json
+
+    if not out.exists():
+        return None
+    done = read_json(out)
+    same = ("dataset", "days", "train_params", "strategies")
+    if any(done.get(k) != head[k] for k in same):
+        diff = [k for k in same if done.get(k) != head[k]]
+        raise SystemExit(f"--work: {out} is the report of another replay (its {diff} differ): give another --out")
+    return None if done.get("complete") else done
+
+
 def paired_ci(a, b, draws: int = 2000, seed: int = 0) -> list[float]:
     """90 % interval of (mean of a / mean of b - 1), a and b paired by day, by a bootstrap over days."""
     import numpy as np
@@ -221,6 +257,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...")
     ap.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=VALUE")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--work", type=Path, help="keep the models here; a stopped run given the same --work and --out "
+                    "continues after its last finished day")  # fmt: skip
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--combine", type=Path, nargs="+", metavar="REPORT",
                     help="pool the rows of earlier runs' reports into --out instead of running")  # fmt: skip
@@ -283,8 +321,13 @@ def main(argv: list[str] | None = None) -> dict:
         # a multi-hour run that dies keeps every finished day: the report so far, marked incomplete
         write_json(args.out, {**head, **summarize(rows, names, warmup), "complete": False})
 
-    with tempfile.TemporaryDirectory(prefix="freshrec-replay-") as tmp:
-        rows, warmup = replay(events, catalogue, features, days, names, strategies, params, Path(tmp), save_partial)
+    if args.work is None:
+        with tempfile.TemporaryDirectory(prefix="freshrec-replay-") as tmp:
+            rows, warmup = replay(events, catalogue, features, days, names, strategies, params, Path(tmp), save_partial)
+    else:
+        done = earlier_run(args.out, head)
+        rows, warmup = replay(events, catalogue, features, days, names, strategies, params, args.work, save_partial,
+                              done)  # fmt: skip
     report = {**head, **summarize(rows, names, warmup), "complete": True}
     print_table(report)
     write_json(args.out, report)

@@ -124,8 +124,10 @@ class IncrementalParams(RecipeParams):
 
     lr_schedule: Literal["constant", "warmup_cosine"] = "warmup_cosine"
     trainable: Literal["all", "top", "lora"] = "all"
-    chunks: Literal["all", "last"] = "all"
-    replay_users: Annotated[int, Field(ge=0)] | Literal["all"] = "all"
+    replay: Literal["all", "recent", "uniform", "users"] = "all"
+    replay_ratio: NonNegative = 1.0  # with a bounded replay: replayed windows per window of the day's
+    chunks: Literal["all", "last"] = "all"  # with replay: all
+    replay_users: Annotated[int, Field(ge=0)] | Literal["all"] = "all"  # with replay: all
     day_repeats: PositiveInt = 5
     day_chunks: Literal["day", "last"] = "day"
     lora_rank: PositiveInt = 8

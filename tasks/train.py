@@ -36,8 +36,8 @@ import torch
 
 from models.seqrec import CONFIG_FILE, WEIGHTS_FILE, SeqRecConfig, SeqRecModel
 from tasks.checkpoint import Checkpointing, Position, fingerprint
-from tasks.common import FreshrecError, Layout, atomic_dir, read_json, write_json
-from tasks.history import day_mask, holdout_mask, load_events, load_items, sequences, windows
+from tasks.common import FreshrecError, Layout, atomic_dir, epoch_seconds, read_json, write_json
+from tasks.history import day_mask, holdout_mask, left_pad, load_events, load_items, sequences, windows
 from tasks.params import step_cli
 
 LOG = logging.getLogger(__name__)
@@ -407,25 +407,104 @@ def fit(
     return steps, epoch_loss
 
 
-def incremental_examples(
-    seqs: dict[str, np.ndarray], day_users: dict[str, int], cfg: dict, max_len: int, seed: str
+REPLAY = ("all", "recent", "uniform", "users")
+
+
+def _n_windows(length: int, max_len: int) -> int:
+    """How many windows `windows(seq, max_len, all_chunks=True)` cuts from a sequence of `length` items."""
+    return max(0, math.ceil((length - 1) / max_len))
+
+
+def _chunk(seq: np.ndarray, max_len: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k-th window from the end of `seq` (0: the newest), as `windows` cuts it."""
+    end = len(seq) - k * max_len
+    chunk = seq[max(0, end - max_len - 1) : end]
+    return left_pad(chunk[:-1], max_len), left_pad(chunk[1:], max_len)
+
+
+def replay_windows(
+    seqs: dict[str, np.ndarray],
+    skip: dict[str, int],
+    policy: str,
+    budget: int,
+    max_len: int,
+    rng: random.Random,
+    last_seen: dict[str, int] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The day's users (user -> events on the day) plus a replay sample of older users
-    (`replay_users`: a count or `all`), each contributing its most recent window (`chunks: last`)
-    or its whole history (`all`); then `day_repeats - 1` more copies of each day user's newest
-    window (`day_chunks: last`) or of every window that holds one of its day's events (`day`),
-    so that the newest data weighs more."""
-    chunks, day_chunks, repeats = cfg["chunks"], cfg["day_chunks"], cfg["day_repeats"]  # typed: tasks/params.py
-    others = sorted(u for u in seqs if u not in day_users)
-    n_replay = cfg["replay_users"]
-    replay = others if n_replay == "all" else random.Random(seed).sample(others, min(n_replay, len(others)))
-    examples: list[tuple[np.ndarray, np.ndarray]] = []
+    """`budget` windows of the history, drawn by `policy` (the day's own windows, the `skip[user]` newest of
+    each day user's, are never drawn):
+
+    recent   the newest window of the users last active most recently (`last_seen`: a rank or timestamp)
+    users    the newest window of users drawn uniformly (each user equally likely, whatever its history)
+    uniform  windows drawn uniformly from every window of the history (each past event equally likely to be
+             replayed: a reservoir over the history, drawn afresh each day)
+    """
+    if budget <= 0:
+        return []
+    if policy == "uniform":
+        users = sorted(seqs)
+        counts = np.array([_n_windows(len(seqs[u]), max_len) - skip.get(u, 0) for u in users]).clip(min=0)
+        total = int(counts.sum())
+        if not total:
+            return []
+        ends = np.cumsum(counts)
+        picks = sorted(rng.sample(range(total), min(budget, total)))
+        out = []
+        for pick in picks:
+            i = int(np.searchsorted(ends, pick, side="right"))
+            k = skip.get(users[i], 0) + pick - (int(ends[i - 1]) if i else 0)
+            out.append(_chunk(seqs[users[i]], max_len, k))
+        return out
+    others = [u for u in sorted(seqs) if u not in skip and len(seqs[u]) >= 2]
+    if policy == "recent":
+        seen = last_seen or {}
+        chosen = sorted(others, key=lambda u: (-seen.get(u, -1), u))[:budget]
+    elif policy == "users":
+        chosen = rng.sample(others, min(budget, len(others)))
+    else:
+        raise FreshrecError(f"train.incremental.replay={policy!r}: use one of {REPLAY}")
+    return [_chunk(seqs[u], max_len, 0) for u in chosen]
+
+
+def incremental_examples(
+    seqs: dict[str, np.ndarray],
+    day_users: dict[str, int],
+    cfg: dict,
+    max_len: int,
+    seed: str,
+    last_seen: dict[str, int] | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The day's training sequences: the day's users (user -> events on the day) and a replay of the history.
+
+    `replay: all` (the cost of an epoch over the history): the day's users plus `replay_users` older users
+    (a count or `all`), each contributing its most recent window (`chunks: last`) or its whole history
+    (`all`); then `day_repeats - 1` more copies of each day user's newest window (`day_chunks: last`) or of
+    every window that holds one of its day's events (`day`), so that the newest data weighs more.
+
+    A bounded replay (`recent`, `users`, `uniform`: `replay_windows`) costs what the day holds: the windows
+    that hold the day's events (`day_chunks`), `day_repeats` times, plus `replay_ratio` x as many windows of
+    the history drawn by the policy, whatever the history's length."""
+    day_chunks, repeats = cfg["day_chunks"], cfg["day_repeats"]  # typed: tasks/params.py
     empty = np.zeros(0, np.int64)
-    for user in sorted(day_users) + replay:
-        examples += windows(seqs.get(user, empty), max_len, all_chunks=chunks == "all")
+    rng = random.Random(seed)
+    own: dict[str, list] = {}
     for user in sorted(day_users):  # newest windows first: the day's events are the latest targets
         n_win = 1 if day_chunks == "last" else max(1, math.ceil(day_users[user] / max_len))
-        examples += windows(seqs.get(user, empty), max_len, all_chunks=n_win > 1)[:n_win] * (repeats - 1)
+        own[user] = windows(seqs.get(user, empty), max_len, all_chunks=n_win > 1)[:n_win]
+    if cfg["replay"] != "all":
+        day = [w for user in sorted(own) for w in own[user]]
+        budget = math.ceil(cfg["replay_ratio"] * len(day))
+        skip = {user: len(own[user]) for user in own}
+        return day * repeats + replay_windows(seqs, skip, cfg["replay"], budget, max_len, rng, last_seen)
+    chunks = cfg["chunks"]
+    others = sorted(u for u in seqs if u not in day_users)
+    n_replay = cfg["replay_users"]
+    replay = others if n_replay == "all" else rng.sample(others, min(n_replay, len(others)))
+    examples: list[tuple[np.ndarray, np.ndarray]] = []
+    for user in sorted(day_users) + replay:
+        examples += windows(seqs.get(user, empty), max_len, all_chunks=chunks == "all")
+    for user in sorted(day_users):
+        examples += own[user] * (repeats - 1)
     return examples
 
 
@@ -517,7 +596,13 @@ def train(
         for seq in seqs.values():
             examples += windows(seq, model.config.max_len, all_chunks=True)
     else:
-        examples = incremental_examples(seqs, users, cfg_section, model.config.max_len, f"{params['seed']}-{day}")
+        last_seen = None
+        if cfg_section["replay"] == "recent":  # each user's last event, in epoch seconds
+            last = train_events.groupby("user_id")["event_ts"].max()
+            last_seen = dict(zip(last.index, epoch_seconds(last).tolist(), strict=True))
+        examples = incremental_examples(
+            seqs, users, cfg_section, model.config.max_len, f"{params['seed']}-{day}", last_seen
+        )
     if not examples:
         raise FreshrecError(f"no training sequences for {day} (mode {mode}): is the day's partition empty?")
     LOG.info("train %s: mode %s (%s), %d sequences of up to %d items, %d items (%d new), %d epochs on %s",

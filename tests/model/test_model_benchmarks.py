@@ -411,6 +411,35 @@ def test_incremental_examples_selection():
             _incremental(**bad)
 
 
+def test_bounded_replay_costs_what_the_day_holds():
+    """recent / users / uniform: the day's windows x day_repeats plus replay_ratio x as many windows of the
+    history, never the day's own windows again, whatever the history's length; deterministic per seed."""
+    from pydantic import ValidationError
+
+    seqs = {f"u{i}": np.arange(1, 2 + 30 * i) for i in range(1, 6)}  # u1 31 items ... u5 151 items
+    seqs |= {f"old{i}": np.arange(1, 2000) for i in range(100)}  # a long history: 40 windows a user
+    day, seen = {"u5": 120}, {f"u{i}": i for i in range(1, 5)}  # u4 last active most recently
+    targets = lambda exs: [int(e[1][-1]) for e in exs]  # noqa: E731 - the window's last target
+    for policy in ("recent", "users", "uniform"):
+        cfg = _incremental(replay=policy, replay_ratio=1.0, day_chunks="day", day_repeats=2)
+        exs = incremental_examples(seqs, day, cfg, 50, "s", seen)
+        assert len(exs) == 3 * 2 + 3, policy  # u5's 3 day windows twice, 3 replayed
+        assert targets(exs[:6]) == [151, 101, 51] * 2
+        assert targets(exs) == targets(incremental_examples(seqs, day, cfg, 50, "s", seen))
+        half = incremental_examples(seqs, day, cfg | {"replay_ratio": 0.5}, 50, "s", seen)
+        assert len(half) == 6 + 2  # ceil(0.5 x 3)
+        assert len(incremental_examples(seqs, day, cfg | {"replay_ratio": 0.0}, 50, "s", seen)) == 6
+    recent = incremental_examples(seqs, day, _incremental(replay="recent", day_chunks="day"), 50, "s", seen)
+    assert targets(recent[3:]) == [121, 91, 61]  # the newest windows of u4, u3, u2
+    # uniform draws from every window of the history but the day's own: u5 has none left, so no 151/101/51
+    draws = [incremental_examples(seqs, day, _incremental(replay="uniform", day_chunks="day"), 50, f"s{i}")
+             for i in range(30)]  # fmt: skip
+    assert all(len(d) == 6 for d in draws)
+    assert not {151, 101, 51} & {t for d in draws for t in targets(d[3:])}  # only u5's windows end there
+    with pytest.raises(ValidationError):
+        _incremental(replay="newest")
+
+
 def test_fit_stops_when_the_epoch_callback_says_so():
     import torch
 
