@@ -89,7 +89,8 @@ def main() -> None:
         )
     if args.batch_sizes:
         params["benchmark"]["batch_sizes"] = args.batch_sizes
-    bparams = {**params["benchmark"], "iterations": args.iterations}
+    n = args.iterations  # every runtime and batch alike: this benchmark compares them all
+    bparams = {**params["benchmark"], "iterations": n, "batch_iterations": n, "torch_iterations": n}
     top_k = params["export"]["top_k"]
     if args.compare_exclude_seen:
         filter_ratios = compare_filter(run / "challenger", inputs, params, bparams, args.repeats)

@@ -111,6 +111,16 @@ def day_bounds(day: dt.date) -> tuple[int, int]:
     return start, start + 86_400
 
 
+def link_or_copy(src: str | Path, dest: str | Path) -> None:
+    """`dest` holds `src`'s bytes: a hard link, or a copy on another filesystem (a cache on its own volume)."""
+    dest = Path(dest)
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
 def epoch_seconds(ts) -> np.ndarray:
     """UTC epoch seconds of a timestamp Series, whatever its stored unit (s, ms, us, ns)."""
     return ts.dt.as_unit("s").astype("int64").to_numpy()

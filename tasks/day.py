@@ -13,19 +13,25 @@ whole truth: tests/e2e/test_declared_reads.py fails on any read a step makes out
     step                 reads (every step after the first also reads runs/D/params.json)      writes
     wait_for_landing     the landing zone; the bootstrap's validated warm-up day               runs/D/params.json
     ingest_events        landing zone, raw/{events,items,deliveries}/D                         the same
-    validate_events      raw/events/<=D, raw/items/D and the newest snapshot before D,         reports/validation/D,
-                         quarantine/*, raw/deliveries/D                                        quarantine/*, raw/.../D
-    pull_champion        outcome of D-1 (and before, as far as needed), runs/D/base.json       champion, base.json
-    detect_drift         raw/events/<=D, champion, drift reports < D                           reports/drift/D
-    train_challenger     raw/events/<=D, the catalogue standing on D, champion, drift D,       runs/D/challenger, dvc,
-                         features, runs/D/checkpoint (resume a killed run)                     features, checkpoint
-    evaluate_challenger  raw/events/<=D, champion, challenger                                  runs/D/evaluation.json
-    export_onnx          raw/events/<=D, challenger                                            runs/D/onnx
-    benchmark_latency    raw/events/<=D, challenger, onnx                                      runs/D/benchmark.json
+    validate_events      raw/events/D and the days in its volume window (and any since the     reports/validation/D,
+                         newest key index), raw/items/D and the newest snapshot before D,      quarantine/*, raw/.../D,
+                         quarantine/*, raw/deliveries/D, the newest key index before D          index/event_keys/D
+    pull_champion        outcome of D-1 (and before, as far as needed), runs/D/base.json,      champion, base.json,
+                         the newest history unit before D + the partitions since it            index/history/D
+    detect_drift         index/history/D, raw/events/D, champion, drift reports of 60 days     reports/drift/D
+    train_challenger     index/history/D, raw/events/D, the catalogue standing on D,           runs/D/challenger, dvc,
+                         champion, drift D, features, runs/D/checkpoint (resume a killed run)  features, checkpoint
+    evaluate_challenger  index/history/D, raw/events/D, champion, challenger                   runs/D/evaluation.json
+    export_onnx          index/history/D, raw/events/D, challenger                             runs/D/onnx
+    benchmark_latency    index/history/D, raw/events/D, challenger, onnx                       runs/D/benchmark.json
     prepare_approval     the day's reports and run files                                       -
-    promote_champion     the same, raw/events/<=D (lineage), dvc, the registry                 version + pointer,
+    promote_champion     the same, index/history/D (lineage), dvc, the registry                version + pointer,
                                                                                                promotion, metrics
     summarize_run        the day's reports and run files, the registry                         summary, outcome
+
+A day costs what the day holds: no step reads every partition. `index/history/date=D` (tasks/history.py)
+holds every event of the days before D, compacted month by month; pull_champion builds it from the unit
+before it and the day since, once day D-1 has ended (so the days before D are final).
 
 Days in order. Day D builds on base(D), the champion that stood when day D-1's run ended:
 outcome(D-1).champion_after, where outcome(D).champion_after is the version D promoted, else base(D)
@@ -76,6 +82,8 @@ from tasks.units import (  # noqa: F401 - re-exported: the day's API names its u
     EVENT_KEYS,
     EVENT_KEYS_BEFORE,
     FEATURES,
+    HISTORY,
+    HISTORY_BEFORE,
     ITEMS,
     ITEMS_BEFORE,
     ITEMS_STANDING,
@@ -88,7 +96,9 @@ from tasks.units import (  # noqa: F401 - re-exported: the day's API names its u
     PROMOTION,
     QUARANTINE_ALL,
     RAW,
-    RAW_HISTORY,
+    RAW_SINCE_HISTORY,
+    RAW_SINCE_KEYS,
+    RAW_TRAILING,
     SUMMARY,
     VALIDATION,
     Unit,
@@ -96,6 +106,7 @@ from tasks.units import (  # noqa: F401 - re-exported: the day's API names its u
     base_of,
     challenger_version,
     day_keep,
+    since_name,
     stage_files,
     version_id,
 )
@@ -120,20 +131,22 @@ _STEPS: dict[str, Step] = {
     "wait_for_landing": Step(writes=(PARAMS,)),
     "ingest_events": Step(reads=(Unit(RAW.path), ITEMS, DELIVERIES), writes=(Unit(RAW.path), ITEMS, DELIVERIES)),
     "validate_events": Step(
-        reads=(RAW_HISTORY, RAW, ITEMS, ITEMS_BEFORE, QUARANTINE_ALL, DELIVERIES, EVENT_KEYS_BEFORE),
+        reads=(RAW_TRAILING, RAW_SINCE_KEYS, RAW, ITEMS, ITEMS_BEFORE, QUARANTINE_ALL, DELIVERIES, EVENT_KEYS_BEFORE),
         writes=(Unit(RAW.path), ITEMS, QUARANTINE_ALL, VALIDATION, EVENT_KEYS),
     ),
-    "pull_champion": Step(reads=(OUTCOMES_BEFORE, Unit(BASE.path)), writes=(CHAMPION, BASE)),
-    "detect_drift": Step(reads=(RAW_HISTORY, CHAMPION, DRIFT_BEFORE), writes=(DRIFT,)),
+    "pull_champion": Step(
+        reads=(OUTCOMES_BEFORE, Unit(BASE.path), HISTORY_BEFORE, RAW_SINCE_HISTORY), writes=(CHAMPION, BASE, HISTORY)
+    ),
+    "detect_drift": Step(reads=(HISTORY, RAW, CHAMPION, DRIFT_BEFORE), writes=(DRIFT,)),
     "train_challenger": Step(
-        reads=(RAW_HISTORY, ITEMS_STANDING, CHAMPION, DRIFT, FEATURES, CHECKPOINT),
+        reads=(HISTORY, RAW, ITEMS_STANDING, CHAMPION, DRIFT, FEATURES, CHECKPOINT),
         writes=(CHALLENGER, FEATURES, DVC_STAGE, CHECKPOINT),
     ),
-    "evaluate_challenger": Step(reads=(RAW_HISTORY, CHAMPION, CHALLENGER), writes=(EVALUATION,)),
-    "export_onnx": Step(reads=(RAW_HISTORY, CHALLENGER), writes=(ONNX,)),
-    "benchmark_latency": Step(reads=(RAW_HISTORY, CHALLENGER, ONNX), writes=(BENCHMARK,)),
+    "evaluate_challenger": Step(reads=(HISTORY, RAW, CHAMPION, CHALLENGER), writes=(EVALUATION,)),
+    "export_onnx": Step(reads=(HISTORY, RAW, CHALLENGER), writes=(ONNX,)),
+    "benchmark_latency": Step(reads=(HISTORY, RAW, CHALLENGER, ONNX), writes=(BENCHMARK,)),
     "prepare_approval": Step(reads=EVIDENCE),
-    "promote_champion": Step(reads=(RAW_HISTORY, *EVIDENCE, DVC_STAGE), writes=(PROMOTION, METRICS)),
+    "promote_champion": Step(reads=(HISTORY, RAW, *EVIDENCE, DVC_STAGE), writes=(PROMOTION, METRICS)),
     "summarize_run": Step(
         reads=tuple(Unit(u.path) for u in (VALIDATION, DRIFT, BASE, EVALUATION, BENCHMARK, PROMOTION, CHALLENGER)),
         writes=(SUMMARY, OUTCOME, PROMOTION),
@@ -151,16 +164,24 @@ def _rel(layout: Layout, path: Path) -> str:
     return str(path.relative_to(layout.root))
 
 
-def pull(store: Store, layout: Layout, day: dt.date, specs) -> None:
+def keep_for(store: Store, layout: Layout, day: dt.date, spec: Units, params: dict | None):
+    """Which of `spec`'s stored units day D reads (a `since` bound is looked up in the store)."""
+    since = since_name(spec, day, store.children(_rel(layout, spec.since.parent(layout)))) if spec.since else None
+    return day_keep(spec, day, params, since)
+
+
+def pull(store: Store, layout: Layout, day: dt.date, specs, params: dict | None = None) -> None:
     for spec in specs:
         if isinstance(spec, Units) and spec.lazy:
             continue
         if isinstance(spec, Units) and spec.latest:
             parent = _rel(layout, spec.parent(layout))
-            if names := [n for n in store.children(parent) if day_keep(spec, day)(n)]:
+            if names := [n for n in store.children(parent) if day_keep(spec, day, params)(n)]:
                 store.pull(layout.root, f"{parent}/{names[-1]}")
         elif isinstance(spec, Units):
-            store.pull_children(layout.root, _rel(layout, spec.parent(layout)), day_keep(spec, day))
+            store.pull_children(
+                layout.root, _rel(layout, spec.parent(layout)), keep_for(store, layout, day, spec, params)
+            )
         else:
             store.pull(
                 layout.root, _rel(layout, spec.path(layout, day)), required=bool(spec.writer), writer=spec.writer
@@ -171,7 +192,7 @@ def push(store: Store, layout: Layout, day: dt.date, specs) -> None:
     for spec in specs:
         if isinstance(spec, Units):
             parent = spec.parent(layout)
-            keep = day_keep(spec, day)
+            keep = day_keep(spec, day)  # written units: every bound is the reads' (a write is never windowed)
             names = sorted(p.name for p in parent.iterdir() if not p.name.startswith(".")) if parent.is_dir() else []
             for name in filter(keep, names):
                 store.push(layout.root, f"{_rel(layout, parent)}/{name}")
@@ -187,7 +208,7 @@ def run_step(name: str, day: dt.date, params: dict, layout: Layout, fn, *args, s
     the last complete state and a retry starts from it."""
     store = store or Store.from_env(params)
     step = STEPS[name]
-    pull(store, layout, day, step.reads)
+    pull(store, layout, day, step.reads, params)
     try:
         result = fn(*args, **kwargs)
     except (ValidationFailed, GateFailed):
@@ -333,6 +354,13 @@ def pull_champion(
     """Resolve base(D), download it sha256-verified into runs/D/champion, record runs/D/base.json, push both.
     Raises NotReady while day D-1 (or the bootstrap) is still running; `first`: the bootstrap's own day."""
     version, why = resolve_base(day, store, layout, registry, override, first)
+    from tasks.history import build_history
+
+    pull(store, layout, day, (HISTORY_BEFORE,))  # every day before D has ended, so the history before D is final
+    raw = _rel(layout, RAW_SINCE_HISTORY.parent(layout))
+    for name in filter(keep_for(store, layout, day, RAW_SINCE_HISTORY, params), store.children(raw)):
+        store.pull(layout.root, f"{raw}/{name}")  # one by one: a workspace's own partitions (dvc repro) stay
+    build_history(layout, day)
     dest = CHAMPION.path(layout, day)
     if version is None:  # an explicit marker: the steps see "no champion", never a missing input
         with atomic_dir(dest) as tmp:
@@ -344,6 +372,20 @@ def pull_champion(
     LOG.info("day %s builds on %s (%s)", day, version or "nothing", why)
     push(store, layout, day, STEPS["pull_champion"].writes)
     return version
+
+
+def forget_history_after(store: Store, layout: Layout, day: dt.date) -> list[str]:
+    """Day D ingested anew (a late day, a replaced delivery) changes the history of every day after it: their
+    history units (`index/history/date>D`) leave the store, and the next pull_champion rebuilds from the
+    newest unit before them and the partitions since. Returns the units removed."""
+    parent = _rel(layout, HISTORY_BEFORE.parent(layout))
+    stale = [name for name in store.children(parent) if name > f"date={day_str(day)}"]
+    for name in stale:
+        store.remove(f"{parent}/{name}", layout.root)
+    if stale:
+        LOG.warning("day %s was ingested anew: the history units of the %d days after it (%s .. %s) are rebuilt "
+                    "by their next run", day, len(stale), stale[0][5:], stale[-1][5:])  # fmt: skip
+    return stale
 
 
 def trained_days(store: Store, day: dt.date) -> list[str]:

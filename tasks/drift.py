@@ -350,6 +350,12 @@ def champion_performance(
         perf["excluded"] = metrics.get("excluded", "nothing")
     if not scored:
         return perf
+    day_users = pd.unique(events.loc[day_mask(events, day), "user_id"])
+    cap = params["drift"]["perf_max_users"]
+    if len(day_users) > cap:  # a signal, not the gate: a fixed sample of the day's users measures it
+        picked = np.random.default_rng(0).choice(np.sort(day_users.astype(str)), cap, replace=False)
+        events = events[events["user_id"].isin(picked)]
+        perf["sampled_users"] = cap
     holdout = build_holdout(events, day, params["evaluate"]["holdout_fraction"], params["train"]["max_len"])
     now = score_model(champion_dir, holdout, 10, perf["excluded"] or "nothing")["all"]["ndcg@10"]
     perf["ndcg@10"] = now
@@ -425,15 +431,16 @@ def run(day: dt.date, params: dict, layout: Layout, force: str | None = None) ->
         LOG.info("drift signal %s = %.4f (acts on %s; threshold %s)", sig["signal"], sig["value"], sig["compared"],
                  sig["threshold"])  # fmt: skip
     LOG.info("drift decision: %s — %s", report["decision"], "; ".join(report["reasons"]))
-    render(report, wins[0], wins[1], history(layout, day), out / HTML_FILE)
+    render(report, wins[0], wins[1], history(layout, day, params["drift"]["history_days"]), out / HTML_FILE)
     return report
 
 
-def history(layout: Layout, day: dt.date, days: int = 60) -> list[dict]:
-    """Earlier days' drift reports (oldest first), for the report's history plot."""
+def history(layout: Layout, day: dt.date, days: int) -> list[dict]:
+    """The drift reports of the `days` days before D and D's (oldest first), for the report's history plot."""
     root = layout.root / "reports" / "drift"
+    since = str(day - dt.timedelta(days=days))
     files = sorted(root.glob("date=*/drift.json")) if root.exists() else []
-    return [read_json(f) for f in files if f.parent.name[5:] <= str(day)][-days:]
+    return [read_json(f) for f in files if since <= f.parent.name[5:] <= str(day)]
 
 
 def main(argv: list[str] | None = None) -> None:

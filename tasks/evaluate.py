@@ -52,7 +52,9 @@ def build_holdout(events: pd.DataFrame, day: dt.date, fraction: float, max_len: 
     new_since = pd.Timestamp(day, tz="UTC") - pd.Timedelta(days=NEW_ITEM_DAYS - 1)
     histories, targets, new_item, cold, users = [], [], [], [], []
     items = events["item_id"].to_numpy()
-    for user, group in pd.Series(np.arange(len(events))).groupby(events["user_id"].to_numpy()):
+    user_ids = events["user_id"].to_numpy()
+    mine = np.flatnonzero(events["user_id"].isin(pd.unique(user_ids[held])).to_numpy())  # only the day's users
+    for user, group in pd.Series(mine).groupby(user_ids[mine]):
         rows = group.to_numpy()
         for pos in np.flatnonzero(held[rows]):
             before = items[rows[:pos]].tolist()
@@ -91,22 +93,28 @@ def ranks_by_exclusion(
             for h in holdout.histories[start : start + batch_size]
         ]
         x = np.stack([left_pad(h, model.config.max_len) for h in hist])
-        scores = model.last_scores(torch.from_numpy(x).to(device)).float().cpu()  # (B, N)
-        for j, target in enumerate(holdout.targets[start : start + batch_size]):
-            t = index.get(target)
-            if t is None:
-                continue
-            better = scores[j] > scores[j, t]
-            n_better = int(better.sum())
-            for exclude, out in ranks.items():
-                if exclude == "nothing":
-                    out[start + j] = 1 + n_better
-                    continue
-                seen = hist[j] if exclude == "history" else x[j][x[j] != PAD]
-                if exclude == "window" and (seen == t).any():
-                    continue  # never served: a miss (its rank stays +inf)
-                seen = torch.from_numpy(np.unique(seen[seen != t]))  # a repeat is one item, not two
-                out[start + j] = 1 + n_better - int(better[seen].sum())
+        t = np.array([index.get(target, PAD) for target in holdout.targets[start : start + batch_size]])
+        known = t != PAD  # an item the model does not know is a miss (rank +inf)
+        scores = model.last_scores(torch.from_numpy(x).to(device)).float().cpu()  # (B, N), column i is item i
+        t_col = torch.from_numpy(t).unsqueeze(1)
+        target = scores.gather(1, t_col)  # (B, 1)
+        n_better = (scores > target).sum(1)
+        for exclude, out in ranks.items():
+            rank = 1 + n_better
+            if exclude != "nothing":
+                seen = (
+                    x if exclude == "window" else np.stack([left_pad(h, max(map(len, hist), default=1)) for h in hist])
+                )
+                seen_t = torch.from_numpy(np.sort(seen, axis=1))
+                first = torch.ones_like(seen_t, dtype=torch.bool)
+                first[:, 1:] = seen_t[:, 1:] != seen_t[:, :-1]  # a repeat is one item, not two
+                others = first & (seen_t != PAD) & (seen_t != t_col)
+                rank = rank - ((scores.gather(1, seen_t) > target) & others).sum(1)
+            rank = rank.numpy().astype(float)
+            if exclude == "window":
+                rank[(x == t[:, None]).any(1)] = np.inf  # never served: a miss
+            rank[~known] = np.inf
+            out[start : start + len(t)] = rank
     return ranks
 
 

@@ -86,22 +86,25 @@ def encode_histories(histories: list[list[str]], item_ids: list[str], max_len: i
     return np.stack([left_pad(np.array([index[i] for i in h if i in index], np.int64), max_len) for h in histories])
 
 
+def torch_top_k(model: SeqRecModel, inputs: np.ndarray, top_k: int, exclude_seen: bool) -> tuple[np.ndarray, ...]:
+    """(scores, items) as torch serves them: what each graph's parity is checked against."""
+    scorer = TopKScorer(model.eval(), top_k, exclude_seen).eval()
+    with torch.inference_mode():
+        return tuple(t.numpy() for t in scorer(torch.from_numpy(inputs)))
+
+
 def parity(
-    model: SeqRecModel,
+    reference: tuple[np.ndarray, np.ndarray],
     onnx_path: Path,
     inputs: np.ndarray,
-    top_k: int,
     variant: str,
     min_overlap: float,
     max_abs_diff: float | None,
-    exclude_seen: bool = False,
 ) -> Parity:
-    """Top-K agreement of the ONNX graph with torch on `inputs`. Only recommendable entries count: with
-    exclude_seen a user who has seen nearly everything gets fewer than K (the rest score -inf, in any
-    order), and a differing count of them is a mismatch."""
-    scorer = TopKScorer(model.eval(), top_k, exclude_seen).eval()
-    with torch.inference_mode():
-        t_scores, t_items = (t.numpy() for t in scorer(torch.from_numpy(inputs)))
+    """Top-K agreement of the ONNX graph with torch's (scores, items) on `inputs` (`torch_top_k`). Only
+    recommendable entries count: with exclude_seen a user who has seen nearly everything gets fewer than K
+    (the rest score -inf, in any order), and a differing count of them is a mismatch."""
+    t_scores, t_items = reference
     o_scores, o_items = session(onnx_path).run(None, {"item_ids": inputs})
     t_ok, o_ok = np.isfinite(t_scores), np.isfinite(o_scores)
     overlap = float(np.mean([len(set(a[fa]) & set(b[fb])) / max(fa.sum(), fb.sum(), 1)
@@ -113,6 +116,12 @@ def parity(
     return Parity(variant, round(overlap, 5), diff, ok)
 
 
+def spread(n: int, k: int) -> np.ndarray:
+    """`k` row indices evenly spread over `n` rows (every row if there are no more than `k`): a fixed sample,
+    so a re-run checks the same rows."""
+    return np.arange(n) if n <= k else np.unique(np.linspace(0, n - 1, k).round().astype(int))
+
+
 def export(model_dir: Path, out_dir: Path, inputs: np.ndarray, params: dict) -> dict:
     """Write model.onnx + model.int8.onnx into out_dir (atomically) and return the parity report."""
     model = SeqRecModel.load(model_dir)
@@ -122,9 +131,13 @@ def export(model_dir: Path, out_dir: Path, inputs: np.ndarray, params: dict) -> 
         export_onnx(model, tmp / FP32_FILE, k, params["opset"], exclude_seen)
         quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
         seconds = time.perf_counter() - t0
-        fp32 = parity(model, tmp / FP32_FILE, inputs, k, "fp32", params["fp32_min_overlap"],
-                      params["fp32_max_abs_diff"], exclude_seen)  # fmt: skip
-        int8 = parity(model, tmp / INT8_FILE, inputs, k, "int8", params["int8_min_overlap"], None, exclude_seen)
+        rows = spread(len(inputs), params["parity_rows"])
+        inputs = inputs[rows]
+        reference = torch_top_k(model, inputs, k, exclude_seen)
+        fp32 = parity(
+            reference, tmp / FP32_FILE, inputs, "fp32", params["fp32_min_overlap"], params["fp32_max_abs_diff"]
+        )
+        int8 = parity(reference, tmp / INT8_FILE, inputs, "int8", params["int8_min_overlap"], None)
         report = {
             "seconds": round(seconds, 3),
             "inputs": len(inputs),
@@ -146,13 +159,17 @@ def export(model_dir: Path, out_dir: Path, inputs: np.ndarray, params: dict) -> 
     return report
 
 
-def parity_inputs(events, day, params: dict, item_ids: list[str], max_len: int, fallback: int = 64) -> np.ndarray:
-    """The day's holdout histories, encoded; falls back to recent user sequences if the day is empty."""
+def parity_inputs(
+    events, day, params: dict, item_ids: list[str], max_len: int, rows: int | None = None, fallback: int = 64
+) -> np.ndarray:
+    """`rows` of the day's holdout histories (export.parity_rows by default; evenly spread, all if fewer),
+    encoded; falls back to recent user sequences if the day is empty."""
     from tasks.evaluate import build_holdout
 
     hold = build_holdout(events, day, params["evaluate"]["holdout_fraction"], max_len)
     histories = hold.histories or [g.tolist() for _, g in events.groupby("user_id")["item_id"]][-fallback:]
-    return encode_histories(histories, item_ids, max_len)
+    picked = spread(len(histories), rows or params["export"]["parity_rows"])
+    return encode_histories([histories[i] for i in picked], item_ids, max_len)
 
 
 def run(day: dt.date, params: dict, layout: Layout) -> dict:

@@ -1,4 +1,5 @@
-"""Reading ingested history: events through day D, per-user sequences, the day's holdout."""
+"""Reading ingested history: events through day D, per-user sequences, the day's holdout; and the history
+unit (`index/history/date=D`) that lets a day's steps read the days before it as a few compacted files."""
 
 from __future__ import annotations
 
@@ -8,24 +9,118 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.common import FreshrecError, Layout, day_bounds, day_str, epoch_seconds
+from tasks.common import (
+    FreshrecError,
+    Layout,
+    atomic_dir,
+    day_bounds,
+    day_str,
+    epoch_seconds,
+    link_or_copy,
+    read_json,
+    sha256_file,
+    write_json,
+)
 from tasks.contract import conform
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
+
+HISTORY_LINEAGE = "lineage.json"  # the days a history unit holds, each with its partition's sha256
+HISTORY_SEGMENTS = "segments"  # closed months, compacted: segments/month=YYYY-MM.parquet
+HISTORY_DAYS = "days"  # the days of D's month: days/date=YYYY-MM-DD.parquet, the partition's own bytes
+
+
+def _partitions(layout: Layout, keep) -> list[Path]:
+    root = layout.raw_events_root()
+    days = sorted(p for p in root.glob("date=*") if (p / EVENTS_FILE).exists()) if root.exists() else []
+    return [p for p in days if keep(p.name[5:])]
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return conform(pd.read_parquet(path))  # any zone -> UTC, dictionary -> values
+
+
+def _ordered(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    events = pd.concat(frames, ignore_index=True)
+    return events.sort_values(["event_ts", "user_id", "item_id"], kind="stable").reset_index(drop=True)
+
+
+def history_files(unit: Path) -> list[Path]:
+    """A history unit's files, oldest first: its compacted months, then the days of the current month."""
+    return sorted((unit / HISTORY_SEGMENTS).glob("month=*.parquet")) + sorted((unit / HISTORY_DAYS).glob("date=*"))
 
 
 def load_events(layout: Layout, through: dt.date, since: dt.date | None = None) -> pd.DataFrame:
     """Every validated-or-pending event partition with since <= date <= through, time-ordered.
 
-    Quarantined days are not under raw/ any more, so they never reach training.
+    Where the history unit of `through` is on disk (`index/history/date=D`, pulled by every step that reads
+    the history), the days before `through` come from it: a few compacted files instead of one partition a
+    day; the same frame, row for row. Quarantined days are not under raw/ any more, so they never reach training.
     """
-    root = layout.raw_events_root()
-    days = sorted(p for p in root.glob("date=*") if (p / EVENTS_FILE).exists()) if root.exists() else []
-    keep = [p for p in days if p.name[5:] <= day_str(through) and (since is None or p.name[5:] >= day_str(since))]
-    if not keep:
-        raise FreshrecError(f"no ingested events on or before {through} under {root}: ingest some days first")
-    frames = [conform(pd.read_parquet(p / EVENTS_FILE)) for p in keep]  # any zone -> UTC, dictionary -> values
-    events = pd.concat(frames, ignore_index=True)
-    return events.sort_values(["event_ts", "user_id", "item_id"], kind="stable").reset_index(drop=True)
+    unit = layout.index("history", through)
+    frames: list[pd.DataFrame] = []
+    if since is None and (unit / HISTORY_LINEAGE).exists():
+        frames = [_read(p) for p in history_files(unit)]
+        keep = [layout.raw(through)] if (layout.raw(through) / EVENTS_FILE).exists() else []  # the day's own
+    else:
+        keep = _partitions(layout, lambda d: d <= day_str(through) and (since is None or d >= day_str(since)))
+    frames += [_read(p / EVENTS_FILE) for p in keep]
+    if not frames:
+        raise FreshrecError(
+            f"no ingested events on or before {through} under {layout.raw_events_root()}: ingest some days first"
+        )
+    return _ordered(frames)
+
+
+def build_history(layout: Layout, day: dt.date) -> Path:
+    """Write `index/history/date=D`: every event of the days before D, as day D's steps read it.
+
+    Built from the newest history unit before D (its days) and the partitions of the days since it (in order:
+    the day before), so a day costs what the day holds. The days of D's month are the partitions' own
+    files (the store keeps their bytes once); a month that has ended is compacted into one file the first
+    time a later day builds on it, so a unit holds at most a file a month and a file a day of one month.
+    `lineage.json` lists every day it holds with its partition's sha256 (the promoted version's lineage).
+    The caller has every day before D settled (pull_champion: D-1 has ended), so the unit never changes."""
+    folder = layout.index("history")
+    bound = f"date={day_str(day)}"
+    older = sorted(p for p in folder.glob("date=*") if p.name < bound and (p / HISTORY_LINEAGE).exists())
+    base = older[-1] if older else None
+    since = base.name[5:] if base else ""
+    days = read_json(base / HISTORY_LINEAGE)["days"] if base else {}
+    sources = {p.name[5:-8]: p for p in (base / HISTORY_DAYS).glob("date=*.parquet")} if base else {}
+    for part in _partitions(layout, lambda d: since <= d < day_str(day)):
+        sources[part.name[5:]] = part / EVENTS_FILE
+        days[part.name[5:]] = sha256_file(part / EVENTS_FILE)
+    month = day_str(day)[:7]
+    with atomic_dir(layout.index("history", day)) as tmp:
+        (tmp / HISTORY_SEGMENTS).mkdir()
+        (tmp / HISTORY_DAYS).mkdir()
+        closed: dict[str, list[Path]] = {}
+        for d, src in sorted(sources.items()):
+            if d[:7] < month:
+                closed.setdefault(d[:7], []).append(src)
+            else:
+                link_or_copy(src, tmp / HISTORY_DAYS / f"date={d}.parquet")
+        for seg in sorted((base / HISTORY_SEGMENTS).glob("month=*.parquet")) if base else []:
+            if seg.stem[6:] in closed:  # a late day of a compacted month: the month is compacted again
+                closed[seg.stem[6:]].insert(0, seg)
+            else:
+                link_or_copy(seg, tmp / HISTORY_SEGMENTS / seg.name)
+        for m, files in sorted(closed.items()):
+            _ordered([_read(f) for f in files]).to_parquet(tmp / HISTORY_SEGMENTS / f"month={m}.parquet", index=False)
+        write_json(tmp / HISTORY_LINEAGE, {"before": day_str(day), "days": dict(sorted(days.items()))})
+    return layout.index("history", day)
+
+
+def partition_digests(layout: Layout, through: dt.date) -> dict[str, str]:
+    """Day -> sha256 of its events partition, for every day through `through`: the history unit's lineage
+    and the day's own partition (every partition hashed where there is no unit)."""
+    unit = layout.index("history", through) / HISTORY_LINEAGE
+    if unit.exists():
+        days = dict(read_json(unit)["days"])
+        parts = [layout.raw(through)] if (layout.raw(through) / EVENTS_FILE).exists() else []
+    else:
+        days, parts = {}, _partitions(layout, lambda d: d <= day_str(through))
+    return days | {p.name[5:]: sha256_file(p / EVENTS_FILE) for p in parts}
 
 
 def standing_items(layout: Layout, day: dt.date, before: bool = False) -> Path | None:

@@ -82,6 +82,8 @@ class ValidateParams(_Section):
 
 class DriftParams(_Section):
     reference_days: PositiveInt = 28
+    history_days: PositiveInt = 60  # the drift report's plot of earlier days' signals
+    perf_max_users: PositiveInt = 1000  # the champion's NDCG on the day is measured on at most this many users
     psi_bins: PositiveInt = 10
     wasserstein: NonNegative = 0.1
     js_categorical: NonNegative = 0.1
@@ -144,6 +146,7 @@ class TrainParams(_Section):
     repeat_score: bool = True
     text_init: bool = True
     checkpoint_seconds: NonNegative = 300
+    processes: PositiveInt = 1  # data-parallel training processes on the worker (torchrun, DDP): one per GPU
     full: RecipeParams
     incremental: IncrementalParams
 
@@ -164,11 +167,14 @@ class ExportParams(_Section):
     fp32_min_overlap: Share = 0.99
     fp32_max_abs_diff: NonNegative = 0.001
     int8_min_overlap: Share = 0.7
+    parity_rows: PositiveInt = 1024  # the holdout histories parity is checked on (evenly spread; all if fewer)
 
 
 class BenchmarkParams(_Section):
     warmup: int = Field(20, ge=0)
-    iterations: PositiveInt = 200
+    iterations: PositiveInt = 200  # at batch 1, where the gate and the int8 choice are decided
+    batch_iterations: PositiveInt = 40  # at the larger batch sizes (throughput), each call costs many batch-1 calls
+    torch_iterations: PositiveInt = 16  # torch eager, the reference the graphs are compared with, at every batch
     batch_sizes: list[PositiveInt] = [1, 64]
     threads: PositiveInt = 2
     p99_budget_ms: NonNegative = 60.0

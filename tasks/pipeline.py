@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.common import FreshrecError, Layout
-from tasks.day import checkpoint_sink, day_status, record_outcome, rejection_of, run_step, trained_days
+from tasks.day import (
+    checkpoint_sink,
+    day_status,
+    forget_history_after,
+    record_outcome,
+    rejection_of,
+    run_step,
+    trained_days,
+)
 from tasks.store import Store
 
 SEQUENCE = (
@@ -42,6 +50,15 @@ def _promote(day: dt.date, params: dict, layout: Layout, options: DayOptions):
     return promote(day, params, layout, options.approver, options.reason)
 
 
+def _ingest(day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
+    from tasks import ingest
+
+    res = ingest.run(day, params, layout, trained_days(store, day), options.replace_delivery)
+    if res.status != "unchanged":  # a late day or a replaced delivery: later days' history units are stale
+        forget_history_after(store, layout, day)
+    return res
+
+
 def _train(day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
     from tasks import versioning
 
@@ -52,10 +69,10 @@ def _train(day: dt.date, params: dict, layout: Layout, store: Store, options: Da
 def step_call(name: str, day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
     """Run step `name` of day D on `layout` (its inputs already pulled): the one place each step's function
     and arguments are named. pull_champion and summarize_run have their own entry points."""
-    from tasks import approval, benchmark, drift, evaluate, export, ingest, validate
+    from tasks import approval, benchmark, drift, evaluate, export, validate
 
     calls = {
-        "ingest_events": lambda: ingest.run(day, params, layout, trained_days(store, day), options.replace_delivery),
+        "ingest_events": lambda: _ingest(day, params, layout, store, options),
         "validate_events": lambda: validate.run(day, params, layout, options.accept_checks),
         "detect_drift": lambda: drift.run(day, params, layout, options.force_mode),
         "train_challenger": lambda: _train(day, params, layout, store, options),

@@ -42,12 +42,12 @@ def dvc_lock_stages(lock: Path, day: dt.date) -> dict:
 
 
 def lineage(layout: Layout, day: dt.date, params: dict) -> dict:
+    from tasks.history import partition_digests
     from tasks.units import stage_files
 
-    parts = sorted(p for p in layout.raw_events_root().glob("date=*") if p.name[5:] <= str(day))
     return {
         "day": str(day),
-        "data_partitions": {p.name[5:]: sha256_file(p / "events.parquet") for p in parts},
+        "data_partitions": partition_digests(layout, day),
         "dvc_lock": dvc_lock_stages(PROJECT_ROOT / "dvc.lock", day),
         "dvc": stage_files(layout, day),  # the training run as DVC recorded it: `make reproduce` retrains it
         "params": params,

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -75,7 +76,27 @@ def set_seed(seed: int) -> None:
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # torchrun: one GPU a process
+    return torch.device("cpu")
+
+
+def world() -> tuple[int, int]:
+    """(rank, number of processes) of a `torchrun` launch (data-parallel training), else (0, 1)."""
+    import torch.distributed as dist
+
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+
+def init_distributed() -> None:
+    """Join the process group `torchrun` set up in the environment (NCCL on GPUs, gloo on CPUs); nothing
+    without one. Every process trains on its share of each batch; the gradients are averaged (DDP)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def read_items(model_dir: Path) -> list[str]:
@@ -351,7 +372,14 @@ def fit(
         )  # fmt: skip
         pos = checkpointing.restore(model, opt, sched, gen)
     model.to(device).train()
-    forward = torch.compile(model) if recipe.compile else model
+    rank, procs = world()
+    forward = model
+    if procs > 1:  # data-parallel: the same batches in every process, each its share; gradients averaged
+        # static graph: the same parameters take part in every step, GPT-2's unused token table included
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True
+        )
+    forward = torch.compile(forward) if recipe.compile else forward
     steps, epoch_loss = (pos.steps, float("nan")) if pos else (0, float("nan"))
     first_epoch = pos.epoch if pos else 1
     t_start, t_log, steps_at_start = time.monotonic(), time.monotonic(), steps
@@ -363,6 +391,8 @@ def fit(
             first_batch, total, count = 0, 0.0, 0
         for b in range(first_batch, n_batches):
             sel = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
+            if procs > 1 and len(sel) >= procs:  # a last batch smaller than the group is every process's
+                sel = sel[rank::procs]
             width = int(lengths[sel].max()) if recipe.bucketing else inputs.shape[1]
             x, y = inputs[sel, -width:].to(device), targets[sel, -width:].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -392,9 +422,13 @@ def fit(
                 left = rate * (total_steps - steps)
                 LOG.info("training: epoch %d/%d, batch %d/%d, loss %.4f, %.2f s/step, about %.0f s left",
                          epoch, recipe.epochs, b + 1, n_batches, total / count, rate, left)  # fmt: skip
-            if checkpointing is not None and checkpointing.due():
+            if checkpointing is not None and rank == 0 and checkpointing.due():  # one writer
                 checkpointing.save(model, opt, sched, gen, Position(epoch, b + 1, steps, order, total, count))
         epoch_loss = total / max(count, 1)
+        if procs > 1:  # the group's mean: what one process training on whole batches reports
+            mean = torch.tensor([epoch_loss], dtype=torch.float64)
+            torch.distributed.all_reduce(mean)
+            epoch_loss = mean.item() / procs
         if progress:
             LOG.info("training: epoch %d/%d done, mean loss %.4f (step %d)", epoch, recipe.epochs, epoch_loss, steps)
         if on_epoch is not None:
@@ -647,6 +681,8 @@ def train(
         new_items,
         str(day),
     )
+    if world()[0] != 0:  # data-parallel: the first process writes the model (every process holds the same)
+        return res
     with atomic_dir(out_dir) as tmp:
         model.save(tmp)
         (tmp / ITEMS_FILE).write_text(json.dumps(item_ids))
@@ -699,13 +735,39 @@ def run(
     )
 
 
+def run_distributed(day: dt.date, params: dict, layout: Layout, mode: str | None = None) -> TrainResult:
+    """`run` in `train.processes` data-parallel processes on this worker: `torchrun --standalone` of this
+    module's CLI over the same data root and the day's params (one process per GPU; gloo on CPUs)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="freshrec-ddp-") as tmp:
+        params_file = Path(tmp) / "params.yaml"
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(params["train"]["processes"]), "-m", "tasks.train",
+               "--date", str(day), "--params", str(params_file), *(["--mode", mode] if mode else [])]  # fmt: skip
+        LOG.info("training %s in %d data-parallel processes: %s", day, params["train"]["processes"], " ".join(cmd))
+        env = os.environ | {"FRESHREC_DATA": str(layout.root), "FRESHREC_PARAMS": str(params_file)}
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise FreshrecError(f"data-parallel training of {day} failed (exit {res.returncode}): {res.stderr[-2000:]}")
+    report = [line for line in res.stdout.splitlines() if line.startswith("{")]
+    return TrainResult(**json.loads(report[-1]))
+
+
 def main(argv: list[str] | None = None) -> None:
     def options(ap):
         ap.add_argument("--mode", choices=MODES, help="override the drift decision")
 
     args, params, day = step_cli(__doc__, argv, options)
-    res = run(day, params, Layout.default(), args.mode)
-    print(json.dumps(asdict(res)))
+    init_distributed()  # under `torchrun --nproc_per_node N -m tasks.train`: N data-parallel processes
+    res = run(day, params, Layout.default(), args.mode, progress=world()[0] == 0)
+    if world()[0] == 0:
+        print(json.dumps(asdict(res)))
 
 
 if __name__ == "__main__":

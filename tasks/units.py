@@ -37,13 +37,34 @@ class Units:
     latest: bool = False  # only the newest of them (e.g. the catalogue snapshot standing on D)
     member: str = ""  # a file inside each day's folder (e.g. `outcome.json`), not the folder
     lazy: bool = False  # read by the step itself through the store, as far back as it needs (not pulled first)
+    window: str = ""  # a params key (`validate.volume_window_days`): only the days that many days before D
+    since: Units | None = None  # only the days on or after the newest unit `since` selects (all if it has none)
+    since_after: bool = False  # ... strictly after it (that unit already holds its own day)
 
 
-def day_keep(spec: Units, day: dt.date):
+def day_keep(spec: Units, day: dt.date, params: dict | None = None, since: str | None = None):
+    """Which folder names (`date=YYYY-MM-DD`) of `spec` day D's step reads. `params` bounds a `window` (without
+    them it is not bounded), `since` is the newest name `spec.since` selects (`since_name`)."""
     bound = f"date={day_str(day)}"
     if spec.all_days:
         return lambda name: True
-    return (lambda name: name[: len(bound)] < bound) if spec.before else (lambda name: name[: len(bound)] <= bound)
+    upper = (lambda name: name[: len(bound)] < bound) if spec.before else (lambda name: name[: len(bound)] <= bound)
+    lower = ""
+    if spec.window and params is not None:
+        section, key = spec.window.split(".")
+        lower = f"date={day_str(day - dt.timedelta(days=params[section][key]))}"
+    if spec.since is not None and since:
+        lower = max(lower, since + ("~" if spec.since_after else ""))  # "~" sorts after every date= name
+    return lambda name: upper(name) and name[: len(bound)] >= lower
+
+
+def since_name(spec: Units, day: dt.date, names: list[str]) -> str | None:
+    """The newest of `names` (the children of `spec.since`'s folder) that `spec.since` selects for day D."""
+    if spec.since is None:
+        return None
+    keep = day_keep(spec.since, day)
+    picked = sorted(n for n in names if keep(n))
+    return picked[-1] if picked else None
 
 
 def _run_file(name: str) -> Callable[[Layout, dt.date], Path]:
@@ -72,13 +93,19 @@ FEATURES = Unit(lambda layout, day: layout.features())
 EVENT_KEYS = Unit(
     lambda layout, day: layout.index("event_keys", day)
 )  # every key ingested through D (tasks/event_keys.py)
-RAW_HISTORY = Units(lambda layout: layout.raw_events_root())
+HISTORY = Unit(
+    lambda layout, day: layout.index("history", day), writer="pull_champion"
+)  # every event of the days before D, compacted (tasks/history.py): what the steps read instead of every partition
+HISTORY_BEFORE = Units(lambda layout: layout.index("history"), before=True, latest=True)  # the newest before D
+RAW_SINCE_HISTORY = Units(lambda layout: layout.raw_events_root(), before=True, since=HISTORY_BEFORE)
+RAW_TRAILING = Units(lambda layout: layout.raw_events_root(), before=True, window="validate.volume_window_days")
 ITEMS_STANDING = Units(lambda layout: layout.root / "raw" / "items", latest=True)  # the catalogue on D
 ITEMS_BEFORE = Units(lambda layout: layout.root / "raw" / "items", before=True, latest=True)  # the previous one
 OUTCOMES_BEFORE = Units(lambda layout: layout.root / "runs", before=True, member=OUTCOME_FILE, lazy=True)
 QUARANTINE_ALL = Units(lambda layout: layout.root / "quarantine", all_days=True)
-DRIFT_BEFORE = Units(lambda layout: layout.root / "reports" / "drift", before=True)
+DRIFT_BEFORE = Units(lambda layout: layout.root / "reports" / "drift", before=True, window="drift.history_days")
 EVENT_KEYS_BEFORE = Units(lambda layout: layout.index("event_keys"), before=True, latest=True)  # the newest before D
+RAW_SINCE_KEYS = Units(lambda layout: layout.raw_events_root(), before=True, since=EVENT_KEYS_BEFORE, since_after=True)
 
 
 def version_id(day: dt.date, weights_sha256: str) -> str:

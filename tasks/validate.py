@@ -35,7 +35,7 @@ from tasks.event_keys import KEYS_FILE, KeyIndex, key_hashes, replay_days
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
 from tasks.params import step_cli
 from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
-from tasks.units import EVENT_KEYS_BEFORE, RAW_HISTORY, day_keep
+from tasks.units import EVENT_KEYS_BEFORE, RAW_SINCE_KEYS, day_keep
 
 LOG = logging.getLogger(__name__)
 REPORT_FILE = "report.json"
@@ -168,7 +168,7 @@ def key_index_before(layout: Layout, day: dt.date, key: list[str]):
     older = names(folder, day_keep(EVENT_KEYS_BEFORE, day))
     index = KeyIndex.load(folder / older[-1] / KEYS_FILE) if older else KeyIndex.empty()
     since = older[-1] if older else ""
-    root = RAW_HISTORY.parent(layout)
+    root = RAW_SINCE_KEYS.parent(layout)
     for name in names(root, lambda n: since < n and day_keep(EVENT_KEYS_BEFORE, day)(n)):
         if (root / name / EVENTS_FILE).exists():
             events = conform(pd.read_parquet(root / name / EVENTS_FILE, columns=key))

@@ -2,12 +2,12 @@
 promoted version can be retrained from what DVC kept.
 
 `version_training` runs after `train` (in the DAG's train task and the bootstrap). In a scratch DVC
-workspace it lays out exactly what training read (the event partitions and catalogues through D, the
-item-text features, the base champion, the drift decision, params.yaml) and what it wrote (the
-challenger), `dvc add`s the inputs, records the `train` stage (`dvc commit`: dvc.lock holds every
-md5) and `dvc push`es all of it to the DVC remote on the same S3 (`s3://<bucket>/dvc`). The stage
-files (dvc.yaml, dvc.lock, *.dvc, params.yaml) are kept beside the run (runs/date=D/dvc) and go into
-the promoted version's manifest (`lineage.dvc`).
+workspace it lays out exactly what training read (the history unit of the days before D and D's
+partition, the catalogue standing on D, the item-text features, the base champion, the drift decision,
+params.yaml) and what it wrote (the challenger), `dvc add`s the inputs, records the `train` stage
+(`dvc commit`: dvc.lock holds every md5) and `dvc push`es all of it to the DVC remote on the same S3
+(`s3://<bucket>/dvc`). The stage files (dvc.yaml, dvc.lock, *.dvc, params.yaml) are kept beside the
+run (runs/date=D/dvc) and go into the promoted version's manifest (`lineage.dvc`).
 
 `python -m tasks.versioning reproduce --version V` (`make reproduce VERSION=V`) takes those files
 from the manifest, `dvc pull`s the inputs in a fresh workspace, retrains with the same code path,
@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.common import FreshrecError, Layout, day_str, parse_day, setup_cli, sha256_file
+from tasks.common import FreshrecError, Layout, day_str, link_or_copy, parse_day, setup_cli, sha256_file
 from tasks.params import load_params
 from tasks.units import DVC_STAGE
 
@@ -38,10 +37,16 @@ LOG = logging.getLogger(__name__)
 STAGE_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
 
 
-def _inputs(day: dt.date) -> list[str]:
-    """What `train` reads for day D, as paths under a Layout root (see tasks/day.py)."""
+def _inputs(day: dt.date, layout: Layout) -> list[str]:
+    """What `train` reads for day D, as paths under a Layout root (see tasks/day.py): the days before D as
+    their history unit (a few compacted files) and D's partition, not every partition again (every
+    partition through D where the unit was never built, as tasks.history.load_events reads them then)."""
+    from tasks.history import HISTORY_LINEAGE
+
+    history = f"index/history/date={day_str(day)}"
+    events = [history, f"raw/events/date={day_str(day)}"]
     return [
-        "raw/events",
+        *(events if (layout.root / history / HISTORY_LINEAGE).exists() else ["raw/events"]),
         "raw/items",
         "features",
         f"runs/date={day_str(day)}/champion",
@@ -73,16 +78,9 @@ def _init(work: Path, bucket: str) -> None:
 def _copy(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if src.is_dir():
-        shutil.copytree(src, dest, copy_function=_link_or_copy)
+        shutil.copytree(src, dest, copy_function=link_or_copy)
     else:
-        _link_or_copy(src, dest)
-
-
-def _link_or_copy(src, dest) -> None:
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)
+        link_or_copy(src, dest)
 
 
 def _bucket(params: dict) -> str:
@@ -96,9 +94,10 @@ def version_training(day: dt.date, params: dict, layout: Layout) -> dict:
     work = Path(tempfile.mkdtemp(prefix="freshrec-dvc-"))
     try:
         data = work / "data"
-        for rel in _inputs(day):
+        inputs = _inputs(day, layout)
+        for rel in inputs:
             src = layout.root / rel
-            if rel.startswith("raw/"):  # only the partitions through D: that is what training read
+            if rel in ("raw/items", "raw/events"):  # the snapshots / partitions through D the worker holds
                 for part in sorted(src.glob("date=*")):
                     if part.name[5:] <= day_str(day):
                         _copy(part, data / rel / part.name)
@@ -107,7 +106,7 @@ def version_training(day: dt.date, params: dict, layout: Layout) -> dict:
         challenger = f"runs/date={day_str(day)}/challenger"
         _copy(layout.root / challenger, data / challenger)
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        tracked = [f"data/{rel}" for rel in _inputs(day) if (data / rel).exists()]
+        tracked = [f"data/{rel}" for rel in inputs if (data / rel).exists()]
         stage = {
             "cmd": f"python -m tasks.train --date {day_str(day)}",
             "deps": tracked,
@@ -140,7 +139,10 @@ def train_and_version(
     """Train day D's challenger, then record the run with DVC: what the pipeline's train task runs."""
     from tasks import train
 
-    res = train.run(day, params, layout, mode, progress=progress, on_checkpoint=on_checkpoint)
+    if params["train"]["processes"] > 1:  # torchrun on this worker: DDP, one process per GPU
+        res = train.run_distributed(day, params, layout, mode)
+    else:
+        res = train.run(day, params, layout, mode, progress=progress, on_checkpoint=on_checkpoint)
     version_training(day, params, layout)
     return res
 

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.common import Layout, sha256_file
+from tasks.common import Layout, link_or_copy, sha256_file
 
 LOG = logging.getLogger(__name__)
 LOCK = ".lock"
@@ -54,7 +54,7 @@ class BlobCache:
                 return False
         except FileNotFoundError:
             return False
-        _link_or_copy(blob, dest)
+        link_or_copy(blob, dest)
         return True
 
     def add(self, sha: str, data: bytes, dest: Path) -> None:
@@ -73,15 +73,7 @@ class BlobCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _link_or_copy(blob, dest)
-
-
-def _link_or_copy(src: Path, dest: Path) -> None:
-    dest.unlink(missing_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:  # another filesystem (a cache on a separate volume): a copy, same bytes
-        shutil.copyfile(src, dest)
+        link_or_copy(blob, dest)
 
 
 def cache_root(data_root: Path) -> Path:

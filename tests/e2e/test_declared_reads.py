@@ -39,8 +39,8 @@ def _hook(event: str, args: tuple) -> None:
 sys.addaudithook(_hook)  # process-wide and permanent; it records only while _AUDIT["root"] is set
 
 
-def _covered(specs, layout: Layout, day: dt.date, rel: str, listing: bool) -> bool:
-    from tasks.units import day_keep
+def _covered(specs, layout: Layout, day: dt.date, params: dict, rel: str, listing: bool) -> bool:
+    from tasks.units import day_keep, since_name
 
     for spec in specs:
         if isinstance(spec, Units):
@@ -48,9 +48,11 @@ def _covered(specs, layout: Layout, day: dt.date, rel: str, listing: bool) -> bo
             if rel == parent:
                 return True
             child, _, inner = rel[len(parent) + 1 :].partition("/")
+            since = spec.since.parent(layout) if spec.since else None
+            bound = since_name(spec, day, [p.name for p in since.iterdir()] if since and since.is_dir() else [])
             if (
                 rel.startswith(parent + "/")
-                and day_keep(spec, day)(child)
+                and day_keep(spec, day, params, bound)(child)
                 and (not spec.member or inner == spec.member)
             ):
                 return True
@@ -61,7 +63,7 @@ def _covered(specs, layout: Layout, day: dt.date, rel: str, listing: bool) -> bo
     return False
 
 
-def _audited(name: str, layout: Layout, day: dt.date, fn, *args, **kwargs):
+def _audited(name: str, layout: Layout, day: dt.date, params: dict, fn, *args, **kwargs):
     _AUDIT["root"], _AUDIT["seen"] = str(layout.root.resolve()), set()
     try:
         result = fn(*args, **kwargs)
@@ -69,7 +71,9 @@ def _audited(name: str, layout: Layout, day: dt.date, fn, *args, **kwargs):
         _AUDIT["root"] = None
     step = STEPS[name]
     undeclared = sorted(
-        rel for rel, listing in _AUDIT["seen"] if not _covered((*step.reads, *step.writes), layout, day, rel, listing)
+        rel
+        for rel, listing in _AUDIT["seen"]
+        if not _covered((*step.reads, *step.writes), layout, day, params, rel, listing)
     )
     return result, undeclared
 
@@ -88,15 +92,17 @@ def test_every_step_of_a_day_reads_only_what_it_declares(bootstrapped, registry,
         layout = Layout(tmp_path / f"{i}-{name}")  # an empty disk: only the declared inputs arrive
         assert day_params(day, layout, store) == params
         if name == "pull_champion":
-            _, found[name] = _audited(name, layout, day, pull_champion, day, params, layout, store, registry)
+            _, found[name] = _audited(name, layout, day, params, pull_champion, day, params, layout, store, registry)
         elif name == "summarize_run":
             states = dict.fromkeys(SEQUENCE, "success")
             _, found[name] = _audited(
-                name, layout, day, run_step, name, day, params, layout, summarize_day,
+                name, layout, day, params, run_step, name, day, params, layout, summarize_day,
                 day, params, layout, states, None, None, None, dt.timedelta(hours=1), store=store,
             )  # fmt: skip
         else:
-            _, found[name] = _audited(name, layout, day, run_day_step, name, day, params, layout, store, options)
+            _, found[name] = _audited(
+                name, layout, day, params, run_day_step, name, day, params, layout, store, options
+            )
     assert PARAMS.writer == "wait_for_landing"
     assert {k: v for k, v in found.items() if v} == {}, "steps read files they do not declare"
     assert registry.pointer()[0]["version"].startswith(str(day))

@@ -127,25 +127,25 @@ def test_training_logits_skip_padding_with_the_same_loss_and_gradients(model):
 
 def test_empty_history_matches_between_torch_and_onnx(model, tmp_path):
     """A user with no known items (all padding) gets the same recommendations from ONNX as from torch."""
-    from tasks.export import FP32_FILE, export_onnx, parity
+    from tasks.export import FP32_FILE, export_onnx, parity, torch_top_k
 
     export_onnx(model, tmp_path / FP32_FILE, top_k=10, opset=18)
     x = np.zeros((2, 12), dtype=np.int64)
     x[1, -1] = 5
-    assert parity(model, tmp_path / FP32_FILE, x, 10, "fp32", 1.0, 1e-4).passed
+    assert parity(torch_top_k(model, x, 10, False), tmp_path / FP32_FILE, x, "fp32", 1.0, 1e-4).passed
 
 
 def test_served_graph_never_recommends_the_input_window(model, tmp_path):
     """export.exclude_seen: torch and ONNX leave out the window's items; a user with fewer unseen items
     than K gets those first and -inf after them, and parity counts only the recommendable entries."""
-    from tasks.export import FP32_FILE, export_onnx, parity
+    from tasks.export import FP32_FILE, export_onnx, parity, torch_top_k
 
     k = 50  # 59 items, 12 of them in a full window: 47 recommendable, 3 slots left at -inf
     export_onnx(model, tmp_path / FP32_FILE, top_k=k, opset=18, exclude_seen=True)
     x = np.zeros((3, 12), dtype=np.int64)
     x[0] = np.arange(1, 13)  # a full window
     x[1, -3:] = [7, 7, 30]  # a short one, with a repeat
-    assert parity(model, tmp_path / FP32_FILE, x, k, "fp32", 1.0, 1e-4, exclude_seen=True).passed
+    assert parity(torch_top_k(model, x, k, True), tmp_path / FP32_FILE, x, "fp32", 1.0, 1e-4).passed
     with torch.inference_mode():
         scores, items = TopKScorer(model, k, exclude_seen=True)(torch.from_numpy(x))
         plain_scores, plain_items = TopKScorer(model, k)(torch.from_numpy(x[2:]))
@@ -216,14 +216,14 @@ def test_training_reduces_loss_on_a_learnable_pattern():
 
 def test_onnx_export_matches_torch(model, tmp_path):
     """fp32 ONNX: same top-10 and scores within 1e-4; int8 exports and mostly agrees."""
-    from tasks.export import FP32_FILE, INT8_FILE, export_onnx, parity, quantize_int8
+    from tasks.export import FP32_FILE, INT8_FILE, export_onnx, parity, quantize_int8, torch_top_k
 
     export_onnx(model, tmp_path / FP32_FILE, top_k=10, opset=18)
     quantize_int8(tmp_path / FP32_FILE, tmp_path / INT8_FILE)
     x = np.random.default_rng(0).integers(0, 60, (16, 12)).astype(np.int64)
     x[:, :3] = 0
-    fp32 = parity(model, tmp_path / FP32_FILE, x, 10, "fp32", 0.99, 1e-4)
-    int8 = parity(model, tmp_path / INT8_FILE, x, 10, "int8", 0.5, None)
+    fp32 = parity(torch_top_k(model, x, 10, False), tmp_path / FP32_FILE, x, "fp32", 0.99, 1e-4)
+    int8 = parity(torch_top_k(model, x, 10, False), tmp_path / INT8_FILE, x, "int8", 0.5, None)
     assert fp32.passed and fp32.overlap == 1.0
     assert int8.passed
     _scores, items = TopKScorer(model, 10)(torch.from_numpy(x[:1]))
