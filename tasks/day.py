@@ -381,7 +381,7 @@ def forget_history_after(store: Store, layout: Layout, day: dt.date) -> list[str
     parent = _rel(layout, HISTORY_BEFORE.parent(layout))
     stale = [name for name in store.children(parent) if name > f"date={day_str(day)}"]
     for name in stale:
-        store.remove(f"{parent}/{name}", layout.root)
+        store.remove(f"{parent}/{name}", layout.root)  # and the worker's copy (ingest dropped those it held)
     if stale:
         LOG.warning("day %s was ingested anew: the history units of the %d days after it (%s .. %s) are rebuilt "
                     "by their next run", day, len(stale), stale[0][5:], stale[-1][5:])  # fmt: skip

@@ -111,6 +111,18 @@ def build_history(layout: Layout, day: dt.date) -> Path:
     return layout.index("history", day)
 
 
+def drop_history_after(layout: Layout, day: dt.date) -> list[str]:
+    """Day D ingested anew (a late day, a replaced delivery): the local history units of the days after it
+    held the old D, so they go (the next build starts from the newest unit left). Returns their names."""
+    import shutil
+
+    folder = layout.index("history")
+    stale = sorted(p.name for p in folder.glob("date=*") if p.name > f"date={day_str(day)}") if folder.is_dir() else []
+    for name in stale:
+        shutil.rmtree(folder / name)
+    return stale
+
+
 def partition_digests(layout: Layout, through: dt.date) -> dict[str, str]:
     """Day -> sha256 of its events partition, for every day through `through`: the history unit's lineage
     and the day's own partition (every partition hashed where there is no unit)."""

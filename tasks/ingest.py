@@ -138,8 +138,12 @@ def _ingest(
 def run(
     day: dt.date, params: dict, layout: Layout, trained_on: list[str] | None = None, replace: bool = False
 ) -> IngestResult:
+    from tasks.history import drop_history_after
+
     landing = LandingZone.from_params(params)
     res = ingest_day(day, landing, layout, trained_on, replace)
+    if res.status != "unchanged":  # a late day or a replaced delivery: later days' history units held the old
+        drop_history_after(layout, day)
     LOG.info("ingest %s from %s: %s delivery %s (%d bytes) -> %s", day, landing, res.status, res.sha256[:12],
              res.bytes, res.path)  # fmt: skip
     return res

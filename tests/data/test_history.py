@@ -103,3 +103,19 @@ def test_a_day_ingested_anew_sends_the_later_history_units_back_to_be_rebuilt(la
     build_history(layout, after[-1])  # from D's unit and the partitions since: the corrected day
     events = load_events(layout, after[-1])
     assert day_mask(events, DAY).sum() == len(corrected)
+
+
+def test_a_late_day_ingested_on_a_workspace_drops_the_later_units_there(landed, layout, params):
+    """`python -m tasks.ingest` (dvc repro) on a workspace: a replaced delivery drops the local units that
+    held the old day, so the next build reads the new one."""
+    from tasks.ingest import run as ingest
+    from tasks.landing import EVENTS_FILE, landing_path
+
+    from .conftest import DAY
+
+    for d in (DAY, DAY + dt.timedelta(days=1)):
+        build_history(layout, d)
+    path = landing_path(landed, DAY) / EVENTS_FILE
+    pd.read_parquet(path).iloc[:-2].to_parquet(path, index=False)
+    assert ingest(DAY, params, layout, trained_on=[]).status == "redelivered"
+    assert layout.index("history", DAY).exists() and not layout.index("history", DAY + dt.timedelta(days=1)).exists()

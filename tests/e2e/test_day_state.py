@@ -127,13 +127,16 @@ def test_pointer_only_moves_forward_from_the_days_base(bootstrapped, registry, t
 
 def test_a_promoted_version_is_reproduced_through_dvc(bootstrapped, registry, capsys):
     """The bootstrap trained through the same train step as the DAG: DVC recorded its inputs and the
-    challenger and pushed them; `python -m tasks.versioning reproduce` restores the inputs in a fresh
-    workspace, retrains, and matches the version's weights byte for byte (CPU is deterministic)."""
+    challenger and pushed them (the days before it as their history unit); `python -m tasks.versioning
+    reproduce` restores the inputs in a fresh workspace, retrains, and matches the version's weights byte
+    for byte (CPU is deterministic)."""
     from tasks.versioning import main as versioning_cli
 
     manifest = registry.manifest(bootstrapped["champion"])
     dvc = manifest["lineage"]["dvc"]
-    assert {"dvc.yaml", "dvc.lock", "params.yaml", "data/raw/events.dvc"} <= set(dvc)
+    day_inputs = {f"data/index/history/date={WARMUP_END}.dvc", f"data/raw/events/date={WARMUP_END}.dvc"}
+    assert {"dvc.yaml", "dvc.lock", "params.yaml", *day_inputs} <= set(dvc)  # the history unit and the day,
+    assert "data/raw/events.dvc" not in dvc  # not every partition again
     lock = yaml.safe_load(dvc["dvc.lock"])["stages"]["train"]
     assert [o["path"] for o in lock["outs"]] == [f"data/runs/date={WARMUP_END}/challenger"]
     assert registry.s3.list_objects_v2(Bucket=registry.bucket, Prefix="dvc/")["KeyCount"] > 0
