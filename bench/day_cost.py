@@ -9,9 +9,10 @@ every task in its own workspace over one worker's blob cache, as the DAG runs th
 A day's steps run in order, each timed (`pull_champion` includes building the day's history unit, train
 includes DVC versioning); the ratio restamp/surge per day is the cost the history's length adds.
 
-`--volume 1000000 10000000`: validation, drift and the history update of one day of that many events (ML-1M
-events drawn at random, each copy under a user id of its own so no event repeats an earlier one, re-stamped
-onto the day after the surge scenario's last), each in a child process, with its peak resident memory.
+`--volume 1000000 10000000`: validation, drift and the history update (the next day's unit, and the unit
+that compacts the day's month) of one day of that many events (ML-1M events drawn at random, each copy under
+a user id of its own so no event repeats an earlier one, re-stamped onto the day after the surge scenario's
+last), each in a child process, with its peak resident memory.
 
 The champion is trained for `--champion-epochs` (1) instead of 30: a day's cost does not depend on how
 good its champion is, and the day's mode is forced to `incremental` (a 1-epoch champion may look drifted).
@@ -148,8 +149,10 @@ def volume_child(data: Path, params_file: Path, day: dt.date, n: int, step: str)
         validate.run(day, params, layout)
     elif step == "drift":
         drift.run(day, params, layout, "incremental")
-    else:
+    elif step == "history":  # the next day's unit: the day's partition linked in
         build_history(layout, day + dt.timedelta(days=1))
+    else:  # the first day of the next month's unit: the month compacted, the big day with it
+        build_history(layout, (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1))
     return {"step": step, "events": n, "seconds": round(time.perf_counter() - t0, 2),
             "peak_rss_mb": round(_peak_mb(), 0), "rss_before_mb": round(base, 0)}  # fmt: skip
 
@@ -201,7 +204,7 @@ def volume_runs(work: Path, params_file: Path, day: dt.date, sizes: list[int]) -
     rows = []
     for n in sizes:
         data = volume_state(work, params_file, day, n)
-        for step in ("validate", "drift", "history"):
+        for step in ("validate", "drift", "history", "compaction"):
             res = subprocess.run(
                 [sys.executable, __file__, "--child", step, "--data", str(data), "--params-file", str(params_file),
                  "--day", str(day), "--n", str(n)],
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                     help="a train.incremental key for the days (replay=all: the whole-history recipe)")  # fmt: skip
     ap.add_argument("--work", type=Path, help="keep the deployments here (default: a temporary folder)")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--child", choices=["validate", "drift", "history"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["validate", "drift", "history", "compaction"], help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--params-file", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)

@@ -127,7 +127,8 @@ class IncrementalParams(RecipeParams):
     lr_schedule: Literal["constant", "warmup_cosine"] = "warmup_cosine"
     trainable: Literal["all", "top", "lora"] = "all"
     replay: Literal["all", "recent", "uniform", "users"] = "all"
-    replay_ratio: NonNegative = 1.0  # with a bounded replay: replayed windows per window of the day's
+    replay_ratio: NonNegative = 1.0  # with a bounded replay: replayed windows per window of the day's ...
+    replay_min: Annotated[int, Field(ge=0)] = 0  # ... and at least this many (a day-independent floor)
     chunks: Literal["all", "last"] = "all"  # with replay: all
     replay_users: Annotated[int, Field(ge=0)] | Literal["all"] = "all"  # with replay: all
     day_repeats: PositiveInt = 5

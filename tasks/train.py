@@ -517,7 +517,7 @@ def incremental_examples(
 
     A bounded replay (`recent`, `users`, `uniform`: `replay_windows`) costs what the day holds: the windows
     that hold the day's events (`day_chunks`), `day_repeats` times, plus `replay_ratio` x as many windows of
-    the history drawn by the policy, whatever the history's length."""
+    the history drawn by the policy (at least `replay_min`), whatever the history's length."""
     day_chunks, repeats = cfg["day_chunks"], cfg["day_repeats"]  # typed: tasks/params.py
     empty = np.zeros(0, np.int64)
     rng = random.Random(seed)
@@ -527,7 +527,7 @@ def incremental_examples(
         own[user] = windows(seqs.get(user, empty), max_len, all_chunks=n_win > 1)[:n_win]
     if cfg["replay"] != "all":
         day = [w for user in sorted(own) for w in own[user]]
-        budget = math.ceil(cfg["replay_ratio"] * len(day))
+        budget = max(math.ceil(cfg["replay_ratio"] * len(day)), cfg["replay_min"])
         skip = {user: len(own[user]) for user in own}
         return day * repeats + replay_windows(seqs, skip, cfg["replay"], budget, max_len, rng, last_seen)
     chunks = cfg["chunks"]

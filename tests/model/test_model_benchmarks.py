@@ -429,6 +429,7 @@ def test_bounded_replay_costs_what_the_day_holds():
         half = incremental_examples(seqs, day, cfg | {"replay_ratio": 0.5}, 50, "s", seen)
         assert len(half) == 6 + 2  # ceil(0.5 x 3)
         assert len(incremental_examples(seqs, day, cfg | {"replay_ratio": 0.0}, 50, "s", seen)) == 6
+        assert len(incremental_examples(seqs, day, cfg | {"replay_ratio": 0.0, "replay_min": 7}, 50, "s", seen)) == 13
     recent = incremental_examples(seqs, day, _incremental(replay="recent", day_chunks="day"), 50, "s", seen)
     assert targets(recent[3:]) == [121, 91, 61]  # the newest windows of u4, u3, u2
     # uniform draws from every window of the history but the day's own: u5 has none left, so no 151/101/51
