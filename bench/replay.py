@@ -217,6 +217,39 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
     return rows, warmup
 
 
+def _defaults(model) -> dict:
+    """Every key of a params section's model with its default (nested sections as dicts)."""
+    from pydantic import BaseModel
+
+    out = {}
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        out[name] = _defaults(kind) if isinstance(kind, type) and issubclass(kind, BaseModel) else field.default
+    return out
+
+
+def _same(key: str, old, new) -> bool:
+    """Two runs' `key` agree; for train_params, a key the earlier run's code did not have yet counts as
+    agreeing when it is at its default (a knob is added with the behaviour it had before as its default)."""
+    if key != "train_params" or not isinstance(old, dict):
+        return old == new
+    from tasks.params import TrainParams
+
+    def agree(a: dict, b: dict, defaults: dict) -> bool:
+        for k in set(a) | set(b):
+            if k not in a:
+                if b[k] != defaults.get(k):
+                    return False
+            elif isinstance(a[k], dict) and isinstance(b.get(k), dict):
+                if not agree(a[k], b[k], defaults.get(k) or {}):
+                    return False
+            elif a[k] != b.get(k):
+                return False
+        return True
+
+    return agree(old, new, _defaults(TrainParams))
+
+
 def earlier_run(out: Path, head: dict) -> dict | None:
     """The partial report at `out` of the same replay (dataset, days, strategies, params), to continue; None
     if there is none. A report of another replay is refused, not overwritten."""
@@ -226,8 +259,8 @@ def earlier_run(out: Path, head: dict) -> dict | None:
         return None
     done = read_json(out)
     same = ("dataset", "days", "train_params", "strategies")
-    if any(done.get(k) != head[k] for k in same):
-        diff = [k for k in same if done.get(k) != head[k]]
+    diff = [k for k in same if not _same(k, done.get(k), head[k])]
+    if diff:
         raise SystemExit(f"--work: {out} is the report of another replay (its {diff} differ): give another --out")
     return None if done.get("complete") else done
 

@@ -99,10 +99,45 @@ def test_replay_that_dies_keeps_the_days_it_finished(slice_files, bench_params, 
     partial = json.loads(out.read_text())
     assert partial["complete"] is False
     assert partial["days"] == ["1997-09-30", "1997-10-01", "1997-10-02"]  # the window --end chose
+    _continues_with_work(slice_files, tmp_path, monkeypatch, real_train)
     assert partial["days_done"] == ["1997-09-30"]
     assert {r["strategy"] for r in partial["rows"]} == {"stale", "incremental_all_replay", "full"}
     assert partial["summary"]["full"]["train_passes_per_day"] > 0
     assert not list(tmp_path.glob(".replay.json.*"))  # no half-written file beside it
+
+
+def _continues_with_work(slice_files, tmp_path, monkeypatch, real_train) -> None:
+    """With --work a stopped replay continues after its last finished day: the warm-up and the finished
+    days are not trained again, their rows are kept, and the report ends complete."""
+    import replay
+
+    import tasks.train
+
+    args = ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
+            "--features", str(tmp_path / "features"), "--days", "3", "--end", "1997-10-02",
+            "--strategies", "stale,incremental_all_replay", "--set", "train.incremental.epochs=1",
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "resumed.json")]  # fmt: skip
+    trained: list[str] = []
+
+    def fail_on_day_two(*a, **kw):
+        trained.append(str(a[2]))
+        if a[3] == "incremental" and str(a[2]) == "1997-10-01":
+            raise RuntimeError("injected: stopped")
+        return real_train(*a, **kw)
+
+    monkeypatch.setattr(tasks.train, "train", fail_on_day_two)
+    with pytest.raises(RuntimeError, match="stopped"):
+        replay.main(args)
+    first = json.loads((tmp_path / "resumed.json").read_text())
+    assert first["days_done"] == ["1997-09-30"] and first["complete"] is False
+    trained.clear()
+    monkeypatch.setattr(tasks.train, "train", lambda *a, **kw: trained.append(str(a[2])) or real_train(*a, **kw))
+    report = replay.main(args)
+    assert trained == ["1997-10-01"]  # no warm-up, no 09-30 again; the last day trains nothing
+    assert report["complete"] and report["days_done"] == report["days"]
+    assert [r for r in report["rows"] if r["day"] == "1997-09-30"] == first["rows"]
+    with pytest.raises(SystemExit, match="another replay"):  # a report of other params is not continued
+        replay.main([*args, "--set", "train.incremental.lr=0.5"])
 
 
 def test_replay_refuses_unknown_strategies_and_params(slice_files, bench_params, tmp_path):
