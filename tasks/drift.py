@@ -212,8 +212,16 @@ def user_day_null(ref: UserDays, n_user_days: int, rating_values: np.ndarray, bi
 
 
 def measure(
-    reference: pd.DataFrame, current: pd.DataFrame, history_before: pd.DataFrame, champion_items: set[str], bins: int
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    history_before: pd.DataFrame,
+    champion_items: set[str],
+    bins: int,
+    max_user_days: int | None = None,
 ) -> dict[str, float]:
+    """Every drift statistic of the day against the reference. The feature signals compare at most
+    `max_user_days` of the day's user-days (a fixed sample beyond it) with a null of the same size: the
+    resampled baseline costs O(user-days) a draw, and a sample of thousands already detects a shift."""
     day_users = pd.Index(current["user_id"].unique())
     js = popularity_js(reference["item_id"], current["item_id"])
     rating_values = np.union1d(reference["rating"].unique(), current["rating"].unique())
@@ -221,8 +229,10 @@ def measure(
     ref_days = user_days(reference, rating_values, event_types)
     cur_days = user_days(current, rating_values, event_types)
     n_user_days = len(cur_days.counts)
+    if max_user_days is not None and n_user_days > max_user_days:
+        cur_days = cur_days.take(np.sort(np.random.default_rng(0).choice(n_user_days, max_user_days, replace=False)))
     observed = feature_metrics(ref_days, cur_days, rating_values, bins)
-    null = user_day_null(ref_days, n_user_days, rating_values, bins)
+    null = user_day_null(ref_days, len(cur_days.counts), rating_values, bins)
     features = {}
     for key, value in observed.items():
         mean, q99 = null[key]
@@ -234,6 +244,7 @@ def measure(
         "events": len(current),
         "users": len(day_users),
         "user_days": n_user_days,
+        "user_days_compared": len(cur_days.counts),
         **features,
         "js_item_popularity": round(js["js"], 5),
         "js_item_popularity_null": round(js["null_mean"], 5),
@@ -372,7 +383,7 @@ def detect(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params
     t = params["drift"]
     reference, current, before, (ref_day, since, until) = wins
     champion_items = set(read_items(champion_dir)) if champion_dir is not None else set()
-    m = measure(reference, current, before, champion_items, t["psi_bins"])
+    m = measure(reference, current, before, champion_items, t["psi_bins"], t["null_max_user_days"])
     m["reference_events"] = len(reference)
     if champion_dir is not None and len(current):
         rng = np.random.default_rng(0)

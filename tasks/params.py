@@ -84,6 +84,7 @@ class DriftParams(_Section):
     reference_days: PositiveInt = 28
     history_days: PositiveInt = 60  # the drift report's plot of earlier days' signals
     perf_max_users: PositiveInt = 1000  # the champion's NDCG on the day is measured on at most this many users
+    null_max_user_days: PositiveInt = 5000  # the feature signals and their null on at most this many user-days
     psi_bins: PositiveInt = 10
     wasserstein: NonNegative = 0.1
     js_categorical: NonNegative = 0.1

@@ -3,11 +3,13 @@
 Full: a fresh model on every event through day D (minus D's holdout), item embeddings
 initialised from MiniLM text features. Incremental: warm start from the champion, the
 item vocabulary grown for new items (their rows mapped from text into the trained
-embedding space), trained on the users active on D plus a replay of older users (a
-sample, or all of them: `replay_users`), each with its whole history or only its latest
-window (`chunks`), the windows that hold the day's events repeated (`day_repeats`,
-`day_chunks`), under a fresh AdamW with warm-up and cosine decay, optionally moving only
-some parameters (`all`, `top`, `lora`). The default recipe (one epoch over every user's
+embedding space), trained on the users active on D plus a replay of the history: an epoch
+over it (`replay: all`: older users, a sample or all of them, `replay_users`, each with its whole
+history or only its latest window, `chunks`) or a bounded sample of its windows, O(day) (`recent`,
+`users`, `uniform`: `replay_windows`), the windows that hold the day's events repeated
+(`day_repeats`, `day_chunks`), under a fresh AdamW with warm-up and cosine decay, optionally moving
+only some parameters (`all`, `top`, `lora`); in `train.processes` data-parallel processes under
+torchrun (`run_distributed`). The default recipe (one epoch over every user's
 history plus the day's events 5x, 3.5-4.7 % of a full retrain's compute) is the one
 bench/replay.py measured at or above a daily full retrain; docs/BENCHMARKS.md has the comparison.
 Loss: full softmax cross-entropy over the whole catalogue (SASRec+, Klenitskiy &

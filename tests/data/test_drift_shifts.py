@@ -90,3 +90,22 @@ def test_no_shift_false_positive_rate_over_20_draws(base):
         assert decision == "incremental"
         noted += reasons != ["no significant drift: fine-tune on the new day to stay fresh"]
     assert noted <= 2
+
+
+def test_a_big_day_is_compared_on_a_fixed_sample_of_its_user_days(base):
+    """Past `null_max_user_days` the day's user-days are sampled (fixed seed) for the feature signals and
+    their null: the same verdicts as on the whole day, at a cost that no longer grows with it; a rating
+    shift on the big day is still caught."""
+    reference, _, items = base
+    big = _calm_day(
+        reference, seed=3, n_user_days=len(reference.groupby(["user_id", reference["event_ts"].dt.floor("D")]))
+    )
+    whole = measure(reference, big, reference, items, 10)
+    n = whole["user_days"]
+    capped = measure(reference, big, reference, items, 10, max_user_days=n // 3)
+    assert (capped["user_days"], capped["user_days_compared"], whole["user_days_compared"]) == (n, n // 3, n)
+    assert capped == measure(reference, big, reference, items, 10, max_user_days=n // 3)  # the same sample
+    flags = [k for k in whole if k.endswith("_drifted")]
+    assert {k: capped[k] for k in flags} == {k: whole[k] for k in flags}
+    shifted = measure(reference, big.assign(rating=1.0), reference, items, 10, max_user_days=n // 3)
+    assert shifted["psi_rating_drifted"] and shifted["psi_rating_excess"] > 1.0
