@@ -73,7 +73,7 @@ def restamped_source(work: Path, first_day: dt.date, history_days: int) -> tuple
     second = (events.loc[before, "event_ts"] - events.loc[before, "event_ts"].dt.floor("D")).to_numpy()
     ts.loc[before] = start + pd.to_timedelta(day_of, unit="D") + second
     out = work / "ml-1m-restamped.inter"
-    stamps = ts.astype("int64") // 10**9
+    stamps = ts.dt.as_unit("s").astype("int64")
     columns = {"user_id:token": events["user_id"], "item_id:token": events["item_id"], "rating:float": events["rating"]}
     frame = pd.DataFrame(columns | {"timestamp:float": stamps})
     frame.to_csv(out, sep="\t", index=False)
@@ -274,19 +274,21 @@ def main(argv: list[str] | None = None) -> dict | None:
         "scenarios": {},
     }
     try:
-        for name in args.scenarios.split(","):
-            folder = work / name
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-            source = restamped_source(folder, args.day, args.history_days)[0] if name == "restamp" else None
-            params_file = scenario_params(folder, source, warm, args.champion_epochs, recipe)
-            with s3_server(folder / "s3"):
-                os.environ["FRESHREC_LANDING_DIR"] = str(folder / "landing")
+        shutil.rmtree(work / "s3", ignore_errors=True)
+        with s3_server(work / "s3"):  # one server; a bucket per scenario
+            for name in args.scenarios.split(","):
+                folder = work / name
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True)
+                source = restamped_source(folder, args.day, args.history_days)[0] if name == "restamp" else None
+                params_file = scenario_params(folder, source, warm, args.champion_epochs, recipe)
+                os.environ.update(FRESHREC_LANDING_DIR=str(folder / "landing"), FRESHREC_BUCKET=f"daycost-{name}")
                 report["scenarios"][name] = run_scenario(name, folder, params_file, days)
                 write_json(args.out, report)
                 if name == "surge" and args.volume:  # the day after the last, at each volume
-                    report["volume"] = volume_runs(folder, params_file, days[-1] + dt.timedelta(days=1), args.volume)
-            write_json(args.out, report)
+                    vday = days[-1] + dt.timedelta(days=1)
+                    report["volume"] = volume_runs(folder, params_file, vday, args.volume)
+                    write_json(args.out, report)
         report["summary"] = summarize(report)
         write_json(args.out, report)
         print_table(report)
@@ -297,10 +299,12 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 def summarize(report: dict) -> dict:
+    from tasks.pipeline import SEQUENCE
+
     scen = report["scenarios"]
     out = {}
     for name, s in scen.items():
-        steps = list(s["days"][0]["seconds"]) if s["days"] else []
+        steps = [k for k in SEQUENCE if s["days"] and k in s["days"][0]["seconds"]]
         out[name] = {
             "median_total": statistics.median(d["total"] for d in s["days"]),
             "median_by_step": {k: round(statistics.median(d["seconds"][k] for d in s["days"]), 2) for k in steps},
@@ -315,10 +319,12 @@ def summarize(report: dict) -> dict:
 
 
 def print_table(report: dict) -> None:
+    from tasks.pipeline import SEQUENCE
+
     scen = report["scenarios"]
     names = list(scen)
     days = scen[names[0]]["days"]
-    steps = list(days[0]["seconds"])
+    steps = [s for s in SEQUENCE if s in days[0]["seconds"]]
     head = f"{'step':<20}" + "".join(f" {n + ' ' + d['day'][5:]:>15}" for n in names for d in scen[n]["days"])
     print(head + "\n" + "-" * len(head))
     for step in [*steps, "total"]:
