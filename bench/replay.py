@@ -17,7 +17,8 @@ user's input window never recommended): `window_excluded_ndcg@10` / `_hr@10`, fr
     python bench/replay.py --dataset ml-1m --window densest --days 7 --out bench/results/replay_ml-1m.json
 
 The JSON report is rewritten (atomically) after every day with the days done so far and
-`"complete": false`, so a multi-hour run that dies keeps what it measured.
+`"complete": false`, so a multi-hour run that dies keeps what it measured; with `--work DIR` the models
+are kept too, and the same command continues a stopped run after its last finished day.
 
 `--set train.incremental.lr=1e-4` overrides any params.yaml value for the whole run;
 `--variant NAME:lr=1e-4,epochs=1` adds an incremental strategy with its own recipe (to compare
