@@ -266,14 +266,16 @@ def earlier_run(out: Path, head: dict) -> dict | None:
     return None if done.get("complete") else done
 
 
-def paired_ci(a, b, draws: int = 2000, seed: int = 0) -> list[float]:
-    """90 % interval of (mean of a / mean of b - 1), a and b paired by day, by a bootstrap over days."""
+def paired_ci(a, b, draws: int = 2000, seed: int = 0) -> list[float] | None:
+    """90 % interval of (mean of a / mean of b - 1), a and b paired by day, by a bootstrap over days. A draw
+    whose days all score 0 for b has no ratio and is left out; None if every draw is such."""
     import numpy as np
 
     a, b = np.asarray(a, float), np.asarray(b, float)
     idx = np.random.default_rng(seed).integers(0, len(a), size=(draws, len(a)))
-    ratios = a[idx].mean(1) / b[idx].mean(1) - 1
-    return [round(float(q), 4) for q in np.quantile(ratios, [0.05, 0.95])]
+    den = b[idx].mean(1)
+    ratios = (a[idx].mean(1) / np.where(den > 0, den, 1) - 1)[den > 0]
+    return [round(float(q), 4) for q in np.quantile(ratios, [0.05, 0.95])] if len(ratios) else None
 
 
 def vs_full_ci(rows: list[dict], strategy: str, draws: int = 2000, seed: int = 0) -> list[float]:
