@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.common import FreshrecError, Layout
+from tasks.common import FreshrecError, Layout, ValidationFailed
 from tasks.day import (
     checkpoint_sink,
     day_status,
@@ -59,6 +59,16 @@ def _ingest(day: dt.date, params: dict, layout: Layout, store: Store, options: D
     return res
 
 
+def _validate(day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
+    from tasks import validate
+
+    try:
+        return validate.run(day, params, layout, options.accept_checks)
+    except ValidationFailed:  # quarantined: a re-run that now refuses a day the later history units hold
+        forget_history_after(store, layout, day)
+        raise
+
+
 def _train(day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
     from tasks import versioning
 
@@ -69,11 +79,11 @@ def _train(day: dt.date, params: dict, layout: Layout, store: Store, options: Da
 def step_call(name: str, day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
     """Run step `name` of day D on `layout` (its inputs already pulled): the one place each step's function
     and arguments are named. pull_champion and summarize_run have their own entry points."""
-    from tasks import approval, benchmark, drift, evaluate, export, validate
+    from tasks import approval, benchmark, drift, evaluate, export
 
     calls = {
         "ingest_events": lambda: _ingest(day, params, layout, store, options),
-        "validate_events": lambda: validate.run(day, params, layout, options.accept_checks),
+        "validate_events": lambda: _validate(day, params, layout, store, options),
         "detect_drift": lambda: drift.run(day, params, layout, options.force_mode),
         "train_challenger": lambda: _train(day, params, layout, store, options),
         "evaluate_challenger": lambda: evaluate.run(day, params, layout),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pytest
 
 from tasks.history import (
     HISTORY_DAYS,
@@ -119,3 +120,25 @@ def test_a_late_day_ingested_on_a_workspace_drops_the_later_units_there(landed, 
     pd.read_parquet(path).iloc[:-2].to_parquet(path, index=False)
     assert ingest(DAY, params, layout, trained_on=[]).status == "redelivered"
     assert layout.index("history", DAY).exists() and not layout.index("history", DAY + dt.timedelta(days=1)).exists()
+
+
+def test_a_day_quarantined_on_a_re_run_sends_the_later_history_units_back(landed, layout, params, s3_env):
+    """A re-run of D that now refuses it (quarantine) takes D out of every later history unit: their units
+    leave the store, as after a re-delivery."""
+    from tasks.common import ValidationFailed
+    from tasks.landing import EVENTS_FILE
+    from tasks.pipeline import DayOptions, step_call
+    from tasks.store import Store
+
+    from .conftest import DAY
+
+    store = Store.from_env(params)
+    for d in (DAY, DAY + dt.timedelta(days=1)):
+        build_history(layout, d)
+        store.push(layout.root, f"index/history/date={d}")
+    part = layout.raw(DAY) / EVENTS_FILE
+    pd.read_parquet(part).assign(rating=99.0).to_parquet(part, index=False)  # the day as the re-run now sees it
+    with pytest.raises(ValidationFailed):
+        step_call("validate_events", DAY, params, layout, store, DayOptions())
+    assert store.children("index/history") == [f"date={DAY}"]
+    assert not layout.index("history", DAY + dt.timedelta(days=1)).exists()
