@@ -164,7 +164,7 @@ def volume_state(work: Path, params_file: Path, day: dt.date, n: int) -> Path:
     import pandas as pd
 
     from tasks.common import Layout
-    from tasks.day import ITEMS_BEFORE, QUARANTINE_ALL, RAW_SINCE_KEYS, RAW_TRAILING, STEPS, pull, pull_champion
+    from tasks.day import ITEMS_BEFORE, QUARANTINE_ALL, RAW_SINCE_KEYS, RAW_TRAILING, pull, pull_champion
     from tasks.ingest import ingest_day
     from tasks.landing import EVENTS_FILE, ITEMS_FILE
     from tasks.params import load_params
@@ -195,8 +195,7 @@ def volume_state(work: Path, params_file: Path, day: dt.date, n: int) -> Path:
     store = Store.from_env(params)
     pull(store, layout, day, (RAW_TRAILING, RAW_SINCE_KEYS, ITEMS_BEFORE, QUARANTINE_ALL, EVENT_KEYS_BEFORE), params)
     pull_champion(day, params, layout, store, registry_from_env(params))
-    pull(store, layout, day, (DRIFT_BEFORE,), params)
-    assert STEPS["detect_drift"].reads  # what drift reads: the history unit, the day, the champion, reports
+    pull(store, layout, day, (DRIFT_BEFORE,), params)  # drift's other reads: the history unit, the day, champion
     return layout.root
 
 
