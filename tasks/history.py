@@ -213,14 +213,19 @@ def left_pad(seq: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
+def window_count(length: int, max_len: int) -> int:
+    """How many windows `windows(seq, max_len, all_chunks=True)` cuts from a sequence of `length` items."""
+    return max(0, -(-(length - 1) // max_len))
+
+
+def window_at(seq: np.ndarray, max_len: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k-th (input, target) window from the end of `seq` (0: the newest), left-padded to max_len."""
+    end = len(seq) - k * max_len
+    chunk = seq[max(0, end - max_len - 1) : end]
+    return left_pad(chunk[:-1], max_len), left_pad(chunk[1:], max_len)
+
+
 def windows(seq: np.ndarray, max_len: int, all_chunks: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     """(input, target) pairs, left-padded to max_len; the last chunk, or every chunk back to the start."""
-    pairs = []
-    end = len(seq)
-    while end >= 2:
-        chunk = seq[max(0, end - max_len - 1) : end]
-        pairs.append((left_pad(chunk[:-1], max_len), left_pad(chunk[1:], max_len)))
-        if not all_chunks:
-            break
-        end -= max_len
-    return pairs
+    n = window_count(len(seq), max_len)
+    return [window_at(seq, max_len, k) for k in range(n if all_chunks else min(n, 1))]

@@ -40,7 +40,16 @@ import torch
 from models.seqrec import CONFIG_FILE, WEIGHTS_FILE, SeqRecConfig, SeqRecModel
 from tasks.checkpoint import Checkpointing, Position, fingerprint
 from tasks.common import FreshrecError, Layout, atomic_dir, epoch_seconds, read_json, write_json
-from tasks.history import day_mask, holdout_mask, left_pad, load_events, load_items, sequences, windows
+from tasks.history import (
+    day_mask,
+    holdout_mask,
+    load_events,
+    load_items,
+    sequences,
+    window_at,
+    window_count,
+    windows,
+)
 from tasks.params import step_cli
 
 LOG = logging.getLogger(__name__)
@@ -446,18 +455,6 @@ def fit(
 REPLAY = ("all", "recent", "uniform", "users")
 
 
-def _n_windows(length: int, max_len: int) -> int:
-    """How many windows `windows(seq, max_len, all_chunks=True)` cuts from a sequence of `length` items."""
-    return max(0, math.ceil((length - 1) / max_len))
-
-
-def _chunk(seq: np.ndarray, max_len: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k-th window from the end of `seq` (0: the newest), as `windows` cuts it."""
-    end = len(seq) - k * max_len
-    chunk = seq[max(0, end - max_len - 1) : end]
-    return left_pad(chunk[:-1], max_len), left_pad(chunk[1:], max_len)
-
-
 def replay_windows(
     seqs: dict[str, np.ndarray],
     skip: dict[str, int],
@@ -479,7 +476,7 @@ def replay_windows(
         return []
     if policy == "uniform":
         users = sorted(seqs)
-        counts = np.array([_n_windows(len(seqs[u]), max_len) - skip.get(u, 0) for u in users]).clip(min=0)
+        counts = np.array([window_count(len(seqs[u]), max_len) - skip.get(u, 0) for u in users]).clip(min=0)
         total = int(counts.sum())
         if not total:
             return []
@@ -489,7 +486,7 @@ def replay_windows(
         for pick in picks:
             i = int(np.searchsorted(ends, pick, side="right"))
             k = skip.get(users[i], 0) + pick - (int(ends[i - 1]) if i else 0)
-            out.append(_chunk(seqs[users[i]], max_len, k))
+            out.append(window_at(seqs[users[i]], max_len, k))
         return out
     others = [u for u in sorted(seqs) if u not in skip and len(seqs[u]) >= 2]
     if policy == "recent":
@@ -499,7 +496,7 @@ def replay_windows(
         chosen = rng.sample(others, min(budget, len(others)))
     else:
         raise FreshrecError(f"train.incremental.replay={policy!r}: use one of {REPLAY}")
-    return [_chunk(seqs[u], max_len, 0) for u in chosen]
+    return [window_at(seqs[u], max_len, 0) for u in chosen]
 
 
 def incremental_examples(
