@@ -35,7 +35,7 @@ from tasks.event_keys import KEYS_FILE, KeyIndex, key_hashes, replay_days
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
 from tasks.params import step_cli
 from tasks.sources import EVENT_COLUMNS, ITEM_COLUMNS
-from tasks.units import EVENT_KEYS_BEFORE, RAW_SINCE_KEYS, day_keep
+from tasks.units import RAW_SINCE_KEYS, day_keep, since_name
 
 LOG = logging.getLogger(__name__)
 REPORT_FILE = "report.json"
@@ -161,15 +161,14 @@ def key_index_before(layout: Layout, day: dt.date, key: list[str]):
     """The key index standing before D: the newest `index/event_keys` unit before D, extended by the raw
     partitions of the days ingested between its day and D (none when the days ran in order)."""
 
-    def names(folder: Path, keep) -> list[str]:  # the units' folder names, as the step's declared reads select them
+    def names(folder: Path, keep=lambda name: True) -> list[str]:
         return sorted(p.name for p in folder.glob("date=*") if keep(p.name)) if folder.is_dir() else []
 
-    folder = EVENT_KEYS_BEFORE.parent(layout)
-    older = names(folder, day_keep(EVENT_KEYS_BEFORE, day))
-    index = KeyIndex.load(folder / older[-1] / KEYS_FILE) if older else KeyIndex.empty()
-    since = older[-1] if older else ""
+    folder = RAW_SINCE_KEYS.since.parent(layout)  # the units' names, as the step's declared reads select them
+    since = since_name(RAW_SINCE_KEYS, day, names(folder))
+    index = KeyIndex.load(folder / since / KEYS_FILE) if since else KeyIndex.empty()
     root = RAW_SINCE_KEYS.parent(layout)
-    for name in names(root, lambda n: since < n and day_keep(EVENT_KEYS_BEFORE, day)(n)):
+    for name in names(root, day_keep(RAW_SINCE_KEYS, day, since=since)):
         if (root / name / EVENTS_FILE).exists():
             events = conform(pd.read_parquet(root / name / EVENTS_FILE, columns=key))
             index = index.add(key_hashes(events, key), parse_day(name[len("date=") :]))
