@@ -131,8 +131,6 @@ def export(model_dir: Path, out_dir: Path, inputs: np.ndarray, params: dict) -> 
         export_onnx(model, tmp / FP32_FILE, k, params["opset"], exclude_seen)
         quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
         seconds = time.perf_counter() - t0
-        rows = spread(len(inputs), params["parity_rows"])
-        inputs = inputs[rows]
         reference = torch_top_k(model, inputs, k, exclude_seen)
         fp32 = parity(
             reference, tmp / FP32_FILE, inputs, "fp32", params["fp32_min_overlap"], params["fp32_max_abs_diff"]
