@@ -64,7 +64,7 @@ def _validate(day: dt.date, params: dict, layout: Layout, store: Store, options:
 
     try:
         return validate.run(day, params, layout, options.accept_checks)
-    except ValidationFailed:  # quarantined: a re-run that now refuses a day the later history units hold
+    except ValidationFailed:  # quarantined (the worker's later history units dropped): the store's go too
         forget_history_after(store, layout, day)
         raise
 

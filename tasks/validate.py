@@ -379,7 +379,9 @@ def run_checkpoint(name: str, df: pd.DataFrame, checks: list, docs_dir: Path, da
 
 
 def quarantine(layout: Layout, day: dt.date, report: dict) -> Path:
-    """Move the day's partitions (events, and its catalogue), untouched, out of raw/ with a report."""
+    """Move the day's partitions (events, and its catalogue), untouched, out of raw/ with a report. A later
+    day's history unit that held them (a re-run refusing a day that had passed) goes too."""
+    from tasks.history import drop_history_after
     from tasks.ingest import delivery_id
 
     src, dest = layout.raw(day), layout.quarantine(day)
@@ -394,6 +396,7 @@ def quarantine(layout: Layout, day: dt.date, report: dict) -> Path:
     if restored:
         report = {**report, "restored_delivery": restored}
     write_json(dest / REPORT_FILE, report)
+    drop_history_after(layout, day)
     return dest
 
 

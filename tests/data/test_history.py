@@ -142,3 +142,20 @@ def test_a_day_quarantined_on_a_re_run_sends_the_later_history_units_back(landed
         step_call("validate_events", DAY, params, layout, store, DayOptions())
     assert store.children("index/history") == [f"date={DAY}"]
     assert not layout.index("history", DAY + dt.timedelta(days=1)).exists()
+
+
+def test_a_day_quarantined_on_a_workspace_drops_the_later_units_there(landed, layout, params):
+    """`python -m tasks.validate` (dvc repro): a day refused on a re-run leaves the local units that held it."""
+    from tasks.common import ValidationFailed
+    from tasks.landing import EVENTS_FILE
+    from tasks.validate import run as validate
+
+    from .conftest import DAY
+
+    for d in (DAY, DAY + dt.timedelta(days=1)):
+        build_history(layout, d)
+    part = layout.raw(DAY) / EVENTS_FILE
+    pd.read_parquet(part).assign(rating=99.0).to_parquet(part, index=False)
+    with pytest.raises(ValidationFailed):
+        validate(DAY, params, layout)
+    assert layout.index("history", DAY).exists() and not layout.index("history", DAY + dt.timedelta(days=1)).exists()
