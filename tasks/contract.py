@@ -21,7 +21,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 ID_COLUMNS = ("user_id", "item_id")
 _NUMERIC = re.compile(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")
@@ -37,6 +40,11 @@ MISSING_SPELLINGS = frozenset(
 
 
 _LONGEST = 32  # a spelling with spaces around it is still short
+_SPELLINGS = pa.array(sorted(MISSING_SPELLINGS))
+
+
+# what str.strip() removes: Python's whitespace, so Arrow's trim (below) strips exactly what Python's would
+_PY_SPACE = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
 
 
 def missing_spellings(col: pd.Series) -> dict[str, int]:
@@ -44,9 +52,24 @@ def missing_spellings(col: pd.Series) -> dict[str, int]:
     if col.dtype != object and not pd.api.types.is_string_dtype(col.dtype):
         return {}
     uniques = _uniques(col)
-    short = uniques[[isinstance(v, str) and len(v) <= _LONGEST for v in uniques]]  # text only (not bytes)
-    hits = short[short.str.strip().str.lower().isin(MISSING_SPELLINGS)].tolist()
+    text = _as_text(uniques)
+    if text is None:  # mixed cells (bytes, numbers, nested): one by one, text only
+        short = uniques[[isinstance(v, str) and len(v) <= _LONGEST for v in uniques]]
+        hits = short[short.str.strip().str.lower().isin(MISSING_SPELLINGS)].tolist()
+    else:  # vectorised: millions of distinct ids in a 10M-event day
+        words = pc.utf8_lower(pc.utf8_trim(text, characters=_PY_SPACE))
+        hit = pc.and_(pc.less_equal(pc.utf8_length(text), _LONGEST), pc.is_in(words, _SPELLINGS))
+        hit = pc.fill_null(hit, False).to_numpy(zero_copy_only=False)  # then exactly as Python spells it:
+        hits = [v for v in uniques[hit] if isinstance(v, str) and v.strip().lower() in MISSING_SPELLINGS]
     return {str(k): int(n) for k, n in col[spelled_as(col, set(hits))].value_counts().items()} if hits else {}
+
+
+def _as_text(values: pd.Series) -> pa.Array | None:
+    """The values as an Arrow string array, or None when some are not text."""
+    try:
+        return pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
 
 
 def _uniques(col: pd.Series) -> pd.Series:
@@ -128,10 +151,25 @@ def id_problem(value) -> str | None:
     return next((problem for rule in rules if (problem := rule(s)) is not None), None)
 
 
+def plainly_canonical(values: pd.Series) -> np.ndarray:
+    """Per value, vectorised: printable ASCII, no surrounding space, and not a number spelled another way:
+    canonical for certain (the ASCII rules, `_spaces` and `_number`, pass). False means "ask `id_problem`"."""
+    text = _as_text(values)
+    if text is None:
+        return np.zeros(len(values), dtype=bool)
+    numeric = pc.match_substring_regex(text, r"^[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?$")  # _NUMERIC on ASCII
+    ok = pc.and_kleene(pc.string_is_ascii(text), pc.ascii_is_printable(text))
+    ok = pc.and_kleene(ok, pc.greater(pc.binary_length(text), 0))
+    ok = pc.and_kleene(ok, pc.equal(pc.utf8_trim(text, characters=" "), text))  # printable ASCII: only " " is space
+    ok = pc.and_kleene(ok, pc.or_kleene(pc.invert(numeric), pc.match_substring_regex(text, r"^(0|[1-9][0-9]*)$")))
+    return pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
+
+
 def id_problems(col: pd.Series) -> pd.Series:
     """Per row: the offending id with its problem (`'050': leading zeros…`), None where canonical."""
-    uniques = col.dropna().unique()
-    bad = {v: f"{v!r}: {p}" for v in uniques if (p := id_problem(v)) is not None}
+    uniques = pd.Series(col.dropna().unique(), dtype=object)
+    unsure = uniques[~plainly_canonical(uniques)]  # the rest are canonical: the rules run on these only
+    bad = {v: f"{v!r}: {p}" for v in unsure if (p := id_problem(v)) is not None}
     out = pd.Series(None, index=col.index, dtype=object)
     if bad:
         hit = col.isin(list(bad))

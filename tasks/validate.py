@@ -134,7 +134,9 @@ def volume_verdict(rows: int, band: dict) -> str | None:
 
 
 USER_EVENTS = "_user_events_today"  # derived: each row's user's event count on the day (bot-like users)
-BAD_ID = r"^\s*(-\d+|0+|)\s*$"  # negative, zero or blank ids
+# negative, zero or blank ids. ASCII classes, not \s and \d: pandas runs such a pattern in Arrow (RE2), 10x
+# faster than Python's re on a 10M-event day; other spaces and digits are non-canonical (`canonical_*`) anyway
+BAD_ID = r"^[ \t\n\r\f\v]*(-[0-9]+|0+|)[ \t\n\r\f\v]*$"
 
 
 TS_ZONE = "_event_ts_zone"  # derived: the time zone of event_ts ("none" if naive)
@@ -147,6 +149,8 @@ def with_derived(df: pd.DataFrame) -> pd.DataFrame:
     """The frame the events suite runs on: the delivery (conformed: see tasks/contract.py) plus the
     derived columns the checks need."""
     out = conform(df)
+    if "rating" in out and out["rating"].dtype == "float32":  # exact in float64, where GX compares vectorised
+        out["rating"] = out["rating"].astype("float64")  # (a float32 column goes value by value in Python)
     out[USER_EVENTS] = out.groupby("user_id", dropna=False)["user_id"].transform("size") if "user_id" in out else 0
     zone = getattr(out["event_ts"].dtype, "tz", None) if "event_ts" in out else None
     out[TS_ZONE] = str(zone) if zone is not None else "none"
