@@ -10,9 +10,10 @@ A day's steps run in order, each timed (`pull_champion` includes building the da
 includes DVC versioning); the ratio restamp/surge per day is the cost the history's length adds.
 
 `--volume 1000000 10000000`: validation, drift and the history update (the next day's unit, and the unit
-that compacts the day's month) of one day of that many events (ML-1M events drawn at random, each copy under
-a user id of its own so no event repeats an earlier one, re-stamped onto the day after the surge scenario's
-last), each in a child process, with its peak resident memory.
+that compacts the day's month) of one day of that many events (ML-1M's user-days drawn at random, each draw
+under a user id of its own so no event repeats an earlier one: ML-1M's per-user volumes, about n / 44 users;
+re-stamped onto the day after the surge scenario's last), each in a child process, with its peak resident
+memory.
 
 The champion is trained for `--champion-epochs` (1) instead of 30: a day's cost does not depend on how
 good its champion is, and the day's mode is forced to `incremental` (a 1-epoch champion may look drifted).
@@ -158,7 +159,7 @@ def volume_child(data: Path, params_file: Path, day: dt.date, n: int, step: str)
 
 
 def volume_state(work: Path, params_file: Path, day: dt.date, n: int) -> Path:
-    """A fresh worker's data root for a day of `n` events drawn from ML-1M, landed and ingested, with what
+    """A fresh worker's data root for a day of `n` events drawn from ML-1M (as user-days), landed and ingested, with what
     validation and drift read pulled from the scenario's store (the history unit built by pull_champion)."""
     import numpy as np
     import pandas as pd
@@ -179,9 +180,19 @@ def volume_state(work: Path, params_file: Path, day: dt.date, n: int) -> Path:
     shutil.rmtree(layout.root, ignore_errors=True)
     ds = load_dataset("ml-1m")
     rng = np.random.default_rng(0)
-    rows = rng.integers(0, len(ds.events), n)
-    events = ds.events.iloc[rows].reset_index(drop=True)
-    events["user_id"] = events["user_id"] + "-" + pd.Series(np.arange(n) // 50).astype(str)  # no key repeats
+    # ML-1M's user-days (a user's events of one date: 44 on average, median 7), drawn with replacement, each
+    # draw a user of its own: real per-user volumes and baskets, no key repeated, n / 44 users in the day
+    e = ds.events
+    user_day = e.groupby([e["user_id"], e["event_ts"].dt.floor("D")], sort=False).ngroup().to_numpy()
+    order = np.argsort(user_day, kind="stable")
+    starts = np.searchsorted(user_day[order], np.arange(user_day.max() + 1))
+    sizes = np.diff(np.append(starts, len(order)))
+    draws = rng.integers(0, len(sizes), 2 * n // int(sizes.mean()) + 100)
+    draws = draws[: np.searchsorted(np.cumsum(sizes[draws]), n) + 1]
+    rows = np.concatenate([order[starts[d] : starts[d] + sizes[d]] for d in draws])[:n]
+    events = e.iloc[rows].reset_index(drop=True)
+    draw_of_row = np.repeat(np.arange(len(draws)), sizes[draws])[:n]
+    events["user_id"] = events["user_id"] + "-" + pd.Series(draw_of_row).astype(str)
     second = rng.integers(0, 86400, n)
     events["event_ts"] = (pd.Timestamp(day, tz="UTC") + pd.to_timedelta(second, unit="s")).astype("datetime64[s, UTC]")
     events = events.drop_duplicates(["user_id", "item_id"]).sort_values(["event_ts", "user_id", "item_id"])

@@ -140,16 +140,17 @@ class UserDays:
 def user_days(events: pd.DataFrame, rating_values: np.ndarray, event_types: np.ndarray) -> UserDays:
     users, _ = pd.factorize(events["user_id"])
     days = events["event_ts"].dt.as_unit("s").astype("int64").to_numpy() // 86_400
-    _, codes = np.unique(users.astype(np.int64) * 1_000_000 + (days - days.min() if len(days) else days),
-                         return_inverse=True)  # fmt: skip
+    # codes in sorted key order, as np.unique's inverse (numpy 2's unique: 4 s at 10M; this: 0.5 s)
+    codes, _ = pd.factorize(users.astype(np.int64) * 1_000_000 + (days - days.min() if len(days) else days), sort=True)
     g = int(codes.max()) + 1 if len(codes) else 0
     r = np.searchsorted(rating_values, events["rating"].to_numpy())
     e = pd.Categorical(events["event_type"].astype(str), categories=event_types).codes
-    ratings = np.zeros((g, len(rating_values)))
-    types = np.zeros((g, len(event_types)))
-    np.add.at(ratings, (codes, r), 1)
-    np.add.at(types, (codes, e), 1)
-    return UserDays(np.bincount(codes, minlength=g).astype(float), ratings, types)
+
+    def per_group(col: np.ndarray, width: int) -> np.ndarray:  # np.add.at's counts, by one bincount
+        return np.bincount(codes * width + col, minlength=g * width).reshape(g, width).astype(float)
+
+    return UserDays(np.bincount(codes, minlength=g).astype(float), per_group(r, len(rating_values)),
+                    per_group(e, len(event_types)))  # fmt: skip
 
 
 def _hist_js(p: np.ndarray, q: np.ndarray) -> float:

@@ -30,7 +30,7 @@ def _plots(reference: pd.DataFrame, current: pd.DataFrame, history: list[dict]) 
 
     out = []
     fig, ax = plt.subplots(figsize=(5, 3))
-    cats = sorted(set(reference["rating"]).union(current["rating"]))
+    cats = np.union1d(reference["rating"].unique(), current["rating"].unique()).tolist()
     w = 0.4
     ref = reference["rating"].value_counts(normalize=True).reindex(cats, fill_value=0)
     cur = current["rating"].value_counts(normalize=True).reindex(cats, fill_value=0)

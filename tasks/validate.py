@@ -372,7 +372,12 @@ def run_checkpoint(name: str, df: pd.DataFrame, checks: list, docs_dir: Path, da
             name=f"daily_{name}",
             validation_definitions=[vd],
             actions=[UpdateDataDocsAction(name="docs", site_names=[DOCS_SITE])],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10},
+            # no unexpected-index query: GX builds it by filtering the whole frame once per check (8 s at 10M)
+            result_format={
+                "result_format": "SUMMARY",
+                "partial_unexpected_count": 10,
+                "return_unexpected_index_query": False,
+            },
         )
     )
     started = time.time()
@@ -467,7 +472,7 @@ def _read(path: Path, check: str, res: ValidationResult, prefix: str = "") -> pd
                 "observed_value": capped(names),
             })  # fmt: skip
             return None
-        table = pf.read()
+        table = pq.read_table(path)  # the dataset reader: 5x faster than pf.read() on a 10M-row file
     except Exception as exc:  # truncated, empty, CSV/JSON under a .parquet name: nothing to run expectations on
         res.failures.append(
             {"check": check, "expectation": "parquet_readable", "column": None, "exception": clip(f"{exc}", 500)}
