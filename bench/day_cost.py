@@ -159,8 +159,9 @@ def volume_child(data: Path, params_file: Path, day: dt.date, n: int, step: str)
 
 
 def volume_state(work: Path, params_file: Path, day: dt.date, n: int) -> Path:
-    """A fresh worker's data root for a day of `n` events drawn from ML-1M (as user-days), landed and ingested, with what
-    validation and drift read pulled from the scenario's store (the history unit built by pull_champion)."""
+    """A fresh worker's data root for a day of `n` events drawn from ML-1M (as user-days), landed and ingested,
+    with what validation and drift read pulled from the scenario's store (the history unit built by
+    pull_champion)."""
     import numpy as np
     import pandas as pd
 
@@ -210,23 +211,35 @@ def volume_state(work: Path, params_file: Path, day: dt.date, n: int) -> Path:
     return layout.root
 
 
-def volume_runs(work: Path, params_file: Path, day: dt.date, sizes: list[int]) -> list[dict]:
+def volume_runs(work: Path, params_file: Path, day: dt.date, sizes: list[int], repeats: int = 1) -> list[dict]:
+    """Each step at each size, `repeats` times in fresh child processes (a re-run of a step is a real re-run:
+    the same inputs, its outputs replaced); the row's seconds are the median, every run's are kept."""
     rows = []
     for n in sizes:
         data = volume_state(work, params_file, day, n)
         for step in ("validate", "drift", "history", "compaction"):
-            res = subprocess.run(
-                [sys.executable, __file__, "--child", step, "--data", str(data), "--params-file", str(params_file),
-                 "--day", str(day), "--n", str(n)],
-                capture_output=True, text=True, check=False, cwd=ROOT, env=os.environ | {"FRESHREC_DATA": str(data)},
-            )  # fmt: skip
-            if res.returncode != 0:
-                rows.append({"step": step, "events": n, "error": res.stderr[-1500:]})
-                print(f"volume {n:,} {step}: FAILED {res.stderr[-400:]}", flush=True)
+            runs = []
+            for _ in range(repeats):
+                res = subprocess.run(
+                    [sys.executable, __file__, "--child", step, "--data", str(data), "--params-file",
+                     str(params_file), "--day", str(day), "--n", str(n)],
+                    capture_output=True, text=True, check=False, cwd=ROOT,
+                    env=os.environ | {"FRESHREC_DATA": str(data)},
+                )  # fmt: skip
+                if res.returncode != 0:
+                    runs = [{"step": step, "events": n, "error": res.stderr[-1500:]}]
+                    print(f"volume {n:,} {step}: FAILED {res.stderr[-400:]}", flush=True)
+                    break
+                runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                print(
+                    f"volume {n:,} {step}: {runs[-1]['seconds']} s, peak {runs[-1]['peak_rss_mb']:.0f} MB", flush=True
+                )
+            if "error" in runs[0]:
+                rows.append(runs[0])
                 continue
-            row = json.loads(res.stdout.strip().splitlines()[-1])
-            rows.append(row)
-            print(f"volume {n:,} {step}: {row['seconds']} s, peak {row['peak_rss_mb']:.0f} MB", flush=True)
+            rows.append({**runs[0], "seconds": round(statistics.median(r["seconds"] for r in runs), 2),
+                         "runs_seconds": [r["seconds"] for r in runs],
+                         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)})  # fmt: skip
         shutil.rmtree(data, ignore_errors=True)
     return rows
 
@@ -254,6 +267,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--scenarios", default="surge,restamp")
     ap.add_argument("--volume", type=int, nargs="*", default=[1_000_000, 10_000_000])
     ap.add_argument("--champion-epochs", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each volume step (the median is reported)")
+    ap.add_argument("--volume-only", action="store_true",
+                    help="only the volume runs, on the surge deployment an earlier run left in --work")  # fmt: skip
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a train.incremental key for the days (replay=all: the whole-history recipe)")  # fmt: skip
     ap.add_argument("--work", type=Path, help="keep the deployments here (default: a temporary folder)")
@@ -283,6 +299,17 @@ def main(argv: list[str] | None = None) -> dict | None:
         "incremental_overrides": recipe,
         "scenarios": {},
     }
+    if args.volume_only:
+        folder = work / "surge"
+        if args.work is None or not (folder / "params.yaml").exists() or not (work / "s3").is_dir():
+            ap.error("--volume-only needs --work holding an earlier run's surge deployment (surge/ and s3/)")
+        os.environ.update(FRESHREC_LANDING_DIR=str(folder / "landing"), FRESHREC_BUCKET="daycost-surge")
+        with s3_server(work / "s3"):
+            report["volume"] = volume_runs(folder, folder / "params.yaml", days[-1] + dt.timedelta(days=1),
+                                           args.volume, args.repeats)  # fmt: skip
+        write_json(args.out, report)
+        print_table(report)
+        return report
     try:
         shutil.rmtree(work / "s3", ignore_errors=True)
         with s3_server(work / "s3"):  # one server; a bucket per scenario
@@ -297,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                 write_json(args.out, report)
                 if name == "surge" and args.volume:  # the day after the last, at each volume
                     vday = days[-1] + dt.timedelta(days=1)
-                    report["volume"] = volume_runs(folder, params_file, vday, args.volume)
+                    report["volume"] = volume_runs(folder, params_file, vday, args.volume, args.repeats)
                     write_json(args.out, report)
         report["summary"] = summarize(report)
         write_json(args.out, report)
@@ -333,22 +360,23 @@ def print_table(report: dict) -> None:
 
     scen = report["scenarios"]
     names = list(scen)
-    days = scen[names[0]]["days"]
-    steps = [s for s in SEQUENCE if s in days[0]["seconds"]]
-    head = f"{'step':<20}" + "".join(f" {n + ' ' + d['day'][5:]:>15}" for n in names for d in scen[n]["days"])
-    print(head + "\n" + "-" * len(head))
-    for step in [*steps, "total"]:
-        cells = [d["total"] if step == "total" else d["seconds"][step] for n in names for d in scen[n]["days"]]
-        print(f"{step:<20}" + "".join(f" {c:>15.2f}" for c in cells))
-    if "restamp_over_surge" in report["summary"]:
+    if names:
+        days = scen[names[0]]["days"]
+        steps = [s for s in SEQUENCE if s in days[0]["seconds"]]
+        head = f"{'step':<20}" + "".join(f" {n + ' ' + d['day'][5:]:>15}" for n in names for d in scen[n]["days"])
+        print(head + "\n" + "-" * len(head))
+        for step in [*steps, "total"]:
+            cells = [d["total"] if step == "total" else d["seconds"][step] for n in names for d in scen[n]["days"]]
+            print(f"{step:<20}" + "".join(f" {c:>15.2f}" for c in cells))
+    if "restamp_over_surge" in report.get("summary", {}):
         r = report["summary"]["restamp_over_surge"]
         print(f"restamp / surge, per day: {r['per_day']} (median {r['median']})")
     for row in report.get("volume", []):
         if "error" in row:
-            print(f"{row['events']:>11,} events {row['step']:<9} FAILED")
+            print(f"{row['events']:>11,} events {row['step']:<10} FAILED")
         else:
-            secs, peak = row["seconds"], row["peak_rss_mb"]
-            print(f"{row['events']:>11,} events {row['step']:<9} {secs:>8.2f} s  peak {peak:>7.0f} MB")
+            secs, peak, runs = row["seconds"], row["peak_rss_mb"], row.get("runs_seconds", [])
+            print(f"{row['events']:>11,} events {row['step']:<10} {secs:>8.2f} s  peak {peak:>7.0f} MB  runs {runs}")
 
 
 if __name__ == "__main__":

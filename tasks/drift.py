@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.common import Layout, read_json, write_json
+from tasks.common import Layout, day_bounds, read_json, write_json
 from tasks.history import day_mask, load_events
 from tasks.params import step_cli
 
@@ -330,8 +330,6 @@ def windows(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, refer
     """
     from tasks.train import TRAIN_FILE
 
-    current = events[day_mask(events, day)]
-    before = events[events["event_ts"] < pd.Timestamp(day, tz="UTC")]
     ref_day = (
         day - dt.timedelta(days=1)
         if champion_dir is None
@@ -339,6 +337,15 @@ def windows(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, refer
     )
     since = pd.Timestamp(ref_day - dt.timedelta(days=reference_days - 1), tz="UTC")
     until = pd.Timestamp(ref_day + dt.timedelta(days=1), tz="UTC")
+    start, end = (pd.Timestamp(t, unit="s", tz="UTC") for t in day_bounds(day))
+    ts = events["event_ts"]
+    if ts.is_monotonic_increasing:  # load_events' order: each window a slice, not a copy (10M rows: seconds)
+        before = events.iloc[: ts.searchsorted(start)]
+        current = events.iloc[ts.searchsorted(start) : ts.searchsorted(end)]
+        reference = before.iloc[before["event_ts"].searchsorted(since) : before["event_ts"].searchsorted(until)]
+        return reference, current, before, (ref_day, since, until)
+    current = events[day_mask(events, day)]
+    before = events[ts < start]
     reference = before[(before["event_ts"] >= since) & (before["event_ts"] < until)]
     return reference, current, before, (ref_day, since, until)
 

@@ -104,3 +104,18 @@ def test_events_per_user_day_as_groupby():
     df["event_ts"] += pd.to_timedelta(rng.integers(0, 86_000, len(df)), unit="s")  # across midnight
     want = df.groupby([df["user_id"], df["event_ts"].dt.floor("D")]).size().to_numpy()
     assert (events_per_user_day(df) == want).all()
+
+
+def test_drift_windows_as_slices_equal_the_masks():
+    from tasks.drift import windows
+
+    rng = np.random.default_rng(3)
+    df = pd.concat([_day(i, rng, shuffle=False) for i in range(12)], ignore_index=True)
+    day = dt.date(2000, 1, 11)
+    fast = windows(df, day, None, 5)
+    shuffled = df.sample(frac=1, random_state=0)  # not in time order: the masks
+    slow = windows(shuffled, day, None, 5)
+    for a, b in zip(fast[:3], slow[:3], strict=True):
+        assert len(a) > 0
+        pd.testing.assert_frame_equal(a.sort_index(), b.sort_index())
+    assert fast[3] == slow[3]
