@@ -37,6 +37,7 @@ import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, TaskGroup, dag, task
 
+from tasks.common import window_pattern
 from tasks.settings import settings
 
 TRAIN_QUEUE = settings().train_queue  # `gpu` where a GPU worker listens
@@ -49,6 +50,7 @@ TRAIN_POD = Path(__file__).resolve().parent.parent / "docker" / "k8s" / "train-c
 START_DATE = pendulum.parse(settings().start_date, tz="UTC")
 _END = settings().end_date  # the last data day's interval ends here (None: open-ended)
 END_DATE = pendulum.parse(_END, tz="UTC") if _END else None
+LAST_DAY = (END_DATE - dt.timedelta(days=1)).date() if END_DATE else None  # the data window's last day
 APPROVAL_TIMEOUT = dt.timedelta(hours=24)
 
 APPROVAL_BODY = "{{ ti.xcom_pull(task_ids='prepare_approval') }}"
@@ -112,7 +114,7 @@ def _day(context) -> str:
         raise AirflowFailException("this run has no logical date: trigger it with one, or set the `day` Param")
     else:
         day = context["logical_date"].date()
-    first, last = START_DATE.date(), (END_DATE - dt.timedelta(days=1)).date() if END_DATE else None
+    first, last = START_DATE.date(), LAST_DAY
     if day < first or (last is not None and day > last):
         why = (
             f"day {day} is outside the data window {first} .. {last or '(open-ended)'} "
@@ -226,11 +228,14 @@ def _run(step: str, **choices):
             enum=["auto", "skip", "incremental", "full"],
             description="Override the drift decision (e.g. `full` to retrain from scratch).",
         ),
-        "day": Param(
+        "day": Param(  # checked where the run is triggered (form, REST, CLI): a refusal takes no worker slot
             None,
             type=["null", "string"],
-            pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$",
-            description="YYYY-MM-DD to process instead of the logical date.",
+            format="date",  # a calendar date: 1998-02-30 is refused
+            pattern=window_pattern(START_DATE.date(), LAST_DAY),  # inside the data window
+            description=f"The day to process instead of the logical date, as YYYY-MM-DD (a calendar date), inside "
+            f"the data window {START_DATE.date()} .. {LAST_DAY or '(open-ended)'} (FRESHREC_START_DATE / "
+            "FRESHREC_END_DATE).",
         ),
         "base": Param(
             None,

@@ -105,6 +105,44 @@ def day_str(day: dt.date) -> str:
     return day.strftime(DATE_FORMAT)
 
 
+def _digits(lo: int, hi: int, width: int) -> str:
+    """A regex for the zero-padded `width`-digit numbers lo..hi."""
+    if width == 1:
+        return str(lo) if lo == hi else f"[{lo}-{hi}]"
+    unit = 10 ** (width - 1)
+    (a, b), (c, d) = divmod(lo, unit), divmod(hi, unit)
+    if a == c:
+        return f"{a}{_digits(b, d, width - 1)}"
+    parts = [f"{a}{_digits(b, unit - 1, width - 1)}"]
+    if c - a > 1:
+        parts.append(f"[{a + 1}-{c - 1}]" + r"\d" * (width - 1))
+    parts.append(f"{c}{_digits(0, d, width - 1)}")
+    return "(?:" + "|".join(parts) + ")"
+
+
+def window_pattern(first: dt.date, last: dt.date | None) -> str:
+    """A regex for the `YYYY-MM-DD` days first..last (None: open-ended): a JSON-schema `pattern` that lets
+    Airflow refuse a day outside the data window when the run is triggered (no worker slot needed).
+    Calendar validity (no 1998-02-30) is the schema's `format: date`."""
+    last = last or dt.date(9999, 12, 31)
+    if last < first:
+        raise FreshrecError(f"empty data window {first} .. {last}")
+    y1, m1, d1, y2, m2, d2 = first.year, first.month, first.day, last.year, last.month, last.day
+    any_day, any_md = r"\d\d", r"\d\d-\d\d"
+    if (y1, m1) == (y2, m2):
+        alts = [f"{y1:04d}-{m1:02d}-{_digits(d1, d2, 2)}"]
+    else:
+        alts = [f"{y1:04d}-{m1:02d}-{_digits(d1, 31, 2)}"]
+        if y1 == y2:
+            alts += [f"{y1:04d}-{_digits(m1 + 1, m2 - 1, 2)}-{any_day}"] if m2 - m1 > 1 else []
+        else:
+            alts += [f"{y1:04d}-{_digits(m1 + 1, 12, 2)}-{any_day}"] if m1 < 12 else []
+            alts += [f"{_digits(y1 + 1, y2 - 1, 4)}-{any_md}"] if y2 - y1 > 1 else []
+            alts += [f"{y2:04d}-{_digits(1, m2 - 1, 2)}-{any_day}"] if m2 > 1 else []
+        alts.append(f"{y2:04d}-{m2:02d}-{_digits(1, d2, 2)}")
+    return "^(?:" + "|".join(alts) + ")$"
+
+
 def day_bounds(day: dt.date) -> tuple[int, int]:
     """[start, end) of a UTC day in epoch seconds."""
     start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())

@@ -75,15 +75,36 @@ def test_parsing_imports_no_heavy_modules():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-@pytest.mark.parametrize("bad", ["1998-13-40", "1998-01-15/../../x", "98-01-15", "1998-1-5"])
+@pytest.mark.parametrize(
+    "bad",  # malformed; not a calendar day; the days around the window, and today's
+    [
+        "1998-13-40",
+        "1998-01-15/../../x",
+        "98-01-15",
+        "1998-1-5",
+        "1998-02-30",
+        "1997-09-19",
+        "1998-04-23",
+        "2026-12-31",
+    ],
+)
 def test_day_param_refuses_a_malformed_day_at_trigger_time(dagbag, bad):
-    """The trigger form and the REST API refuse it at once, instead of a run that fails after retries."""
+    """The trigger form and the REST API refuse it at once, instead of a run that fails after retries or waits
+    for a worker slot to refuse: not a calendar day (02-30) or outside the data window (1997-09-20 ..
+    1998-04-22 here). The same schema is checked where the API server resolves the serialised DAG."""
     from airflow.sdk.exceptions import ParamValidationError
+    from airflow.serialization.definitions.param import SerializedParam
 
     param = dagbag.dags["freshrec_daily"].params.get_param("day")
-    assert param.resolve("1998-03-01") == "1998-03-01" and param.resolve(None) is None
+    assert "YYYY-MM-DD" in param.description and "1997-09-20 .. 1998-04-22" in param.description
+    for good in ("1998-03-01", "1997-09-20", "1998-04-22", None):
+        assert param.resolve(good) == good
     with pytest.raises(ParamValidationError):
         param.resolve(bad)
+    spec = param.serialize()  # the API server's copy: value, description, schema
+    served = SerializedParam(bad, spec["description"], **spec["schema"])
+    assert served.resolve() is None  # refused (the API answers 400 with the schema's words)
+    assert SerializedParam("1998-03-01", spec["description"], **spec["schema"]).resolve() == "1998-03-01"
 
 
 def test_only_the_approvers_in_params_can_answer_the_approval(dagbag, monkeypatch):
