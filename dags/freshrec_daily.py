@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
+import warnings
 from pathlib import Path
 
 import pendulum
@@ -39,6 +40,10 @@ from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, TaskG
 
 from tasks.common import window_pattern
 from tasks.settings import settings
+
+# the standard provider's PythonSensor (behind @task.sensor) imports a name Airflow 3.3 deprecated: a
+# warning in every task's log and every CLI call that parses this file, about code that is not ours
+warnings.filterwarnings("ignore", message=r"The `airflow\.utils\.operator_helpers\.determine_kwargs` attribute")
 
 TRAIN_QUEUE = settings().train_queue  # `gpu` where a GPU worker listens
 TRAIN_POD = Path(__file__).resolve().parent.parent / "docker" / "k8s" / "train-challenger-pod.yaml"
@@ -75,16 +80,36 @@ def _train_executor_config() -> dict:
     return {"pod_override": PodGenerator.deserialize_model_dict(yaml.safe_load(TRAIN_POD.read_text()))}
 
 
+REASON_PARAM = "reason"
+
+
 class RecordedApproval(ApprovalOperator):
-    """Airflow's ApprovalOperator, also leaving the answer (or its absence) in XCom `decision` whatever
-    it was: a Reject skips downstream without a return value, and a rejection must be on record."""
+    """Airflow's ApprovalOperator with a `reason` field, also leaving the answer (or its absence) in XCom
+    `decision` whatever it was: a Reject skips downstream without a return value, and a rejection must be
+    on record, with who, when and why."""
+
+    def __init__(self, **kwargs):
+        reason = Param(
+            "",
+            type="string",
+            maxLength=2000,
+            title="Reason",
+            description="Why you answer so: required when you reject (what is wrong, what to do), optional when "
+            "you approve. Recorded with your name and the time in the promotion history and the run summary.",
+        )
+        given = kwargs.pop("params", None) or {}  # the DAG's own params come in here (HITL keeps only the task's)
+        params = {k: given.get_param(k) for k in given} if hasattr(given, "get_param") else dict(given)
+        super().__init__(params={**params, REASON_PARAM: reason}, **kwargs)
 
     def execute_complete(self, context, event):
-        user = event.get("responded_by_user")
-        context["ti"].xcom_push(
-            key="decision",
-            value={"chosen_options": event.get("chosen_options"), "responded_by_user": dict(user) if user else None},
-        )
+        from tasks.day import answer_record
+
+        record = answer_record(event, REASON_PARAM)
+        if record["who"] and record["chosen_options"] == [self.REJECT] and not record["reason"]:
+            self.log.warning("rejected by %s without a reason: the request asks for one", record["who"])
+        context["ti"].xcom_push(key="decision", value=record)
+        self.log.info("answer: %s by %s at %s; reason: %s", (record["chosen_options"] or ["none"])[0],
+                      record["who"], record["responded_at"], record["reason"] or "(none)")  # fmt: skip
         return super().execute_complete(context, event)
 
 

@@ -21,6 +21,9 @@ class FreshrecReportsPlugin(AirflowPlugin):
 
         return [{"app": create_app(), "url_prefix": PREFIX, "name": "freshrec reports"}]
 
+    # with a url_route the UI shows the index inside its own page (an iframe of the same origin, the same
+    # login) at /plugin/freshrec-reports; without one, its nav entry is an external link, which did not open
     external_views = (
-        {"name": "freshrec reports", "href": f"{PREFIX}/reports/", "destination": "nav", "url_route": None},
-    )
+        {"name": "freshrec reports", "href": f"{PREFIX}/reports/", "destination": "nav",
+         "url_route": "freshrec-reports"},
+    )  # fmt: skip

@@ -60,7 +60,8 @@ def evidence_markdown(day: dt.date, layout: Layout, thresholds: dict, api: str |
             for r in signals(drift, thresholds)
         ],
         "",
-        f"**Quality** on {ev['holdout_events']} held-out events, {ranking_note(ev)} — gate: {ev['gate']['reason']}",
+        f"**Quality** on {ev['holdout_events']} held-out events, {ranking_note(ev)} — gate: {ev['gate']['reason']}"
+        + (f" ([evaluation]({url['evaluation']}))" if "evaluation" in url else ""),
         "",
         f"| slice | n | champion NDCG@{k} | challenger NDCG@{k} | champion HR@{k} | challenger HR@{k} |",
         "|---|---|---|---|---|---|",
@@ -76,7 +77,8 @@ def evidence_markdown(day: dt.date, layout: Layout, thresholds: dict, api: str |
         "",
         f"**Latency** ({bench['threads']} threads, {bench['device']}); serving `{bench['serve_variant']}` — "
         f"{bench['gate']['reason']}. ONNX parity: fp32 overlap {export['fp32']['overlap']}, "
-        f"int8 overlap {export['int8']['overlap']}.",
+        f"int8 overlap {export['int8']['overlap']}."
+        + (f" ([benchmark]({url['benchmark']}))" if "benchmark" in url else ""),
         "",
         "| runtime | batch | p50 ms | p95 ms | p99 ms | QPS |",
         "|---|---|---|---|---|---|",

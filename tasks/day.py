@@ -416,21 +416,40 @@ def record_outcome(day: dt.date, layout: Layout, registry, status: str) -> dict:
 
 
 # ---- the day's rules ------------------------------------------------------------------------------
+def answer_record(event: dict, reason_key: str = "reason") -> dict:
+    """The approval's answer as it is kept (XCom `decision`, the promotion history, the summary): the
+    option, who, when and the approver's reason in their words (stripped, at most 2,000 characters).
+    `event`: the HITL trigger's event, or the operator's return value (the same keys)."""
+    user = dict(event.get("responded_by_user") or {})
+    at = event.get("responded_at")
+    reason = str((event.get("params_input") or {}).get(reason_key) or event.get("reason") or "").strip()[:2000]
+    return {
+        "chosen_options": event.get("chosen_options"),
+        "responded_by_user": user or None,
+        "who": user.get("name") or user.get("id") or None,
+        "responded_at": at.isoformat() if hasattr(at, "isoformat") else at,
+        "reason": reason,
+    }
+
+
 def approver_of(answer: dict | None, auto_approve: bool) -> tuple[str, str]:
     """(approver, reason) for a promotion: the person who answered the approval, or `auto`."""
     if answer:
-        user = answer.get("responded_by_user") or {}
-        return user.get("name") or user.get("id") or "unknown", "approved in Airflow"
+        record = answer_record(answer)
+        why = f"approved in Airflow: {record['reason']}" if record["reason"] else "approved in Airflow"
+        return record["who"] or "unknown", why
     if auto_approve:
         return "auto", "auto_approve param"
     raise FreshrecError("promote_champion ran without an approval answer or auto_approve")
 
 
 def rejection_of(answer: dict | None, timeout: dt.timedelta) -> tuple[str, str]:
-    """(who, why) for a day that was not approved: the person who rejected, or the timeout's default."""
-    user = (answer or {}).get("responded_by_user") or {}
-    if user:
-        return user.get("name") or user.get("id"), "rejected in Airflow"
+    """(who, why) for a day that was not approved: the person who rejected, in their words, or the
+    timeout's default."""
+    record = answer_record(answer or {})
+    if record["who"]:
+        why = record["reason"] or "rejected in Airflow without a reason (the request asks for one)"
+        return record["who"], why
     return "nobody (no answer within the approval timeout)", f"no answer within {timeout}: the default is Reject"
 
 

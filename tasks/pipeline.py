@@ -116,7 +116,7 @@ def summarize_day(
     status = day_status(row["decision"], states)
     if status == "rejected":
         who, why = rejection_of(answer, timeout)
-        reject(day, params, layout, who, why, evidence)
+        reject(day, params, layout, who, why, evidence, answered_at=(answer or {}).get("responded_at"))
         row = summarize(day, layout, api)  # the summary names the rejection
     row["outcome"] = record_outcome(day, layout, registry_from_env(params), status)
     return row

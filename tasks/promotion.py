@@ -150,9 +150,12 @@ def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, appr
     return {**record, "status": "promoted"}
 
 
-def reject(day: dt.date, params: dict, layout: Layout, who: str, reason: str, evidence: str | None) -> dict:
+def reject(
+    day: dt.date, params: dict, layout: Layout, who: str, reason: str, evidence: str | None,
+    answered_at: str | None = None,
+) -> dict:  # fmt: skip
     """Record that day D's challenger was not promoted (rejected, or no answer in time) in the promotion
-    history and beside the run; the pointer does not move."""
+    history and beside the run; the pointer does not move. `answered_at`: when the approver answered."""
     import hashlib
 
     from tasks.summary import PROMOTION_FILE
@@ -165,6 +168,7 @@ def reject(day: dt.date, params: dict, layout: Layout, who: str, reason: str, ev
             "action": "reject",
             "approver": who,
             "reason": reason,
+            "answered_at": answered_at,
             "evidence_sha256": hashlib.sha256(evidence.encode()).hexdigest() if evidence else None,
         }
     )

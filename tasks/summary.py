@@ -75,7 +75,14 @@ def _outcome(row: dict) -> str:
     if promo.get("status") == "promoted":
         return promo["version"]
     if promo.get("status") == "rejected":
-        return f"— rejected by {promo.get('approver')}"
+        when = promo.get("answered_at") or promo.get("at")
+        why = str(promo.get("reason") or "")
+        why = why if len(why) <= 80 else why[:79] + "…"
+        return (
+            f"— rejected by {promo.get('approver')}"
+            + (f" at {when[:16]}" if when else "")
+            + (f": {why}" if why else "")
+        )
     if promo.get("status") in ("unchanged", "published"):
         return f"{promo['status']} ({promo.get('champion') or promo.get('version')})"
     held = [

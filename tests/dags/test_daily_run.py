@@ -59,6 +59,9 @@ class _Parked(logging.Handler):
             self.event.set()
 
 
+REASONS = {"Approve": "", "Reject": "new-item NDCG fell 12 %: retrain after the catalogue fix"}  # as typed
+
+
 def _answer(api, decision: str, parked: threading.Event, done: threading.Event, log: list) -> None:
     """Play the approver: once the approval is parked, answer it over REST. If no answer is taken
     within ANSWER_S, fail the waiting task so that dag.test() ends and the test fails with the
@@ -81,7 +84,8 @@ def _answer(api, decision: str, parked: threading.Event, done: threading.Event, 
                 ti = d["task_instance"]
                 run, task, index = ti["dag_run_id"], ti["task_id"], ti["map_index"]
                 sent = f"/api/v2/dags/freshrec_daily/dagRuns/{run}/taskInstances/{task}/{index}"
-                resp = api.patch(f"{sent}/hitlDetails", json={"chosen_options": [decision], "params_input": {}})
+                answer = {"chosen_options": [decision], "params_input": {"reason": REASONS[decision]}}
+                resp = api.patch(f"{sent}/hitlDetails", json=answer)
                 log.append((ti["task_id"], resp.status_code, d.get("body") or ""))
         except Exception as e:  # any failure is retried, and kept for the test's message
             log.append(("error", repr(e), ""))
@@ -208,11 +212,16 @@ def test_rejected_day_promotes_nothing(bootstrapped, registry, daily, api, monke
     assert registry.versions() == versions_before
     (rejection,) = [h for h in registry.history() if h.get("action") == "reject"]  # the rejection is on record
     assert rejection["approver"] == "Anonymous" and rejection["day"] == str(day)
-    assert rejection["evidence_sha256"] and rejection["reason"] == "rejected in Airflow"
+    assert rejection["evidence_sha256"] and rejection["reason"] == REASONS["Reject"]  # in the approver's words
+    answered, recorded = (dt.datetime.fromisoformat(rejection[k].replace("Z", "+00:00")) for k in ("answered_at", "at"))
+    assert answered <= recorded  # who, when, why
     summary = read_json(
         from_store(bootstrapped["params"], bootstrapped["layout"], bootstrapped["layout"].run(day) / "summary.json")
     )
-    assert summary["promotion"]["status"] == "rejected"
+    assert summary["promotion"]["status"] == "rejected" and summary["promotion"]["reason"] == REASONS["Reject"]
+    from tasks.summary import format_table
+
+    assert f"rejected by Anonymous at {rejection['answered_at'][:16]}: new-item NDCG fell" in format_table([summary])
 
 
 def test_corrupted_partition_is_quarantined_and_champion_untouched(bootstrapped, registry, daily):

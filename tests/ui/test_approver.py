@@ -63,6 +63,12 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
         page.get_by_test_id("trigger-dag-button").or_(page.get_by_text("Dags")).first.wait_for()
         page.wait_for_load_state("networkidle")
 
+        page.get_by_role("link", name="freshrec reports").or_(page.get_by_text("freshrec reports")).first.click()
+        page.wait_for_url(lambda url: "/plugin/freshrec-reports" in url)  # the sidebar entry opens the index
+        frame = page.frame_locator("iframe").first
+        frame.get_by_role("heading", name="freshrec reports").wait_for()  # inside the UI, behind the same login
+        _shot(page, "0-sidebar-reports")
+
         page.goto(f"{stack.url}/dags/freshrec_daily")  # trigger the day from the form, as the docs say
         page.get_by_test_id("trigger-dag-button").click()
         page.fill("#element_day", DAY1)
@@ -80,7 +86,8 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
         _shot(page, "3-approval-request")
 
         links = sorted({a.get_attribute("href") for a in page.locator("a[href*='/freshrec/reports/']").all()})
-        assert len(links) >= 3, links  # Data Docs, the drift report, the day's index
+        assert len(links) >= 5, links  # Data Docs, the drift report, the evaluation, the benchmark, the index
+        assert any(h.endswith("/evaluation") for h in links) and any(h.endswith("/benchmark") for h in links)
         for i, href in enumerate(links):  # each opens in the browser, through the plugin, with the same login
             tab = context.new_page()  # the same browser session: the login's cookie
             response = tab.goto(href)

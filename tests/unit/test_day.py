@@ -77,3 +77,27 @@ def test_a_day_waits_while_the_day_before_runs(store, registry, tmp_path):
     with pytest.raises(NotReady, match="2024-01-09 has no recorded outcome"):
         resolve_base(D, store, Layout(tmp_path / "w"), registry)
     assert resolve_base(D, store, Layout(tmp_path / "w"), registry, "live")[0] == "2024-01-08-aaaa"
+
+
+def test_the_approvers_answer_is_kept_in_their_words():
+    """The reason field of the approval request reaches the promotion history: on a rejection it is the
+    why; on an approval it follows "approved in Airflow"; a blank reject says the reason is missing."""
+    import datetime as dt
+
+    from tasks.day import answer_record, approver_of, rejection_of
+
+    at = dt.datetime(2026, 12, 4, 9, 30, tzinfo=dt.UTC)
+    event = {"chosen_options": ["Reject"], "params_input": {"reason": "  cold-start HR halved \n"},
+             "responded_at": at, "responded_by_user": {"id": "7", "name": "ana"}}  # fmt: skip
+    record = answer_record(event)
+    assert record == {"chosen_options": ["Reject"], "responded_by_user": {"id": "7", "name": "ana"}, "who": "ana",
+                      "responded_at": "2026-12-04T09:30:00+00:00", "reason": "cold-start HR halved"}  # fmt: skip
+    assert rejection_of(record, dt.timedelta(hours=24)) == ("ana", "cold-start HR halved")
+    assert answer_record(record) == record  # the kept record reads back the same
+    blank = {**record, "reason": ""}
+    assert rejection_of(blank, dt.timedelta(hours=24))[1].startswith("rejected in Airflow without a reason")
+    assert rejection_of(None, dt.timedelta(hours=24))[0].startswith("nobody")
+    approve = {**event, "chosen_options": ["Approve"], "params_input": {"reason": "gate passed, p99 fine"}}
+    assert approver_of(approve, False) == ("ana", "approved in Airflow: gate passed, p99 fine")
+    assert approver_of({**approve, "params_input": {}}, False) == ("ana", "approved in Airflow")
+    assert len(answer_record({**event, "params_input": {"reason": "x" * 5000}})["reason"]) == 2000
