@@ -89,9 +89,9 @@ class RecordedApproval(ApprovalOperator):
     on record, with who, when and why."""
 
     def __init__(self, **kwargs):
-        reason = Param(
-            "",
-            type="string",
+        reason = Param(  # optional in the form (a string-only field is required there, Approve disabled)
+            None,
+            type=["null", "string"],
             maxLength=2000,
             title="Reason",
             description="Why you answer so: required when you reject (what is wrong, what to do), optional when "

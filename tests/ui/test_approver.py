@@ -96,6 +96,9 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
             _shot(tab, f"4-evidence-{i}")
             tab.close()
 
+        reason = page.locator("#element_reason")  # the request's Reason field (optional on approve)
+        if reason.count():
+            reason.fill("gate passed; p99 within budget")
         page.get_by_role("button", name="Approve").first.click()
         assert _run_state(stack, run_id) == "success"
         browser.close()
@@ -105,6 +108,7 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
         "GET", f"/api/v2/dags/freshrec_daily/dagRuns/{run_id}/taskInstances/approve_promotion/-1/hitlDetails"
     )
     assert hitl["chosen_options"] == ["Approve"] and hitl["responded_by_user"]["name"] == "admin"
+    assert (hitl.get("params_input") or {}).get("reason") == "gate passed; p99 within budget", hitl
     # "Unpause on trigger" also started yesterday's scheduled run, outside the replay's data window:
     # it stops at its first task, skipped (not red), and its log says why
     runs = stack.rest("GET", "/api/v2/dags/freshrec_daily/dagRuns?run_type=scheduled")["dag_runs"]
