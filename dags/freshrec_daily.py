@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
+import logging
 import warnings
 from pathlib import Path
 
@@ -134,6 +135,7 @@ def _day(context) -> str:
         try:
             day = parse_day(override)
         except FreshrecError as exc:  # e.g. 1998-02-30: retrying cannot fix it
+            logging.getLogger("freshrec").error("refused: %s", exc)
             raise AirflowFailException(str(exc)) from exc
     elif context.get("logical_date") is None:
         raise AirflowFailException("this run has no logical date: trigger it with one, or set the `day` Param")
@@ -147,9 +149,10 @@ def _day(context) -> str:
             "logical date, or the `day` Param), or set the window for your data (docs/operations.md)."
         )
         run_type = getattr(context.get("dag_run"), "run_type", "")
-        if str(getattr(run_type, "value", run_type)).lower() == "scheduled":  # DagRunType.SCHEDULED
-            raise AirflowSkipException(why)
-        raise AirflowFailException(why)
+        scheduled = str(getattr(run_type, "value", run_type)).lower() == "scheduled"  # DagRunType.SCHEDULED
+        # said in the task's own log lines first: Airflow shows the exception only in its "Post Execute" group
+        logging.getLogger("freshrec").warning("%s: %s", "skipped" if scheduled else "refused", why)
+        raise (AirflowSkipException if scheduled else AirflowFailException)(why)
     return day_str(day)
 
 
@@ -163,8 +166,10 @@ def _step(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except (ValidationFailed, GateFailed) as exc:
+        logging.getLogger("freshrec").error("refused: %s", exc)  # first in the log, not only in Post Execute
         raise AirflowFailException(str(exc)) from exc
     except FreshrecError as exc:  # a refusal that names its cause (bad input or settings): the same on a retry
+        logging.getLogger("freshrec").error("refused: %s: %s", type(exc).__name__, exc)
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 

@@ -150,8 +150,9 @@ def test_daily_graph_reads_in_stages_with_the_task_ids_the_docs_use(dagbag):
         ("2026-11-30", "1997-09-20", "manual", "1997-09-20"),  # a day Param inside the window wins
     ],
 )
-def test_a_day_outside_the_data_window_stops_the_run_at_once(dagbag, logical, day, run_type, outcome):
-    """Never retried, never a green run with nothing done: the first task says which day and which window."""
+def test_a_day_outside_the_data_window_stops_the_run_at_once(dagbag, logical, day, run_type, outcome, caplog):
+    """Never retried, never a green run with nothing done: the first task says which day and which window,
+    in its own log lines (Airflow shows the exception only in the collapsed "Post Execute" group)."""
     import datetime as dt
     from types import SimpleNamespace
 
@@ -170,6 +171,8 @@ def test_a_day_outside_the_data_window_stops_the_run_at_once(dagbag, logical, da
         exc = AirflowFailException if outcome == "fail" else AirflowSkipException
         with pytest.raises(exc, match=r"outside the data window 1997-09-20 \.\. 1998-04-22|not a valid|day"):
             freshrec_daily._day(context)
+        said = [r.message for r in caplog.records if r.name == "freshrec"]
+        assert said and said[0].startswith("skipped: " if outcome == "skip" else "refused: "), caplog.text
     else:
         assert freshrec_daily._day(context) == outcome
 
