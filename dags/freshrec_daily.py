@@ -400,7 +400,11 @@ def freshrec_daily():
 
     @task(trigger_rule="all_done")
     def summarize_run() -> dict:
-        """The day's row, and its outcome: the champion standing after it, which day D+1 builds on."""
+        """The day's row, and its outcome: the champion standing after it, which day D+1 builds on. A day
+        whose challenger was rejected (or not answered in time) ends this task *skipped*, once all is on
+        record: in the grid it differs from a promoted day, and the run still succeeds."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from tasks.day import run_step
         from tasks.pipeline import summarize_day
 
@@ -409,10 +413,17 @@ def freshrec_daily():
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
             answer = ti.xcom_pull(task_ids="approve_promotion", key="decision")
             evidence = ti.xcom_pull(task_ids="prepare_approval")
-            return _step(
+            row = _step(
                 run_step, "summarize_run", day, params, layout, summarize_day,
                 day, params, layout, states, answer, evidence, _api_url(), APPROVAL_TIMEOUT, store=store,
             )  # fmt: skip
+        if row["outcome"]["status"] == "rejected":
+            promo = row.get("promotion") or {}
+            why = f"not promoted: rejected by {promo.get('approver')}: {promo.get('reason')}"
+            logging.getLogger("freshrec").warning("%s", why)
+            ti.xcom_push(key="summary", value=row)  # the row a promoted day returns
+            raise AirflowSkipException(f"{why} (summary and outcome written; skipped marks the day in the grid)")
+        return row
 
     # the graph in three stages; task ids stay as they were (the docs and the REST API use them)
     with TaskGroup("data", prefix_group_id=False, tooltip="the day's events: landed, ingested, validated"):

@@ -205,9 +205,10 @@ def test_rejected_day_promotes_nothing(bootstrapped, registry, daily, api, monke
     day = bootstrapped["day1"]
     _land(bootstrapped, day)
     versions_before = registry.versions()
-    _dr, states, log = _run_day(daily, day, {"auto_approve": False}, api, "Reject")
+    dr, states, log = _run_day(daily, day, {"auto_approve": False}, api, "Reject")
     assert _answers(log) and _answers(log)[-1][1] == 200 and "stranded" not in str(log), log
     assert states["approve_promotion"] == "success" and states["promote_champion"] == "skipped"
+    assert states["summarize_run"] == "skipped" and dr.state == "success"  # marked in the grid, not failed
     assert registry.pointer()[0]["version"] == bootstrapped["champion"]
     assert registry.versions() == versions_before
     (rejection,) = [h for h in registry.history() if h.get("action") == "reject"]  # the rejection is on record
