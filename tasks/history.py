@@ -76,8 +76,8 @@ def _in_order(df: pd.DataFrame) -> bool:
         u0, u1, i0, i1 = user.slice(0, n), user.slice(1), item.slice(0, n), item.slice(1)
         ids_ok = pc.or_(pc.less(u0, u1), pc.and_(pc.equal(u0, u1), pc.less_equal(i0, i1)))
         return bool(pc.all(pc.or_(pc.invert(pa.array(tie)), ids_ok)).as_py())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
-        return False  # ids of mixed types: let pandas sort them
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        return False  # times or ids of other types (text times, mixed ids): let pandas sort them
 
 
 def history_files(unit: Path) -> list[Path]:

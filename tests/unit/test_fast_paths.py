@@ -75,6 +75,9 @@ def test_in_order_looks_past_ties_and_below_the_second():
     assert not _in_order(sub_second)
     with_null = pd.DataFrame({"user_id": ["a", None], "item_id": ["1", "2"], "event_ts": [t0, t0]})
     assert not _in_order(with_null)
+    text_times = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["1", "2"], "event_ts": ["2000-01-02", "2000-01-01"]})
+    assert not _in_order(text_times)  # not a time column: pandas sorts it, as before
+    assert _ordered([text_times])["event_ts"].tolist() == ["2000-01-01", "2000-01-02"]
 
 
 def test_key_index_merge_and_lookup_match_the_plain_ones():
