@@ -32,19 +32,16 @@ import contextlib
 import datetime as dt
 import itertools
 import logging
-import warnings
 from pathlib import Path
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, TaskGroup, dag, task
 
-from tasks.common import window_pattern
+from tasks.common import APPROVAL_REASON, quiet_third_party_logs, window_pattern
 from tasks.settings import settings
 
-# the standard provider's PythonSensor (behind @task.sensor) imports a name Airflow 3.3 deprecated: a
-# warning in every task's log and every CLI call that parses this file, about code that is not ours
-warnings.filterwarnings("ignore", message=r"The `airflow\.utils\.operator_helpers\.determine_kwargs` attribute")
+quiet_third_party_logs()  # at parse time too: @task.sensor's provider import warns of a deprecation otherwise
 
 TRAIN_QUEUE = settings().train_queue  # `gpu` where a GPU worker listens
 TRAIN_POD = Path(__file__).resolve().parent.parent / "docker" / "k8s" / "train-challenger-pod.yaml"
@@ -81,9 +78,6 @@ def _train_executor_config() -> dict:
     return {"pod_override": PodGenerator.deserialize_model_dict(yaml.safe_load(TRAIN_POD.read_text()))}
 
 
-REASON_PARAM = "reason"
-
-
 class RecordedApproval(ApprovalOperator):
     """Airflow's ApprovalOperator with a `reason` field, also leaving the answer (or its absence) in XCom
     `decision` whatever it was: a Reject skips downstream without a return value, and a rejection must be
@@ -100,12 +94,12 @@ class RecordedApproval(ApprovalOperator):
         )
         given = kwargs.pop("params", None) or {}  # the DAG's own params come in here (HITL keeps only the task's)
         params = {k: given.get_param(k) for k in given} if hasattr(given, "get_param") else dict(given)
-        super().__init__(params={**params, REASON_PARAM: reason}, **kwargs)
+        super().__init__(params={**params, APPROVAL_REASON: reason}, **kwargs)
 
     def execute_complete(self, context, event):
         from tasks.day import answer_record
 
-        record = answer_record(event, REASON_PARAM)
+        record = answer_record(event)
         if record["who"] and record["chosen_options"] == [self.REJECT] and not record["reason"]:
             self.log.warning("rejected by %s without a reason: the request asks for one", record["who"])
         context["ti"].xcom_push(key="decision", value=record)

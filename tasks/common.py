@@ -29,6 +29,7 @@ LOG = logging.getLogger("freshrec")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ROOT_PARAMS = PROJECT_ROOT / "params.yaml"
 DATE_FORMAT = "%Y-%m-%d"
+APPROVAL_REASON = "reason"  # the approval request's field for the approver's words (a HITL Param)
 
 
 class FreshrecError(RuntimeError):
@@ -50,7 +51,20 @@ CHATTY_LOGGERS = ("great_expectations", "onnxscript", "onnx_ir", "matplotlib", "
 HARMLESS_WARNINGS = (
     (UserWarning, r"This pattern is interpreted as a regular expression, and has match groups"),
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # the standard provider's PythonSensor (behind @task.sensor) imports a name Airflow 3.3 deprecated
+    (Warning, r"The `airflow\.utils\.operator_helpers\.determine_kwargs` attribute is deprecated"),  # its own class
 )
+# Libraries that narrate on the root logger itself (logging.info), where a logger's level cannot reach:
+# onnxruntime's quantizer, a line per tensor. Their records below WARNING are dropped there.
+ROOT_CHATTY = ("onnxruntime",)
+
+
+class _RootChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not any(lib in record.pathname for lib in ROOT_CHATTY)
+
+
+_ROOT_CHATTER = _RootChatter()
 
 
 def quiet_third_party_logs() -> None:
@@ -59,6 +73,7 @@ def quiet_third_party_logs() -> None:
 
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger().addFilter(_ROOT_CHATTER)  # once: addFilter keeps one copy
     for category, message in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
 

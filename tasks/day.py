@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.common import (
+    APPROVAL_REASON,
     FreshrecError,
     GateFailed,
     Layout,
@@ -416,13 +417,14 @@ def record_outcome(day: dt.date, layout: Layout, registry, status: str) -> dict:
 
 
 # ---- the day's rules ------------------------------------------------------------------------------
-def answer_record(event: dict, reason_key: str = "reason") -> dict:
+def answer_record(event: dict) -> dict:
     """The approval's answer as it is kept (XCom `decision`, the promotion history, the summary): the
     option, who, when and the approver's reason in their words (stripped, at most 2,000 characters).
     `event`: the HITL trigger's event, or the operator's return value (the same keys)."""
     user = dict(event.get("responded_by_user") or {})
     at = event.get("responded_at")
-    reason = str((event.get("params_input") or {}).get(reason_key) or event.get("reason") or "").strip()[:2000]
+    given = (event.get("params_input") or {}).get(APPROVAL_REASON) or event.get("reason")  # an event, or a record
+    reason = str(given or "").strip()[:2000]
     return {
         "chosen_options": event.get("chosen_options"),
         "responded_by_user": user or None,

@@ -219,9 +219,11 @@ def test_onnx_export_matches_torch(model, tmp_path, caplog):
     per-tensor INFO lines stay out of the log (issue 30)."""
     import logging
 
+    from tasks.common import quiet_third_party_logs
     from tasks.export import FP32_FILE, INT8_FILE, export_onnx, parity, quantize_int8, torch_top_k
 
     export_onnx(model, tmp_path / FP32_FILE, top_k=10, opset=18)
+    quiet_third_party_logs()  # what every task and command line does first
     with caplog.at_level(logging.INFO):
         quantize_int8(tmp_path / FP32_FILE, tmp_path / INT8_FILE)
     assert not [r for r in caplog.records if "onnxruntime" in r.pathname and r.levelno < logging.WARNING]
