@@ -74,7 +74,7 @@ def _as_text(values: pd.Series) -> pa.Array | None:
 
 def _uniques(col: pd.Series) -> pd.Series:
     try:
-        return pd.Series(col.dropna().unique(), dtype=object)
+        return pd.Series(col.dropna().unique())  # Arrow-backed for a text column: no copy into Python objects
     except TypeError:  # nested cells (lists, maps) are not hashable: only the text cells can be spellings
         return pd.Series(list({v for v in col if isinstance(v, str)}), dtype=object)
 
@@ -167,7 +167,7 @@ def plainly_canonical(values: pd.Series) -> np.ndarray:
 
 def id_problems(col: pd.Series) -> pd.Series:
     """Per row: the offending id with its problem (`'050': leading zeros…`), None where canonical."""
-    uniques = pd.Series(col.dropna().unique(), dtype=object)
+    uniques = pd.Series(col.dropna().unique())  # Arrow-backed for a text column: no copy into Python objects
     unsure = uniques[~plainly_canonical(uniques)]  # the rest are canonical: the rules run on these only
     bad = {v: f"{v!r}: {p}" for v in unsure if (p := id_problem(v)) is not None}
     out = pd.Series(None, index=col.index, dtype=object)

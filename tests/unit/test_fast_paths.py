@@ -107,6 +107,9 @@ def test_events_per_user_day_as_groupby():
     df["event_ts"] += pd.to_timedelta(rng.integers(0, 86_000, len(df)), unit="s")  # across midnight
     want = df.groupby([df["user_id"], df["event_ts"].dt.floor("D")]).size().to_numpy()
     assert (events_per_user_day(df) == want).all()
+    df.loc[df.index[::5], "user_id"] = None  # groupby leaves null users out
+    want = df.groupby([df["user_id"], df["event_ts"].dt.floor("D")]).size().to_numpy()
+    assert (events_per_user_day(df) == want).all()
 
 
 def test_drift_windows_as_slices_equal_the_masks():
@@ -115,10 +118,30 @@ def test_drift_windows_as_slices_equal_the_masks():
     rng = np.random.default_rng(3)
     df = pd.concat([_day(i, rng, shuffle=False) for i in range(12)], ignore_index=True)
     day = dt.date(2000, 1, 11)
-    fast = windows(df, day, None, 5)
-    shuffled = df.sample(frac=1, random_state=0)  # not in time order: the masks
-    slow = windows(shuffled, day, None, 5)
-    for a, b in zip(fast[:3], slow[:3], strict=True):
-        assert len(a) > 0
-        pd.testing.assert_frame_equal(a.sort_index(), b.sort_index())
-    assert fast[3] == slow[3]
+    ts, at = df["event_ts"], lambda d: pd.Timestamp(d, tz="UTC")
+    want_before = df[ts < at(day)]  # the masks, written out: the oracle
+    want = (want_before[(want_before["event_ts"] >= at(day - dt.timedelta(days=5)))],
+            df[(ts >= at(day)) & (ts < at(day + dt.timedelta(days=1)))], want_before)  # fmt: skip
+    for frame in (df, df.sample(frac=1, random_state=0)):  # time-ordered, and not
+        got = windows(frame, day, None, 5)
+        for a, b in zip(got[:3], want, strict=True):
+            assert len(b) > 0
+            pd.testing.assert_frame_equal(a.sort_index(), b.sort_index())
+        assert got[3] == (day - dt.timedelta(days=1), at(day - dt.timedelta(days=5)), at(day))
+
+
+def test_user_day_counts_match_add_at():
+    from tasks.drift import user_days
+
+    rng = np.random.default_rng(4)
+    df = pd.concat([_day(i, rng, shuffle=True) for i in range(3)], ignore_index=True)
+    ratings, types = np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array(["rating"])
+    df["event_type"] = "rating"
+    got = user_days(df, ratings, types)
+    users, _ = pd.factorize(df["user_id"])
+    days = df["event_ts"].dt.as_unit("s").astype("int64").to_numpy() // 86_400
+    _, codes = np.unique(users * 1_000_000 + days - days.min(), return_inverse=True)
+    want = np.zeros((codes.max() + 1, 5))
+    np.add.at(want, (codes, np.searchsorted(ratings, df["rating"].to_numpy())), 1)
+    assert (got.ratings == want).all() and (got.counts == want.sum(axis=1)).all()
+    assert (got.types[:, 0] == got.counts).all()
