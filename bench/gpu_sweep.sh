@@ -10,6 +10,7 @@
 #
 #   bash bench/gpu_sweep.sh prepare          # here: .gpu/ml1m/{events.parquet,features/}, .gpu/COMMIT
 #   bash bench/gpu_sweep.sh run              # there; OUT=<dir> (default .gpu/out)
+#   bash bench/gpu_sweep.sh replay           # there: ML-1M's daily replay, seed 43, with a daily full retrain
 #   python bench/record.py <files_at>/quality_*.json --commit "$(cat .gpu/COMMIT)" --into bench/results/quality_ml1m.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,8 @@ from tasks.sources import load_dataset
 out = Path(".gpu/ml1m"); out.mkdir(parents=True, exist_ok=True)
 ds = load_dataset("ml-1m")
 ds.events.to_parquet(out / "events.parquet")
+ds.events.to_parquet(out / "ml-1m.parquet")  # the replay's --events: its stem names the dataset in the report
+ds.items.to_parquet(out / "items.parquet")
 cached = ROOT / ".run" / "features" / ds.name  # what an earlier quality run here already embedded
 if cached.is_dir() and not (out / "features").exists():
     shutil.copytree(cached, out / "features")
@@ -63,5 +66,22 @@ PY
     run h128l4_full     --hidden 128 --layers 4 --heads 4 --dropout 0.3
     run esasrec_ml1m    --hidden 64 --layers 2 --heads 1 --dropout 0.1 --loss sampled --negatives 256 --block ligr
     ;;
-  *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+  replay)
+    # bench/replay.py's ML-1M window (the 14 densest days) under a second seed, with the bounded-replay
+    # recipes beside today's default and a daily full retrain (a CPU day of it takes ~1,300 s). The models
+    # and the partial report stay in .gpu/replay_s$SEED, so a second call on the same (still warm) machine
+    # continues after the last finished day; the report is copied to $OUT either way.
+    OUT="${OUT:-.gpu/out}"; SEED="${SEED:-43}"; WORK=".gpu/replay_s$SEED"
+    mkdir -p "$OUT" "$WORK"
+    timeout "${REPLAY_SECONDS:-540}" "${PYTHON:-python3}" bench/replay.py --events "$DATA/ml-1m.parquet" \
+      --items "$DATA/items.parquet" --features "$DATA/features" --window densest --days 14 --set "train.seed=$SEED" \
+      --strategies stale,incremental_all_replay,full \
+      --variant recent_r1_x2:replay=recent,replay_ratio=1,day_repeats=2 \
+      --variant users_r1_x2:replay=users,replay_ratio=1,day_repeats=2 \
+      --variant uniform_r1_x2:replay=uniform,replay_ratio=1,day_repeats=2 \
+      --variant uniform_r2_x1:replay=uniform,replay_ratio=2,day_repeats=1 \
+      --work "$WORK/models" --out "$WORK/report.json" || echo "== replay stopped (rc $?): continue with the same call"
+    cp "$WORK/report.json" "$OUT/replay_ml-1m_s${SEED}_gpu.json" 2>/dev/null || true
+    ;;
+  *) echo "usage: $0 prepare|run|replay" >&2; exit 2 ;;
 esac
