@@ -20,11 +20,20 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from tasks.common import day_str, parse_day
+from tasks.datadocs import DOCS_DIR
 from tasks.params import load_params
 from tasks.reports import DAYS_PARENT, FOLDERS, PAGES, ranking_note
 
 DAG_ID = "freshrec_daily"
 SANDBOX = {"Content-Security-Policy": "sandbox allow-popups allow-popups-to-escape-sandbox"}
+# A Data Docs page needs its scripts (bootstrap-table fills its lists, Vega draws its charts). They run in
+# the sandbox's opaque origin: no cookie is readable or sent, the page cannot reach Airflow's API
+# (connect-src 'none'), submit a form, navigate the UI's frame, or load anything but the site's own files.
+DATA_DOCS_SANDBOX = {
+    "Content-Security-Policy": "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox; "
+    "default-src 'none'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'none'; form-action 'none'; base-uri 'none'"
+}
 
 
 def _store():
@@ -135,8 +144,8 @@ def create_app() -> FastAPI:
             docs = json.loads(store.read(at, "report.json", validation)).get("docs")
             if docs:
                 found.append(("Data Docs: the day's events (Great Expectations)", f"validation/{docs}"))
-            if "data_docs/items/index.html" in listed:
-                found.append(("Data Docs: the day's catalogue", "validation/data_docs/items/index.html"))
+            if f"{DOCS_DIR}/items/index.html" in listed:
+                found.append(("Data Docs: the day's catalogue", f"validation/{DOCS_DIR}/items/index.html"))
             found.append(("Validation report (JSON)", "validation/report.json"))
         if "drift.html" in (store.unit(FOLDERS["drift"].format(day=d)) or {}).get("files", {}):
             found += [("Drift report", "drift/drift.html"), ("Drift signals (JSON)", "drift/drift.json")]
@@ -158,6 +167,25 @@ def create_app() -> FastAPI:
         pretty = html.escape(json.dumps(report, indent=2))
         return _page(f"freshrec — {d} — {kind}", RENDER[kind](report) + f"<h2>JSON</h2><pre>{pretty}</pre>")
 
+    @app.get("/reports/{day}/validation/data_docs/{site}/static/{name:path}")  # no session: see below
+    def data_docs_static(day: str, site: str, name: str):
+        """A Data Docs page's stylesheets, scripts, fonts and images. The page runs sandboxed in an opaque
+        origin, so its browser sends no Airflow cookie for them: a file is served without a session only
+        when its bytes are one of the vendored libraries or GX's own static files (nothing of the data)."""
+        from tasks.datadocs import public_sha256
+
+        d, rel = day_str(_day(day)), f"{DOCS_DIR}/{site}/static/{name}"
+        at = FOLDERS["validation"].format(day=d)
+        store = _store()
+        snapshot = store.unit(at) or {}
+        listed = snapshot.get("files", {}).get(rel)
+        if listed is None or listed["sha256"] not in public_sha256():
+            raise HTTPException(404, f"{d}: {rel!r} is not a Data Docs static file")
+        data = store.read(at, rel, snapshot)
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=86400, immutable"}
+        return Response(data, media_type=kind, headers={**headers, "Access-Control-Allow-Origin": "*"})  # fonts: CORS
+
     @app.get("/reports/{day}/{folder}/{name:path}", dependencies=allowed)
     def folder_file(day: str, folder: str, name: str):
         d = day_str(_day(day))
@@ -167,8 +195,9 @@ def create_app() -> FastAPI:
         if data is None:
             raise HTTPException(404, f"{d}: no {folder} file {name!r} in the object store")
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        # a report shows values from upstream data: it is rendered sandboxed (no scripts, an origin of its
-        # own), so nothing in it can act with the viewer's Airflow session
-        return Response(data, media_type=kind, headers={"X-Content-Type-Options": "nosniff", **SANDBOX})
+        # a report shows values from upstream data: it is rendered sandboxed (an origin of its own, no
+        # scripts but a Data Docs page's), so nothing in it can act with the viewer's Airflow session
+        sandbox = DATA_DOCS_SANDBOX if folder == "validation" and name.startswith(f"{DOCS_DIR}/") else SANDBOX
+        return Response(data, media_type=kind, headers={"X-Content-Type-Options": "nosniff", **sandbox})
 
     return app

@@ -31,6 +31,7 @@ import pandas as pd
 
 from tasks.common import Layout, ValidationFailed, atomic_dir, day_bounds, parse_day, write_json
 from tasks.contract import CAUSES, ID_COLUMNS, conform, id_problems, missing_spellings, same_ids
+from tasks.datadocs import DOCS_DIR, localize
 from tasks.event_keys import KEYS_FILE, KeyIndex, key_hashes, replay_days
 from tasks.landing import EVENTS_FILE, ITEMS_FILE
 from tasks.params import step_cli
@@ -40,7 +41,6 @@ from tasks.units import RAW_SINCE_KEYS, day_keep, since_name
 LOG = logging.getLogger(__name__)
 REPORT_FILE = "report.json"
 DOCS_SITE = "freshrec"
-DOCS_DIR = "data_docs"  # under reports/validation/date=D
 
 
 @dataclass
@@ -383,6 +383,7 @@ def run_checkpoint(name: str, df: pd.DataFrame, checks: list, docs_dir: Path, da
     started = time.time()
     res = cp.run(batch_parameters={"dataframe": df})
     results = [r for vr in res.run_results.values() for r in vr.results]
+    localize(docs_dir)  # the pages load vendored copies, not CDNs: styled and complete offline, in the sandbox
     pages = [p for p in (docs_dir / "validations" / name).rglob("*.html") if p.stat().st_mtime >= started - 1]
     return results, (max(pages, key=lambda p: p.stat().st_mtime) if pages else docs_dir / "index.html")
 

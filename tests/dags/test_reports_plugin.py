@@ -8,7 +8,10 @@ import json
 
 import pytest
 
+from tasks.datadocs import ASSETS
+
 DAY = dt.date(1997, 9, 30)
+JQUERY = "jquery/dist/jquery.min.js"
 
 
 @pytest.fixture
@@ -21,6 +24,10 @@ def reports(s3_env, params, layout):
     (val / "data_docs" / "validations").mkdir(parents=True)
     (val / "data_docs" / "validations" / "page.html").write_text("<html>expectations</html>")
     (val / "report.json").write_text(json.dumps({"docs": "data_docs/validations/page.html", "rows": 3}))
+    static = val / "data_docs" / "events" / "static"
+    (static / "vendor" / "jquery").mkdir(parents=True)
+    (static / "vendor" / "jquery" / "jquery.min.js").write_bytes((ASSETS / JQUERY).read_bytes())
+    (static / "values.json").write_text('["user 17", "user 18"]')  # not a public file: data under static/
     drift = layout.reports("drift", DAY)
     drift.mkdir(parents=True)
     (drift / "drift.html").write_text("<html>drift signals</html>")
@@ -79,3 +86,23 @@ def test_only_what_a_unit_lists_can_be_read(reports, login, airflow_db):
     assert login.get("/freshrec/reports/1998-13-40/").status_code == 404
     missing = login.get(base + "evaluation")
     assert missing.status_code == 404 and "has not run" in missing.json()["detail"]
+
+
+def test_data_docs_run_their_scripts_sandboxed_and_load_only_public_files_without_a_session(reports, login, airflow_db):
+    base = f"/freshrec/reports/{DAY}/validation/data_docs/"
+    # a sandboxed page's origin is opaque: its browser sends no cookie for the files it loads
+    lib = login.get(base + "events/static/vendor/jquery/jquery.min.js")
+    assert lib.status_code == 200 and lib.content == (ASSETS / JQUERY).read_bytes()
+    assert lib.headers["access-control-allow-origin"] == "*"  # fonts load in CORS mode
+    assert lib.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    for name in ("events/static/values.json", "events/static/missing.js"):
+        assert login.get(base + name).status_code == 404, name  # data is never public, whatever its path
+    for name in ("events/static/../../report.json", "validations/page.html"):
+        assert login.get(base + name).status_code == 401, name  # outside static/: a session, as ever
+    token = login.post("/auth/token", json={"username": "admin", "password": "s3cret-for-this-test"}).json()
+    login.cookies.set("_token", token["access_token"])
+    csp = login.get(base + "validations/page.html").headers["content-security-policy"]
+    assert "allow-scripts" in csp and "allow-same-origin" not in csp  # GX's tables fill; no session
+    assert "connect-src 'none'" in csp and "form-action 'none'" in csp and "default-src 'none'" in csp
+    drift = login.get(f"/freshrec/reports/{DAY}/drift/drift.html").headers["content-security-policy"]
+    assert "allow-scripts" not in drift  # other reports run no script at all
