@@ -1,6 +1,6 @@
 """Airflow as `make airflow` runs it (API server + UI, scheduler with LocalExecutor, DAG processor,
 triggerer; SQLite), on a free port with real logins: an admin whose password is generated into a
-0600 file. A champion is bootstrapped and one day is landed, so a daily run reaches its approval.
+0600 file. A champion is bootstrapped and two days are landed, so daily runs reach their approvals.
 Every server is started here and stopped by PID (process group) at the end."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import DAY1, DAY2
 from tests.distributed.conftest import Cluster, _free_port, _wait
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,14 @@ class Stack(Cluster):
             login = {"username": "admin", "password": self.password}
             self._token = self._http("POST", "/auth/token", login, json_type)["access_token"]
         return self._http(method, path, body, {**json_type, "authorization": f"Bearer {self._token}"})
+
+    def history(self) -> list[dict]:
+        """The promotion history (promotions, rejections) as the registry holds it in the stack's store."""
+        code = (
+            "import json; from tasks.params import load_params; from tasks.registry import registry_from_env; "
+            "print(json.dumps(registry_from_env(load_params()).history()))"
+        )
+        return json.loads(self.run("cli", "-c", code).strip().splitlines()[-1])
 
     def run(self, name: str, *args: str, timeout: float = 600) -> str:
         res = subprocess.run(
@@ -112,7 +121,8 @@ def stack(s3_server):
         _wait(lambda: c._http("GET", "/api/v2/version", None, {}), "the Airflow API server", 180, c.logs)
         (base / "upstream").mkdir()
         c.run("upstream", "-m", "tasks.bootstrap")  # the champion the first day builds on
-        c.run("upstream", "-m", "tasks.replay", "--date", params["run"]["date"])  # the upstream lands day 1
+        for day in (DAY1, DAY2):  # the upstream lands two days: one to approve, one to reject
+            c.run("upstream", "-m", "tasks.replay", "--date", day)
         _wait(lambda: c.rest("GET", "/api/v2/dags/freshrec_daily"), "the DAG processor (freshrec_daily)", 180, c.logs)
         yield c
     finally:
