@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from functools import cache
@@ -72,15 +73,10 @@ def localize(site: Path) -> int:
     and those copies sit in the site's static/vendor/. Returns the number of pages rewritten. A page
     left loading anything from outside the site (a new GX template) raises DataDocsError, naming it."""
     pages = sorted(site.rglob("*.html"))
-    used: set[str] = set()
     for page in pages:
         up = "../" * (len(page.relative_to(site).parts) - 1)  # a page's way back to the site's root
-
-        def vendored(m: re.Match) -> str:
-            used.add(CDN[m.group(0)])
-            return f"{VENDOR}/{CDN[m.group(0)]}"  # made relative to the page below, with the rest of static/
-
-        text = _LOGO.sub("static/images/logo-long.png", _CDN.sub(vendored, page.read_text(encoding="utf-8")))
+        text = _CDN.sub(lambda m: f"{VENDOR}/{CDN[m.group(0)]}", page.read_text(encoding="utf-8"))
+        text = _LOGO.sub("static/images/logo-long.png", text)
         text = _STATIC.sub(rf"\g<1>{up}static/", text)  # attributes and url() only, never data
         if hit := _LOAD.search(text):
             line = text[: hit.start()].count("\n") + 1
@@ -89,18 +85,15 @@ def localize(site: Path) -> int:
                 "add the file to scripts/vendor_datadocs.py and the URL to tasks/datadocs.CDN"
             )
         page.write_text(text, encoding="utf-8")
-    packages = {_package(f) for f in used}
-    for rel in manifest():  # whole packages: a stylesheet's fonts (Font Awesome's webfonts) come along
-        if _package(rel) in packages:
-            dest = site / VENDOR / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
+    for rel in manifest() if pages else ():  # every GX page loads them all (and a stylesheet its fonts)
+        dest = site / VENDOR / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)  # never write through an earlier link: that would be the asset itself
+        try:  # 2.7 MB a site: a link where the data root shares the checkout's disk, never written to
+            os.link(ASSETS / rel, dest)
+        except OSError:
             shutil.copyfile(ASSETS / rel, dest)
     return len(pages)
-
-
-def _package(rel: str) -> str:
-    parts = rel.split("/")
-    return "/".join(parts[:2] if parts[0].startswith("@") else parts[:1])
 
 
 @cache

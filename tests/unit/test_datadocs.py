@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,25 @@ def test_a_page_loading_from_outside_the_site_is_refused_by_name(tmp_path):
         localize(tmp_path)
     page.write_text('<html><a href="https://greatexpectations.io">a link a reader follows</a></html>')
     assert localize(tmp_path) == 1
+
+
+def test_localizing_a_site_again_leaves_the_vendored_files_whole(site):
+    import shutil
+    import tempfile
+
+    docs, _ = site
+    root = ASSETS.parents[2] / ".run"  # the checkout's disk: the copies are links to the vendored files
+    root.mkdir(exist_ok=True)
+    again = Path(tempfile.mkdtemp(dir=root)) / "events"
+    try:
+        shutil.copytree(docs, again, ignore=shutil.ignore_patterns("vendor"))
+        localize(again)
+        jquery = again / VENDOR / CDN["https://code.jquery.com/jquery-3.7.1.min.js"]
+        assert jquery.stat().st_ino == (ASSETS / CDN["https://code.jquery.com/jquery-3.7.1.min.js"]).stat().st_ino
+        before = sorted(p.read_text() for p in again.rglob("*.html"))
+        localize(again)  # a re-run over the same site, its copies links to the vendored files
+        assert sorted(p.read_text() for p in again.rglob("*.html")) == before  # already local: unchanged
+        for rel, entry in manifest().items():
+            assert hashlib.sha256((ASSETS / rel).read_bytes()).hexdigest() == entry["sha256"], rel
+    finally:
+        shutil.rmtree(again.parent)
