@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 from functools import cache
 from pathlib import Path
+
+from tasks.common import link_or_copy
 
 DOCS_DIR = "data_docs"  # a day's Data Docs sites, under reports/validation/date=D
 ASSETS = Path(__file__).resolve().parent / "assets" / "datadocs"
@@ -88,11 +88,7 @@ def localize(site: Path) -> int:
     for rel in manifest() if pages else ():  # every GX page loads them all (and a stylesheet its fonts)
         dest = site / VENDOR / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.unlink(missing_ok=True)  # never write through an earlier link: that would be the asset itself
-        try:  # 2.7 MB a site: a link where the data root shares the checkout's disk, never written to
-            os.link(ASSETS / rel, dest)
-        except OSError:
-            shutil.copyfile(ASSETS / rel, dest)
+        link_or_copy(ASSETS / rel, dest)  # 2.7 MB a site; an earlier link is unlinked first, never written through
     return len(pages)
 
 

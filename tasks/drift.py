@@ -55,10 +55,13 @@ def popularity_js(
     `resamples` times (NannyML-style): the day drifts when its JS exceeds that null's
     mean + 3 sigma, and `js_excess` (JS minus the null mean) is what thresholds compare.
     """
+    return popularity_js_counts(reference_items.value_counts(), current_items.value_counts(), resamples, seed)
+
+
+def popularity_js_counts(ref: pd.Series, cur: pd.Series, resamples: int = 50, seed: int = 0) -> dict[str, float]:
+    """popularity_js from the events per item (value_counts) of the reference and of the day."""
     from scipy.spatial.distance import jensenshannon
 
-    ref = reference_items.value_counts()
-    cur = current_items.value_counts()
     keys = ref.index.union(cur.index)
     p = ref.reindex(keys, fill_value=0).to_numpy(float)
     q = cur.reindex(keys, fill_value=0).to_numpy(float)
@@ -135,6 +138,32 @@ class UserDays:
 
     def take(self, idx: np.ndarray) -> UserDays:
         return UserDays(self.counts[idx], self.ratings[idx], self.types[idx])
+
+
+@dataclass(frozen=True)
+class Distributions:
+    """What the signals and the report's plots are computed from, in one pass over each window: ids are
+    factorised once (10M events: seconds a pass), not again by each consumer."""
+
+    rating_values: np.ndarray  # the sorted rating values of both windows
+    event_types: np.ndarray
+    reference: UserDays
+    current: UserDays
+    reference_items: pd.Series  # events per item (value_counts)
+    current_items: pd.Series
+
+
+def distributions(reference: pd.DataFrame, current: pd.DataFrame) -> Distributions:
+    rating_values = np.union1d(reference["rating"].unique(), current["rating"].unique())
+    event_types = np.union1d(reference["event_type"].unique().astype(str), current["event_type"].unique().astype(str))
+    return Distributions(
+        rating_values,
+        event_types,
+        user_days(reference, rating_values, event_types),
+        user_days(current, rating_values, event_types),
+        reference["item_id"].value_counts(),
+        current["item_id"].value_counts(),
+    )
 
 
 def user_days(events: pd.DataFrame, rating_values: np.ndarray, event_types: np.ndarray) -> UserDays:
@@ -216,16 +245,16 @@ def measure(
     champion_items: set[str],
     bins: int,
     max_user_days: int | None = None,
+    dists: Distributions | None = None,
 ) -> dict[str, float]:
     """Every drift statistic of the day against the reference. The feature signals compare at most
     `max_user_days` of the day's user-days (a fixed sample beyond it) with a null of the same size: the
-    resampled baseline costs O(user-days) a draw, and a sample of thousands already detects a shift."""
+    resampled baseline costs O(user-days) a draw, and a sample of thousands already detects a shift.
+    `dists`: distributions(reference, current), where the caller has it already."""
+    dists = dists or distributions(reference, current)
     day_users = pd.Index(current["user_id"].unique())
-    js = popularity_js(reference["item_id"], current["item_id"])
-    rating_values = np.union1d(reference["rating"].unique(), current["rating"].unique())
-    event_types = np.union1d(reference["event_type"].unique().astype(str), current["event_type"].unique().astype(str))
-    ref_days = user_days(reference, rating_values, event_types)
-    cur_days = user_days(current, rating_values, event_types)
+    js = popularity_js_counts(dists.reference_items, dists.current_items)
+    rating_values, ref_days, cur_days = dists.rating_values, dists.reference, dists.current
     n_user_days = len(cur_days.counts)
     if max_user_days is not None and n_user_days > max_user_days:
         cur_days = cur_days.take(np.sort(np.random.default_rng(0).choice(n_user_days, max_user_days, replace=False)))
@@ -378,14 +407,17 @@ def champion_performance(
     return perf
 
 
-def detect(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params: dict, wins: tuple) -> dict:
+def detect(
+    events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params: dict, wins: tuple,
+    dists: Distributions | None = None,
+) -> dict:  # fmt: skip
     """Measure drift for `day` (events must include everything through `day`; `wins` = windows()) and decide."""
     from tasks.train import read_items
 
     t = params["drift"]
     reference, current, before, (ref_day, since, until) = wins
     champion_items = set(read_items(champion_dir)) if champion_dir is not None else set()
-    m = measure(reference, current, before, champion_items, t["psi_bins"], t["null_max_user_days"])
+    m = measure(reference, current, before, champion_items, t["psi_bins"], t["null_max_user_days"], dists)
     m["reference_events"] = len(reference)
     if champion_dir is not None and len(current):
         rng = np.random.default_rng(0)
@@ -430,7 +462,8 @@ def run(day: dt.date, params: dict, layout: Layout, force: str | None = None) ->
     champion_dir = champion if (champion / "items.json").exists() else None
     events = load_events(layout, day)
     wins = windows(events, day, champion_dir, params["drift"]["reference_days"])
-    report = detect(events, day, champion_dir, params, wins)
+    dists = distributions(wins[0], wins[1])  # for the signals and the report's plots alike
+    report = detect(events, day, champion_dir, params, wins, dists)
     if force:
         report["reasons"].insert(0, f"forced {force} by the operator (was {report['decision']})")
         report["decision"] = force
@@ -444,7 +477,7 @@ def run(day: dt.date, params: dict, layout: Layout, force: str | None = None) ->
         LOG.info("drift signal %s = %.4f (acts on %s; threshold %s)", sig["signal"], sig["value"], sig["compared"],
                  sig["threshold"])  # fmt: skip
     LOG.info("drift decision: %s — %s", report["decision"], "; ".join(report["reasons"]))
-    render(report, wins[0], wins[1], history(layout, day, params["drift"]["history_days"]), out / HTML_FILE)
+    render(report, dists, history(layout, day, params["drift"]["history_days"]), out / HTML_FILE)
     return report
 
 

@@ -7,9 +7,12 @@ import base64
 import html
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    from tasks.drift import Distributions
 
 HTML_FILE = "drift.html"
 
@@ -20,23 +23,23 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _plots(reference: pd.DataFrame, current: pd.DataFrame, history: list[dict]) -> list[tuple[str, str]]:
+def _share(counts: np.ndarray) -> np.ndarray:
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def _plots(dists: Distributions, history: list[dict]) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tasks.history import events_per_user_day
-
     out = []
     fig, ax = plt.subplots(figsize=(5, 3))
-    cats = np.union1d(reference["rating"].unique(), current["rating"].unique()).tolist()
+    cats = dists.rating_values.tolist()
     w = 0.4
-    ref = reference["rating"].value_counts(normalize=True).reindex(cats, fill_value=0)
-    cur = current["rating"].value_counts(normalize=True).reindex(cats, fill_value=0)
     x = np.arange(len(cats))
-    ax.bar(x - w / 2, ref.to_numpy(), w, label="reference")
-    ax.bar(x + w / 2, cur.to_numpy(), w, label="current")
+    ax.bar(x - w / 2, _share(dists.reference.ratings.sum(0)), w, label="reference")
+    ax.bar(x + w / 2, _share(dists.current.ratings.sum(0)), w, label="current")
     ax.set_xticks(x, [str(c) for c in cats])
     ax.set_title("rating distribution")
     ax.legend()
@@ -44,7 +47,7 @@ def _plots(reference: pd.DataFrame, current: pd.DataFrame, history: list[dict]) 
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 3))
-    epu_ref, epu_cur = events_per_user_day(reference), events_per_user_day(current)
+    epu_ref, epu_cur = dists.reference.counts, dists.current.counts
     bins = np.logspace(0, np.log10(max(2, epu_ref.max(initial=1), epu_cur.max(initial=1))), 20)
     ax.hist(epu_ref, bins, density=True, alpha=0.6, label="reference")
     ax.hist(epu_cur, bins, density=True, alpha=0.6, label="current")
@@ -55,10 +58,11 @@ def _plots(reference: pd.DataFrame, current: pd.DataFrame, history: list[dict]) 
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 3))
-    top = reference["item_id"].value_counts(normalize=True).head(50)
+    ref_items, cur_items = dists.reference_items, dists.current_items
+    top = (ref_items / max(1, ref_items.sum())).head(50)
     ax.plot(range(len(top)), top.to_numpy(), label="reference")
-    ax.plot(range(len(top)), current["item_id"].value_counts(normalize=True).reindex(top.index, fill_value=0),
-            ".", label="current")  # fmt: skip
+    ax.plot(range(len(top)), (cur_items / max(1, cur_items.sum())).reindex(top.index, fill_value=0), ".",
+            label="current")  # fmt: skip
     ax.set_title("share of events, reference top-50 items")
     ax.set_xlabel("reference popularity rank")
     ax.legend()
@@ -81,7 +85,8 @@ def _plots(reference: pd.DataFrame, current: pd.DataFrame, history: list[dict]) 
     return out
 
 
-def render(report: dict, reference: pd.DataFrame, current: pd.DataFrame, history: list[dict], path: Path) -> Path:
+def render(report: dict, dists: Distributions, history: list[dict], path: Path) -> Path:
+    """The report page; `dists` = drift.distributions(reference, current), as the signals used them."""
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
                    for k, v in report["metrics"].items())  # fmt: skip
     perf = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
@@ -92,7 +97,7 @@ def render(report: dict, reference: pd.DataFrame, current: pd.DataFrame, history
         for h in reversed(history)
     )
     figs = "".join(f"<figure><img src='data:image/png;base64,{b}'><figcaption>{t}</figcaption></figure>"
-                   for t, b in _plots(reference, current, history))  # fmt: skip
+                   for t, b in _plots(dists, history))  # fmt: skip
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>freshrec drift {report["day"]}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td{{border:1px solid #ccc;
 padding:2px 8px}}figure{{display:inline-block;margin:0 1em 1em 0}}</style></head><body>
