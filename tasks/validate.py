@@ -142,7 +142,41 @@ BAD_ID = r"^[ \t\n\r\f\v]*(-[0-9]+|0+|)[ \t\n\r\f\v]*$"
 TS_ZONE = "_event_ts_zone"  # derived: the time zone of event_ts ("none" if naive)
 REPLAY = "_replay_of"  # derived: the earlier day an event's key (`event_key`) came on, None for a new key
 UNKNOWN = "_unknown_item_id"  # derived: the item id where the catalogue lacks it, None where it has it
-DERIVED = [USER_EVENTS, TS_ZONE, *(f"_noncanonical_{c}" for c in ID_COLUMNS), REPLAY, UNKNOWN]
+DUPLICATE = "_duplicate_event"  # derived: "user item time" where another event of the day has the same three
+DERIVED = [USER_EVENTS, TS_ZONE, *(f"_noncanonical_{c}" for c in ID_COLUMNS), REPLAY, UNKNOWN, DUPLICATE]
+
+
+def duplicate_events(df: pd.DataFrame) -> pd.Series:
+    """Per event, "user item time" where another event of the day has the same (user_id, item_id, event_ts),
+    None elsewhere: what `df.duplicated(keep=False)` flags, as the no_duplicates check's values. A delivery
+    in the history's order (ORDER: what the replay lands and most exports write) has its duplicates next
+    to each other: each row is compared with the next in Arrow (10M events: under a second, where
+    GX's compound-uniqueness check took 6 s); any other frame goes through pandas."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tasks.history import ORDER, _in_order
+
+    out = pd.Series(None, index=df.index, dtype=object)
+    if len(df) < 2 or not all(c in df for c in ORDER):
+        return out
+    if _in_order(df):
+        ts = df["event_ts"].astype("int64").to_numpy()
+        n = len(df) - 1
+        user, item = pa.array(df["user_id"]), pa.array(df["item_id"])
+        same = pc.and_(pc.equal(user.slice(0, n), user.slice(1)), pc.equal(item.slice(0, n), item.slice(1)))
+        next_same = (ts[1:] == ts[:-1]) & same.to_numpy(zero_copy_only=False)
+        flagged = np.zeros(len(df), bool)
+        flagged[:-1] |= next_same
+        flagged[1:] |= next_same
+    else:
+        flagged = df.duplicated(ORDER, keep=False).to_numpy()
+    if flagged.any():
+        rows = df.loc[flagged, ORDER]
+        out[flagged] = (rows["user_id"].astype(str) + " " + rows["item_id"].astype(str) + " "
+                        + rows["event_ts"].astype(str)).to_numpy()  # fmt: skip
+    return out
 
 
 def with_derived(df: pd.DataFrame) -> pd.DataFrame:
@@ -158,6 +192,7 @@ def with_derived(df: pd.DataFrame) -> pd.DataFrame:
         out[f"_noncanonical_{c}"] = id_problems(out[c]) if c in out else None
     out[REPLAY] = None  # set by validate_day from the key index (tasks/event_keys.py)
     out[UNKNOWN] = None  # set by validate_day from the catalogue
+    out[DUPLICATE] = duplicate_events(out)
     return out
 
 
@@ -210,7 +245,7 @@ def events_suite(day: dt.date, params: dict, catalogue_ids: list[str] | None, vo
     checks = [
         ("columns", gxe.ExpectTableColumnsToMatchSet(column_set=[*EVENT_COLUMNS, *DERIVED], exact_match=True)),
         ("min_rows", gxe.ExpectTableRowCountToBeBetween(min_value=volume["min_rows"])),
-        ("no_duplicates", gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id", "event_ts"])),
+        ("no_duplicates", gxe.ExpectColumnValuesToBeNull(column=DUPLICATE)),  # (user, item, time) twice
         ("type_event_ts", gxe.ExpectColumnValuesToBeOfType(column="event_ts", type_="Timestamp")),
         ("type_rating", gxe.ExpectColumnValuesToBeInTypeList(column="rating", type_list=["float32", "float64"])),
         (

@@ -145,3 +145,30 @@ def test_user_day_counts_match_add_at():
     np.add.at(want, (codes, np.searchsorted(ratings, df["rating"].to_numpy())), 1)
     assert (got.ratings == want).all() and (got.counts == want.sum(axis=1)).all()
     assert (got.types[:, 0] == got.counts).all()
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+def test_duplicate_events_flag_what_pandas_duplicated_flags(in_order):
+    from tasks.validate import duplicate_events
+
+    rng = np.random.default_rng(3)
+    n = 5_000
+    df = pd.DataFrame(
+        {
+            "user_id": pd.Series(rng.integers(0, 40, n).astype(str), dtype="str"),
+            "item_id": pd.Series(rng.integers(0, 30, n).astype(str), dtype="str"),
+            "event_ts": pd.Timestamp("1998-03-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 600, n), unit="s"),
+            "rating": 4.0,
+        }
+    )  # many (user, item) pairs repeat at other times; some at the same time: the duplicates
+    df = df.sort_values(ORDER, kind="stable").reset_index(drop=True)
+    if not in_order:
+        df = df.sample(frac=1.0, random_state=0)
+    assert _in_order(df) == in_order
+    want = df.duplicated(ORDER, keep=False)
+    got = duplicate_events(df)
+    assert 0 < want.sum() < n and (got.notna() == want).all()
+    first = got[got.notna()].iloc[0]
+    row = df.loc[got.notna()].iloc[0]
+    assert first == f"{row['user_id']} {row['item_id']} {row['event_ts']}"
+    assert duplicate_events(df.drop_duplicates(ORDER)).isna().all()
