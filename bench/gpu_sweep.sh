@@ -8,7 +8,9 @@
 # (run it just before the device call) writes the commit the tree is at, and whether files differ
 # from it, to .gpu/COMMIT.
 #
-#   bash bench/gpu_sweep.sh prepare          # here: .gpu/ml1m/{events.parquet,features/}, .gpu/COMMIT
+#   bash bench/gpu_sweep.sh prepare          # here: .gpu/ml1m/{events.parquet,features/}, .gpu/COMMIT, .whl/
+#   (each device call carries [".gpu/ml1m", ".gpu/COMMIT", ".whl"] and starts with: python3 -m pip install -q
+#    --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site)
 #   bash bench/gpu_sweep.sh run              # there; OUT=<dir> (default .gpu/out)
 #   bash bench/gpu_sweep.sh replay           # there: ML-1M's daily replay, seed 43, with a daily full retrain
 #   python bench/record.py <files_at>/quality_*.json --commit "$(cat .gpu/COMMIT)" --into bench/results/quality_ml1m.json
@@ -22,6 +24,11 @@ case "${1:-run}" in
     commit=$(git rev-parse HEAD)
     if [ -n "$(git status --porcelain)" ]; then commit="$commit plus uncommitted changes"; fi
     echo "$commit" > .gpu/COMMIT
+    # the device's image lacks pydantic (tasks/params.py): its wheels, at the venv's versions, for Python 3.12
+    pins=$(python -c "import importlib.metadata as m; print(' '.join(f'{p}=={m.version(p)}' for p in
+        ('pydantic', 'pydantic_core', 'annotated_types', 'typing_inspection', 'typing_extensions')))")
+    rm -rf .whl && python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $pins
     python - <<'PY'
 import shutil, sys
 from pathlib import Path
