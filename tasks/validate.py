@@ -418,9 +418,10 @@ def run_checkpoint(name: str, df: pd.DataFrame, checks: list, docs_dir: Path, da
     started = time.time()
     res = cp.run(batch_parameters={"dataframe": df})
     results = [r for vr in res.run_results.values() for r in vr.results]
-    localize(docs_dir)  # the pages load vendored copies, not CDNs: styled and complete offline, in the sandbox
     pages = [p for p in (docs_dir / "validations" / name).rglob("*.html") if p.stat().st_mtime >= started - 1]
-    return results, (max(pages, key=lambda p: p.stat().st_mtime) if pages else docs_dir / "index.html")
+    page = max(pages, key=lambda p: p.stat().st_mtime) if pages else docs_dir / "index.html"
+    localize(docs_dir)  # the pages load vendored copies, not CDNs: styled and complete offline, in the sandbox
+    return results, page
 
 
 def quarantine(layout: Layout, day: dt.date, report: dict) -> Path:
