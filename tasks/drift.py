@@ -146,7 +146,6 @@ class Distributions:
     factorised once (10M events: seconds a pass), not again by each consumer."""
 
     rating_values: np.ndarray  # the sorted rating values of both windows
-    event_types: np.ndarray
     reference: UserDays
     current: UserDays
     reference_items: pd.Series  # events per item (value_counts)
@@ -158,7 +157,6 @@ def distributions(reference: pd.DataFrame, current: pd.DataFrame) -> Distributio
     event_types = np.union1d(reference["event_type"].unique().astype(str), current["event_type"].unique().astype(str))
     return Distributions(
         rating_values,
-        event_types,
         user_days(reference, rating_values, event_types),
         user_days(current, rating_values, event_types),
         reference["item_id"].value_counts(),

@@ -10,7 +10,7 @@ import pytest
 
 from tasks.contract import MISSING_SPELLINGS, id_problem, id_problems, missing_spellings, plainly_canonical
 from tasks.event_keys import KeyIndex
-from tasks.history import ORDER, _in_order, _ordered, events_per_user_day
+from tasks.history import ORDER, _in_order, _ordered
 
 TRICKY = [
     "50", "050", "+5", "-5", "5.0", "1e5", " 5", "5 ", "", "0", "00", "abc", "Abc Def", "x y", "٥", "٠٥",
@@ -101,15 +101,23 @@ def test_key_index_merge_and_lookup_match_the_plain_ones():
         assert (index.hashes == ref_h).all() and (index.days == ref_d).all()
 
 
-def test_events_per_user_day_as_groupby():
+def test_user_day_counts_as_groupby():
+    from tasks.drift import user_days
+
     rng = np.random.default_rng(2)
     df = pd.concat([_day(i, rng, shuffle=True) for i in range(3)], ignore_index=True)
     df["event_ts"] += pd.to_timedelta(rng.integers(0, 86_000, len(df)), unit="s")  # across midnight
+    df["event_type"] = "rating"
+    ratings, types = np.sort(df["rating"].unique()), np.array(["rating"])
+
+    def counts(frame):  # per (user, UTC day), as the signals and the report's histogram see them
+        return np.sort(user_days(frame, ratings, types).counts)
+
     want = df.groupby([df["user_id"], df["event_ts"].dt.floor("D")]).size().to_numpy()
-    assert (events_per_user_day(df) == want).all()
-    df.loc[df.index[::5], "user_id"] = None  # groupby leaves null users out
-    want = df.groupby([df["user_id"], df["event_ts"].dt.floor("D")]).size().to_numpy()
-    assert (events_per_user_day(df) == want).all()
+    assert (counts(df) == np.sort(want)).all()
+    df.loc[df.index[::5], "user_id"] = None  # a null user is a user of its own
+    want = df.groupby([df["user_id"], df["event_ts"].dt.floor("D")], dropna=False).size().to_numpy()
+    assert (counts(df) == np.sort(want)).all()
 
 
 def test_drift_windows_as_slices_equal_the_masks():
@@ -147,8 +155,8 @@ def test_user_day_counts_match_add_at():
     assert (got.types[:, 0] == got.counts).all()
 
 
-@pytest.mark.parametrize("in_order", [True, False])
-def test_duplicate_events_flag_what_pandas_duplicated_flags(in_order):
+@pytest.mark.parametrize("ordered", [True, False])
+def test_duplicate_events_flag_what_pandas_duplicated_flags(ordered):
     from tasks.validate import duplicate_events
 
     rng = np.random.default_rng(3)
@@ -162,9 +170,9 @@ def test_duplicate_events_flag_what_pandas_duplicated_flags(in_order):
         }
     )  # many (user, item) pairs repeat at other times; some at the same time: the duplicates
     df = df.sort_values(ORDER, kind="stable").reset_index(drop=True)
-    if not in_order:
+    if not ordered:
         df = df.sample(frac=1.0, random_state=0)
-    assert _in_order(df) == in_order
+    assert _in_order(df) == ordered
     want = df.duplicated(ORDER, keep=False)
     got = duplicate_events(df)
     assert 0 < want.sum() < n and (got.notna() == want).all()
