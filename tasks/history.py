@@ -47,7 +47,7 @@ def _ordered(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The frames as one, sorted by ORDER (stable). Each file is sorted on its own where it is not already
     (partitions and segments are written sorted); files that follow each other in time need no merge. The
     same frame, row for row, as sorting their concatenation: 20 s less at 10M events."""
-    frames = [f if _in_order(f) else f.sort_values(ORDER, kind="stable") for f in frames]
+    frames = [f if in_order(f) else f.sort_values(ORDER, kind="stable") for f in frames]
     events = pd.concat(frames, ignore_index=True)
     spans = [(f["event_ts"].iloc[0], f["event_ts"].iloc[-1]) for f in frames if len(f)]
     if all(a[1] < b[0] for a, b in itertools.pairwise(spans)):  # disjoint in time, in order
@@ -55,7 +55,7 @@ def _ordered(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return events.sort_values(ORDER, kind="stable").reset_index(drop=True)
 
 
-def _in_order(df: pd.DataFrame) -> bool:
+def in_order(df: pd.DataFrame) -> bool:
     """Is the frame sorted by ORDER (and free of nulls in it)? Vectorised: times, then ids where times tie."""
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -156,12 +156,12 @@ def duplicate_events(df: pd.DataFrame) -> pd.Series:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from tasks.history import ORDER, _in_order
+    from tasks.history import ORDER, in_order
 
     out = pd.Series(None, index=df.index, dtype=object)
     if len(df) < 2 or not all(c in df for c in ORDER):
         return out
-    if _in_order(df):
+    if in_order(df):
         ts = df["event_ts"].astype("int64").to_numpy()
         n = len(df) - 1
         user, item = pa.array(df["user_id"]), pa.array(df["item_id"])

@@ -10,7 +10,7 @@ import pytest
 
 from tasks.contract import MISSING_SPELLINGS, id_problem, id_problems, missing_spellings, plainly_canonical
 from tasks.event_keys import KeyIndex
-from tasks.history import ORDER, _in_order, _ordered
+from tasks.history import ORDER, _ordered, in_order
 
 TRICKY = [
     "50", "050", "+5", "-5", "5.0", "1e5", " 5", "5 ", "", "0", "00", "abc", "Abc Def", "x y", "٥", "٠٥",
@@ -69,14 +69,14 @@ def test_ordered_equals_sorting_the_whole():
 def test_in_order_looks_past_ties_and_below_the_second():
     t0 = pd.Timestamp("2000-01-01", tz="UTC")
     tied = pd.DataFrame({"user_id": ["b", "a"], "item_id": ["1", "1"], "event_ts": [t0, t0]})
-    assert not _in_order(tied) and _in_order(tied.iloc[::-1])
+    assert not in_order(tied) and in_order(tied.iloc[::-1])
     sub_second = pd.DataFrame({"user_id": ["a", "a"], "item_id": ["1", "2"],
                                "event_ts": [t0 + pd.Timedelta("700ms"), t0 + pd.Timedelta("200ms")]})  # fmt: skip
-    assert not _in_order(sub_second)
+    assert not in_order(sub_second)
     with_null = pd.DataFrame({"user_id": ["a", None], "item_id": ["1", "2"], "event_ts": [t0, t0]})
-    assert not _in_order(with_null)
+    assert not in_order(with_null)
     text_times = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["1", "2"], "event_ts": ["2000-01-02", "2000-01-01"]})
-    assert not _in_order(text_times)  # not a time column: pandas sorts it, as before
+    assert not in_order(text_times)  # not a time column: pandas sorts it, as before
     assert _ordered([text_times])["event_ts"].tolist() == ["2000-01-01", "2000-01-02"]
 
 
@@ -172,7 +172,7 @@ def test_duplicate_events_flag_what_pandas_duplicated_flags(ordered):
     df = df.sort_values(ORDER, kind="stable").reset_index(drop=True)
     if not ordered:
         df = df.sample(frac=1.0, random_state=0)
-    assert _in_order(df) == ordered
+    assert in_order(df) == ordered
     want = df.duplicated(ORDER, keep=False)
     got = duplicate_events(df)
     assert 0 < want.sum() < n and (got.notna() == want).all()
