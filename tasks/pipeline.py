@@ -6,6 +6,7 @@ runs inside (what each step reads and writes, the champion a day builds on, the 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,20 +77,24 @@ def _train(day: dt.date, params: dict, layout: Layout, store: Store, options: Da
     return versioning.train_and_version(day, params, layout, on_checkpoint=on_checkpoint, progress=options.progress)
 
 
+def _module(name: str):
+    """A step's module, imported when the step runs: a task imports what its step needs and no more (torch and
+    transformers cost about 5 s of every task that imports them, ingest's and promote's included, before)."""
+    return importlib.import_module(f"tasks.{name}")
+
+
 def step_call(name: str, day: dt.date, params: dict, layout: Layout, store: Store, options: DayOptions):
     """Run step `name` of day D on `layout` (its inputs already pulled): the one place each step's function
     and arguments are named. pull_champion and summarize_run have their own entry points."""
-    from tasks import approval, benchmark, drift, evaluate, export
-
     calls = {
         "ingest_events": lambda: _ingest(day, params, layout, store, options),
         "validate_events": lambda: _validate(day, params, layout, store, options),
-        "detect_drift": lambda: drift.run(day, params, layout, options.force_mode),
+        "detect_drift": lambda: _module("drift").run(day, params, layout, options.force_mode),
         "train_challenger": lambda: _train(day, params, layout, store, options),
-        "evaluate_challenger": lambda: evaluate.run(day, params, layout),
-        "export_onnx": lambda: export.run(day, params, layout),
-        "benchmark_latency": lambda: benchmark.run(day, params, layout),
-        "prepare_approval": lambda: approval.evidence_markdown(day, layout, params["drift"], options.api),
+        "evaluate_challenger": lambda: _module("evaluate").run(day, params, layout),
+        "export_onnx": lambda: _module("export").run(day, params, layout),
+        "benchmark_latency": lambda: _module("benchmark").run(day, params, layout),
+        "prepare_approval": lambda: _module("approval").evidence_markdown(day, layout, params["drift"], options.api),
         "promote_champion": lambda: _promote(day, params, layout, options),
     }
     if name not in calls:
