@@ -54,25 +54,46 @@ def _inputs(day: dt.date, layout: Layout) -> list[str]:
     ]
 
 
-def _dvc(args: list[str], cwd: Path, env: dict | None = None) -> str:
-    res = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, check=False, env=env
-    )
-    if res.returncode != 0:
-        raise FreshrecError(f"dvc {' '.join(args)} failed in {cwd}: {(res.stderr or res.stdout)[-1500:]}")
-    return res.stdout
+# One interpreter for a whole DVC job (init, config, add, commit, push; or init, pull): DVC's command line
+# costs ~0.7 s of start-up a call, and a training's record took eight calls. DVC runs in a process of its own
+# all the same, so its logging and its state never mix with the task's.
+_DVC_JOB = """
+import json, sys
+from dvc.repo import Repo
+
+job = json.loads(sys.argv[1])
+Repo.init(".", no_scm=True)
+repo = Repo(".")
+with repo.config.edit() as conf:
+    conf["core"].update(analytics=False, check_update=False, remote="store")
+    conf["remote"]["store"] = {"url": job["url"]}
+if job["endpoint"]:  # credentials stay in the environment (AWS_*), never in a file
+    with repo.config.edit("local") as conf:
+        conf["remote"]["store"] = {"endpointurl": job["endpoint"]}
+repo = Repo(".")  # with the remote just configured
+if job["add"]:
+    repo.add(job["add"])
+if job["commit"]:
+    repo.commit(job["commit"], force=True)  # the stage ran (in the train task): record it
+if job["push"]:
+    repo.push()
+if job["pull"]:
+    repo.pull(job["pull"])
+"""
 
 
-def _init(work: Path, bucket: str) -> None:
-    _dvc(["init", "--no-scm", "-q"], work)
-    _dvc(["config", "core.analytics", "false"], work)
-    _dvc(["config", "core.check_update", "false"], work)
-    _dvc(["remote", "add", "-d", "store", f"s3://{bucket}/dvc"], work)
+def _dvc_job(work: Path, bucket: str, add=(), commit: str | None = None, push=False, pull=()) -> None:
+    """A DVC workspace at `work` with the store's remote (`s3://<bucket>/dvc`), then the job, in one process."""
     from tasks.settings import settings
 
-    endpoint = settings().s3_endpoint
-    if endpoint:  # credentials stay in the environment (AWS_*), never in a file
-        _dvc(["remote", "modify", "--local", "store", "endpointurl", endpoint], work)
+    job = {"url": f"s3://{bucket}/dvc", "endpoint": settings().s3_endpoint, "add": list(add), "commit": commit,
+           "push": push, "pull": list(pull)}  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", _DVC_JOB, json.dumps(job)], cwd=work, capture_output=True, text=True, check=False
+    )
+    if res.returncode != 0:
+        steps = ", ".join(k for k in ("add", "commit", "push", "pull") if job[k])
+        raise FreshrecError(f"dvc ({steps}) failed in {work}: {(res.stderr or res.stdout)[-1500:]}")
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -114,10 +135,7 @@ def version_training(day: dt.date, params: dict, layout: Layout) -> dict:
             "outs": [f"data/{challenger}"],
         }
         (work / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}, sort_keys=False))
-        _init(work, _bucket(params))
-        _dvc(["add", "-q", *tracked], work)
-        _dvc(["commit", "-f", "-q", "train"], work)  # the stage ran (in the train task): record it
-        _dvc(["push", "-q"], work)
+        _dvc_job(work, _bucket(params), add=tracked, commit="train", push=True)
         files = {name: (work / name).read_text() for name in STAGE_FILES}
         files |= {str(p.relative_to(work)): p.read_text() for p in sorted(data.rglob("*.dvc"))}
         out = DVC_STAGE.path(layout, day)
@@ -161,8 +179,7 @@ def reproduce(version: str, params: dict, registry, keep: Path | None = None) ->
         for name, text in files.items():
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             (work / name).write_text(text)
-        _init(work, _bucket(params))
-        _dvc(["pull", "-q", *sorted(n for n in files if n.endswith(".dvc"))], work)
+        _dvc_job(work, _bucket(params), pull=sorted(n for n in files if n.endswith(".dvc")))
         run_params = yaml.safe_load((work / "params.yaml").read_text())
         layout = Layout(work / "data")
         shutil.rmtree(layout.run(day) / "challenger", ignore_errors=True)
