@@ -339,10 +339,10 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise SystemExit(f"unknown strategies {unknown}: use {list(STRATEGIES)} or define them with --variant")
     events, catalogue, name = load_data(args)
-    features = features_for(args, catalogue, name) if params["train"].get("text_init", True) else {}
     first, last = events["event_ts"].min().date(), events["event_ts"].max().date()
     if args.end is not None and not first < args.end <= last:
         raise SystemExit(f"--end {args.end}: the window must end after {first} and by {last} (the data's span)")
+    features = features_for(args, catalogue, name) if params["train"].get("text_init", True) else {}
     days = window_days(events, args.days, args.window, args.end)
     device = device_name()
     head = {

@@ -11,4 +11,5 @@ for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; don
 need_debian chromium chromium initdb postgresql || exit 1
 for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; done
 export PATH
-FRESHREC_TEST_UI=1 run_pytest -s -p no:cacheprovider tests/ui "$@"
+# its own S3 ports: CI (.ci/run) runs it beside make test-distributed, whose SeaweedFS instances start at 18333
+FRESHREC_TEST_S3_PORT="${FRESHREC_TEST_S3_PORT:-28333}" FRESHREC_TEST_UI=1 run_pytest -s -p no:cacheprovider tests/ui "$@"

@@ -10,7 +10,10 @@ need_debian() {
     return 1
   fi
   echo "installing ${missing[*]} (Debian packages)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  (  # one install at a time: CI runs two suites at once, and apt holds one lock
+    flock -w 1200 9 || { echo "another apt-get held the lock for 20 minutes" >&2; exit 1; }
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  ) 9>/tmp/freshrec-apt.lock
 }
 
 # run_pytest ARGS...: pytest whose exit code 5 (no tests collected) is a failure.

@@ -125,7 +125,7 @@ def s3_server():
     from tasks.s3 import PORT_BLOCK, LocalS3
 
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])  # each xdist worker its own port range
-    first = 18333 + 1000 * worker
+    first = int(os.environ.get("FRESHREC_TEST_S3_PORT", "18333")) + 1000 * worker  # each suite run at once its own
     base = next(p for p in range(first, first + 1000, 50) if all(_free(p + o) for o in range(PORT_BLOCK)))
     server = LocalS3(_SESSION_DIR / "s3", base).start()
     yield server
