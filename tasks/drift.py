@@ -44,22 +44,16 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     return _hist_psi(np.histogram(reference, edges)[0], np.histogram(current, edges)[0])
 
 
-def popularity_js(
-    reference_items: pd.Series, current_items: pd.Series, resamples: int = 50, seed: int = 0
-) -> dict[str, float]:
-    """Jensen-Shannon distance (base 2, in [0, 1]) between item-popularity distributions,
-    with its no-drift baseline for a sample of the same size.
+def popularity_js(ref: pd.Series, cur: pd.Series, resamples: int = 50, seed: int = 0) -> dict[str, float]:
+    """Jensen-Shannon distance (base 2, in [0, 1]) between item-popularity distributions, given as events
+    per item (value_counts) of the reference and of the day, with its no-drift baseline for a sample of
+    the same size.
 
     A day of a few hundred events over thousands of items is far from the reference even
     when nothing changed (sampling noise). So the reference is resampled to the day's size
     `resamples` times (NannyML-style): the day drifts when its JS exceeds that null's
     mean + 3 sigma, and `js_excess` (JS minus the null mean) is what thresholds compare.
     """
-    return popularity_js_counts(reference_items.value_counts(), current_items.value_counts(), resamples, seed)
-
-
-def popularity_js_counts(ref: pd.Series, cur: pd.Series, resamples: int = 50, seed: int = 0) -> dict[str, float]:
-    """popularity_js from the events per item (value_counts) of the reference and of the day."""
     from scipy.spatial.distance import jensenshannon
 
     keys = ref.index.union(cur.index)
@@ -251,7 +245,7 @@ def measure(
     `dists`: distributions(reference, current), where the caller has it already."""
     dists = dists or distributions(reference, current)
     day_users = pd.Index(current["user_id"].unique())
-    js = popularity_js_counts(dists.reference_items, dists.current_items)
+    js = popularity_js(dists.reference_items, dists.current_items)
     rating_values, ref_days, cur_days = dists.rating_values, dists.reference, dists.current
     n_user_days = len(cur_days.counts)
     if max_user_days is not None and n_user_days > max_user_days:
