@@ -7,11 +7,13 @@ Airflow DAG parser stay fast.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -164,14 +166,27 @@ def day_bounds(day: dt.date) -> tuple[int, int]:
     return start, start + 86_400
 
 
+_NO_HARD_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
 def link_or_copy(src: str | Path, dest: str | Path) -> None:
-    """`dest` holds `src`'s bytes: a hard link, or a copy on another filesystem (a cache on its own volume)."""
+    """`dest` holds `src`'s bytes: a hard link, or a copy where the filesystem takes no link (a cache on its
+    own volume). Made under a name of its own, then renamed onto `dest`: whatever `dest` was (a link to
+    other bytes, another task's copy made a moment ago) is replaced, never written through, and a reader
+    never sees half a copy."""
     dest = Path(dest)
-    dest.unlink(missing_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
+        try:
+            os.link(src, tmp)
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINK:
+                raise
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def epoch_seconds(ts) -> np.ndarray:

@@ -88,7 +88,7 @@ def localize(site: Path) -> int:
     for rel in manifest() if pages else ():  # every GX page loads them all (and a stylesheet its fonts)
         dest = site / VENDOR / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        link_or_copy(ASSETS / rel, dest)  # 2.7 MB a site; an earlier link is unlinked first, never written through
+        link_or_copy(ASSETS / rel, dest)  # 2.7 MB a site otherwise; replaced, never written through
     return len(pages)
 
 

@@ -6,12 +6,15 @@ SIGKILL leaves nothing that lasts; a blob changed behind the cache's back is nev
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 from tasks.day import task_scope
 from tasks.store import Store
@@ -128,3 +131,48 @@ def test_many_tries_pulling_one_unit_at_once_all_get_it_whole(s3_env, params, tm
     n, t0 = 4, time.monotonic()
     procs = [subprocess.Popen([sys.executable, "-c", code], env=os.environ) for _ in range(n)]
     assert [p.wait(120) for p in procs] == [0] * n, f"after {time.monotonic() - t0:.1f}s"
+
+
+def test_a_link_made_at_the_same_instant_is_replaced_never_written_through(tmp_path, monkeypatch):
+    """Two tasks link the same file into place at once (a Data Docs site's vendored files, a unit from the
+    blob cache). The other's link lands between this one's checks: `dest` is then a second name of other
+    bytes, which must be replaced, not copied over (that would change those bytes under every name)."""
+    from tasks import common
+
+    src, other, dest = tmp_path / "src", tmp_path / "other", tmp_path / "dest"
+    src.write_text("new bytes")
+    other.write_text("another file's bytes")
+    link = os.link
+
+    def raced(a, b):  # the other task's link lands first
+        if not dest.exists():
+            link(other, dest)
+        link(a, b)
+
+    monkeypatch.setattr(common.os, "link", raced)
+    common.link_or_copy(src, dest)
+    assert dest.read_text() == "new bytes"
+    assert other.read_text() == "another file's bytes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "other", "src"]  # no scratch left
+
+
+def _link_fails(code: int):
+    def link(src, dest):
+        raise OSError(code, os.strerror(code))
+
+    return link
+
+
+def test_a_copy_where_no_link_is_possible_is_put_in_place_whole(tmp_path, monkeypatch):
+    """Another filesystem (EXDEV): a copy, renamed onto `dest`; any other error is raised, not papered over."""
+    from tasks import common
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.write_text("bytes")
+    monkeypatch.setattr(common.os, "link", _link_fails(errno.EXDEV))
+    common.link_or_copy(src, dest)
+    assert dest.read_text() == "bytes" and dest.stat().st_ino != src.stat().st_ino
+    monkeypatch.setattr(common.os, "link", _link_fails(errno.ENOSPC))
+    with pytest.raises(OSError, match="No space left"):
+        common.link_or_copy(src, tmp_path / "again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "src"]
