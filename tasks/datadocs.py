@@ -72,24 +72,30 @@ def localize(site: Path) -> int:
     """Make a built Data Docs site whole offline: every page loads the vendored copies by relative path,
     and those copies sit in the site's static/vendor/. Returns the number of pages rewritten. A page
     left loading anything from outside the site (a new GX template) raises DataDocsError, naming it."""
-    pages = sorted(site.rglob("*.html"))
-    for page in pages:
-        up = "../" * (len(page.relative_to(site).parts) - 1)  # a page's way back to the site's root
-        text = _CDN.sub(lambda m: f"{VENDOR}/{CDN[m.group(0)]}", page.read_text(encoding="utf-8"))
-        text = _LOGO.sub("static/images/logo-long.png", text)
-        text = _STATIC.sub(rf"\g<1>{up}static/", text)  # attributes and url() only, never data
-        if hit := _LOAD.search(text):
-            line = text[: hit.start()].count("\n") + 1
-            raise DataDocsError(
-                f"{page.relative_to(site)} line {line} loads from outside the site ({text[hit.start() : hit.end() + 60]!r}): "
-                "add the file to scripts/vendor_datadocs.py and the URL to tasks/datadocs.CDN"
-            )
+    pages = {page: _localized(site, page) for page in sorted(site.rglob("*.html"))}  # all checked, then written
+    if not pages:
+        return 0
+    for page, text in pages.items():
         page.write_text(text, encoding="utf-8")
-    for rel in manifest() if pages else ():  # every GX page loads them all (and a stylesheet its fonts)
+    for rel in manifest():  # every GX page loads them all (and a stylesheet its fonts)
         dest = site / VENDOR / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         link_or_copy(ASSETS / rel, dest)  # 2.7 MB a site otherwise; replaced, never written through
     return len(pages)
+
+
+def _localized(site: Path, page: Path) -> str:
+    up = "../" * (len(page.relative_to(site).parts) - 1)  # a page's way back to the site's root
+    text = _CDN.sub(lambda m: f"{VENDOR}/{CDN[m.group(0)]}", page.read_text(encoding="utf-8"))
+    text = _LOGO.sub("static/images/logo-long.png", text)
+    text = _STATIC.sub(rf"\g<1>{up}static/", text)  # attributes and url() only, never data
+    if hit := _LOAD.search(text):
+        line = text[: hit.start()].count("\n") + 1
+        raise DataDocsError(
+            f"{page.relative_to(site)} line {line} loads from outside the site ({text[hit.start() : hit.end() + 60]!r}): "
+            "add the file to scripts/vendor_datadocs.py and the URL to tasks/datadocs.CDN"
+        )
+    return text
 
 
 @cache

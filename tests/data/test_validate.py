@@ -60,6 +60,24 @@ def test_good_day_passes_and_writes_data_docs(landed, layout, params):
     assert read_json(layout.reports("validation", DAY) / REPORT_FILE)["passed"]
 
 
+def test_a_data_docs_page_loading_from_outside_is_this_codes_error_not_the_days(landed, layout, params, monkeypatch):
+    """A GX upgrade whose templates load a file no vendored copy replaces (here: jQuery taken off the map)
+    stops validation with that error, naming the page; the good delivery is not refused nor quarantined."""
+    import re
+
+    from tasks import datadocs
+
+    known = [u for u in datadocs.CDN if "jquery" not in u]
+    monkeypatch.setattr(datadocs, "_CDN", re.compile("|".join(re.escape(u) for u in known) + r'(?=["\'])'))
+    partition = sha256_file(layout.raw(DAY) / EVENTS_FILE)
+    with pytest.raises(datadocs.DataDocsError, match=r"\.html line \d+ loads from outside the site .*jquery"):
+        run(DAY, params, layout)
+    assert not layout.quarantine(DAY).exists()
+    assert sha256_file(layout.raw(DAY) / EVENTS_FILE) == partition
+    monkeypatch.undo()
+    assert run(DAY, params, layout).passed
+
+
 def _spike(df):  # > 10x the trailing median, each copy as new users (no duplicates, no bots)
     copies = math.ceil(11 * TRAILING_MEDIAN / len(df))
     return pd.concat([df.assign(user_id=df["user_id"] + f"-{i}") for i in range(copies)], ignore_index=True)
