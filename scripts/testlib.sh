@@ -11,9 +11,9 @@ need_debian() {
   fi
   echo "installing ${missing[*]} (Debian packages)"
   (  # one install at a time: CI runs two suites at once, and apt holds one lock
-    flock -w 1200 9 || { echo "another apt-get held the lock for 20 minutes" >&2; exit 1; }
+    flock -w 1200 9 || { echo "could not take /run/lock/freshrec-apt.lock in 20 minutes" >&2; exit 1; }
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  ) 9>/tmp/freshrec-apt.lock
+  ) 9>/run/lock/freshrec-apt.lock
 }
 
 # run_pytest ARGS...: pytest whose exit code 5 (no tests collected) is a failure.
