@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -62,23 +63,24 @@ import json, sys
 from dvc.repo import Repo
 
 job = json.loads(sys.argv[1])
-Repo.init(".", no_scm=True)
-repo = Repo(".")
-with repo.config.edit() as conf:
-    conf["core"].update(analytics=False, check_update=False, remote="store")
-    conf["remote"]["store"] = {"url": job["url"]}
-if job["endpoint"]:  # credentials stay in the environment (AWS_*), never in a file
-    with repo.config.edit("local") as conf:
-        conf["remote"]["store"] = {"endpointurl": job["endpoint"]}
-repo = Repo(".")  # with the remote just configured
-if job["add"]:
-    repo.add(job["add"])
-if job["commit"]:
-    repo.commit(job["commit"], force=True)  # the stage ran (in the train task): record it
-if job["push"]:
-    repo.push()
-if job["pull"]:
-    repo.pull(job["pull"])
+try:
+    repo = Repo.init(".", no_scm=True)
+    with repo.config.edit() as conf:  # the repo's config is reloaded as the block ends
+        conf["core"].update(analytics=False, check_update=False, remote="store")
+        conf["remote"]["store"] = {"url": job["url"]}
+    if job["endpoint"]:  # credentials stay in the environment (AWS_*), never in a file
+        with repo.config.edit("local") as conf:
+            conf["remote"]["store"] = {"endpointurl": job["endpoint"]}
+    if job["add"]:
+        repo.add(job["add"])
+    if job["commit"]:
+        repo.commit(job["commit"], force=True)  # the stage ran (in the train task): record it
+    if job["push"]:
+        repo.push()
+    if job["pull"]:
+        repo.pull(job["pull"])
+except Exception as exc:  # DVC's own words, as its command line prints them, not a page of traceback
+    sys.exit(f"{type(exc).__name__}: {exc}" + (f" ({exc.__cause__})" if exc.__cause__ else ""))
 """
 
 
@@ -88,11 +90,13 @@ def _dvc_job(work: Path, bucket: str, add=(), commit: str | None = None, push=Fa
 
     job = {"url": f"s3://{bucket}/dvc", "endpoint": settings().s3_endpoint, "add": list(add), "commit": commit,
            "push": push, "pull": list(pull)}  # fmt: skip
+    env = {**os.environ, "DVC_SITE_CACHE_DIR": str(work / ".dvc" / "site")}  # not /var/tmp/dvc: one dir a job, kept
     res = subprocess.run(
-        [sys.executable, "-c", _DVC_JOB, json.dumps(job)], cwd=work, capture_output=True, text=True, check=False
-    )
+        [sys.executable, "-c", _DVC_JOB, json.dumps(job)], cwd=work, env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
     if res.returncode != 0:
-        steps = ", ".join(k for k in ("add", "commit", "push", "pull") if job[k])
+        steps = ", ".join(["init", *(k for k in ("add", "commit", "push", "pull") if job[k])])
         raise FreshrecError(f"dvc ({steps}) failed in {work}: {(res.stderr or res.stdout)[-1500:]}")
 
 

@@ -64,3 +64,20 @@ def test_stage_declares_every_params_key_its_module_reads(name):
     reads = {(a, b) for a, b in re.findall(r'params\["(\w+)"\](?:\["(\w+)"\])?', text) if a in SECTIONS}
     missing = sorted(f"{a}.{b}" if b else a for a, b in reads if a not in declared and f"{a}.{b}" not in declared)
     assert not missing, f"stage {name} reads params {missing} that dvc.yaml does not declare"
+
+
+def test_a_dvc_job_that_fails_says_why_in_dvcs_words_and_leaves_no_site_cache(tmp_path, monkeypatch):
+    """The training record's DVC job (tasks/versioning.py) runs in one process through DVC's API: a failure
+    is DVC's message, not a page of traceback, and the job's site cache goes with its scratch workspace
+    (DVC's default, /var/tmp/dvc, kept a folder for every workspace ever made)."""
+    from tasks.common import FreshrecError
+    from tasks.versioning import _dvc_job
+
+    site = tmp_path / "default-site-cache"
+    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(site))  # where DVC would leave it, were the job not to say
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(FreshrecError, match=r"(?s)dvc \(init, pull\) failed .*\w+Error: .*missing\.dvc") as err:
+        _dvc_job(work, "some-bucket", pull=["missing.dvc"])
+    assert "Traceback" not in str(err.value) and len(str(err.value)) < 800
+    assert (work / ".dvc" / "config").exists() and not site.exists()
