@@ -15,13 +15,12 @@ before serving it to a sandboxed page (which has no cookies: its origin is opaqu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from functools import cache
 from pathlib import Path
 
-from tasks.common import link_or_copy
+from tasks.common import link_or_copy, sha256_file
 
 DOCS_DIR = "data_docs"  # a day's Data Docs sites, under reports/validation/date=D
 ASSETS = Path(__file__).resolve().parent / "assets" / "datadocs"
@@ -102,8 +101,9 @@ def _localized(site: Path, page: Path) -> str:
 def public_sha256() -> frozenset[str]:
     """sha256 of every file a Data Docs page may load without the viewer's session: the vendored copies
     and GX's own static files (images, fonts, styles). Nothing in it is data."""
-    import great_expectations
+    import importlib.util
 
-    static = Path(great_expectations.__file__).parent / "render" / "view" / "static"
+    gx = importlib.util.find_spec("great_expectations")  # found, not imported: the API server needs no GX
+    static = Path(gx.submodule_search_locations[0]) / "render" / "view" / "static"
     ours = {v["sha256"] for v in manifest().values()}
-    return frozenset(ours | {hashlib.sha256(p.read_bytes()).hexdigest() for p in static.rglob("*") if p.is_file()})
+    return frozenset(ours | {sha256_file(p) for p in static.rglob("*") if p.is_file()})

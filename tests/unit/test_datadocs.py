@@ -104,3 +104,14 @@ def test_localizing_a_site_again_leaves_the_vendored_files_whole(site):
             assert hashlib.sha256((ASSETS / rel).read_bytes()).hexdigest() == entry["sha256"], rel
     finally:
         shutil.rmtree(again.parent)
+
+
+def test_the_public_files_are_known_without_importing_gx():
+    """The reports server answers a sandboxed page's static request from public_sha256(): finding GX's
+    static folder must not import GX (3 s and 2,400 modules, in every API-server worker)."""
+    import subprocess
+    import sys
+
+    code = "import sys; from tasks.datadocs import public_sha256 as p; p(); print('great_expectations' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
