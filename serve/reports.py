@@ -77,6 +77,11 @@ def _page(title: str, body: str) -> HTMLResponse:
     )
 
 
+def _file(data: bytes, name: str, headers: dict) -> Response:
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Response(data, media_type=kind, headers={"X-Content-Type-Options": "nosniff", **headers})
+
+
 def _table(head: list[str], rows: list[list]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     tr = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
@@ -167,7 +172,7 @@ def create_app() -> FastAPI:
         pretty = html.escape(json.dumps(report, indent=2))
         return _page(f"freshrec — {d} — {kind}", RENDER[kind](report) + f"<h2>JSON</h2><pre>{pretty}</pre>")
 
-    @app.get("/reports/{day}/validation/data_docs/{site}/static/{name:path}")  # no session: see below
+    @app.get(f"/reports/{{day}}/validation/{DOCS_DIR}/{{site}}/static/{{name:path}}")  # no session: see below
     def data_docs_static(day: str, site: str, name: str):
         """A Data Docs page's stylesheets, scripts, fonts and images. The page runs sandboxed in an opaque
         origin, so its browser sends no Airflow cookie for them: a file is served without a session only
@@ -181,10 +186,9 @@ def create_app() -> FastAPI:
         listed = snapshot.get("files", {}).get(rel)
         if listed is None or listed["sha256"] not in public_sha256():
             raise HTTPException(404, f"{d}: {rel!r} is not a Data Docs static file")
-        data = store.read(at, rel, snapshot)
-        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=86400, immutable"}
-        return Response(data, media_type=kind, headers={**headers, "Access-Control-Allow-Origin": "*"})  # fonts: CORS
+        # a day's URL, not the bytes' (a re-run may vendor other versions): cached an hour, never "immutable"
+        public = {"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"}  # fonts: CORS
+        return _file(store.read(at, rel, snapshot), name, public)
 
     @app.get("/reports/{day}/{folder}/{name:path}", dependencies=allowed)
     def folder_file(day: str, folder: str, name: str):
@@ -194,10 +198,9 @@ def create_app() -> FastAPI:
         data = _store().read(FOLDERS[folder].format(day=d), name)
         if data is None:
             raise HTTPException(404, f"{d}: no {folder} file {name!r} in the object store")
-        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
         # a report shows values from upstream data: it is rendered sandboxed (an origin of its own, no
         # scripts but a Data Docs page's), so nothing in it can act with the viewer's Airflow session
         sandbox = DATA_DOCS_SANDBOX if folder == "validation" and name.startswith(f"{DOCS_DIR}/") else SANDBOX
-        return Response(data, media_type=kind, headers={"X-Content-Type-Options": "nosniff", **sandbox})
+        return _file(data, name, sandbox)
 
     return app

@@ -95,12 +95,14 @@ def test_data_docs_run_their_scripts_sandboxed_and_load_only_public_files_withou
     assert lib.status_code == 200 and lib.content == (ASSETS / JQUERY).read_bytes()
     assert lib.headers["access-control-allow-origin"] == "*"  # fonts load in CORS mode
     assert lib.headers["content-type"].startswith(("text/javascript", "application/javascript"))
-    for name in ("events/static/values.json", "events/static/missing.js"):
+    assert "immutable" not in lib.headers["cache-control"]  # a day's URL, not its bytes'
+    for name in ("events/static/values.json", "events/static/missing.js", "events/static/%2e%2e/%2e%2e/report.json"):
         assert login.get(base + name).status_code == 404, name  # data is never public, whatever its path
-    for name in ("events/static/../../report.json", "validations/page.html"):
+    for name in ("events/static/../../report.json", "validations/page.html"):  # (the client resolves the ..)
         assert login.get(base + name).status_code == 401, name  # outside static/: a session, as ever
     token = login.post("/auth/token", json={"username": "admin", "password": "s3cret-for-this-test"}).json()
     login.cookies.set("_token", token["access_token"])
+    assert login.get(base + "events/static/values.json").status_code == 404  # logged in too: not a static file
     csp = login.get(base + "validations/page.html").headers["content-security-policy"]
     assert "allow-scripts" in csp and "allow-same-origin" not in csp  # GX's tables fill; no session
     assert "connect-src 'none'" in csp and "form-action 'none'" in csp and "default-src 'none'" in csp
