@@ -56,28 +56,35 @@ def _ordered(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def in_order(df: pd.DataFrame) -> bool:
-    """Is the frame sorted by ORDER (and free of nulls in it)? Vectorised: times, then ids where times tie."""
+    """Is the frame sorted by ORDER (and free of nulls in it)?"""
+    return same_as_next(df) is not None
+
+
+def same_as_next(df: pd.DataFrame) -> np.ndarray | None:
+    """For a frame sorted by ORDER and free of nulls in it: per row but the last, does the next row have the
+    same (event_ts, user_id, item_id)? (an ordered delivery's duplicates sit next to each other). None for
+    any other frame. Vectorised: times, then ids where times tie."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if len(df) < 2:
-        return True
+    n = len(df) - 1
+    if n < 1:
+        return np.zeros(max(n, 0), bool)
     if not all(c in df for c in ORDER) or df[ORDER].isna().any().any():
-        return False
+        return None
     try:
         ts = df["event_ts"].astype("int64").to_numpy()  # epoch in the column's unit (naive or UTC-aware)
-        if (ts[1:] < ts[:-1]).any():
-            return False
-        tie = ts[1:] == ts[:-1]
-        if not tie.any():
-            return True
-        n = len(df) - 1  # each row against the next, as zero-copy slices (a take of the ties: 10x slower)
-        user, item = pa.array(df["user_id"]), pa.array(df["item_id"])
-        u0, u1, i0, i1 = user.slice(0, n), user.slice(1), item.slice(0, n), item.slice(1)
-        ids_ok = pc.or_(pc.less(u0, u1), pc.and_(pc.equal(u0, u1), pc.less_equal(i0, i1)))
-        return bool(pc.all(pc.or_(pc.invert(pa.array(tie)), ids_ok)).as_py())
+        ordered, tie = not (ts[1:] < ts[:-1]).any(), ts[1:] == ts[:-1]
+        if ordered and tie.any():  # each row against the next, as zero-copy slices (a take of the ties: 10x slower)
+            user, item = pa.array(df["user_id"]), pa.array(df["item_id"])
+            u0, u1, i0, i1 = user.slice(0, n), user.slice(1), item.slice(0, n), item.slice(1)
+            same_user = pc.equal(u0, u1)
+            ids_ok = pc.or_(pc.less(u0, u1), pc.and_(same_user, pc.less_equal(i0, i1)))
+            ordered = pc.all(pc.or_(pc.invert(pa.array(tie)), ids_ok)).as_py()
+            tie &= pc.and_(same_user, pc.equal(i0, i1)).to_numpy(zero_copy_only=False)
+        return tie if ordered else None
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
-        return False  # times or ids of other types (text times, mixed ids): let pandas sort them
+        return None  # times or ids of other types (text times, mixed ids): let pandas sort them
 
 
 def history_files(unit: Path) -> list[Path]:
