@@ -19,7 +19,6 @@ import fnmatch
 import hashlib
 import io
 import json
-import shutil
 import sys
 import tarfile
 import urllib.request
@@ -28,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tasks.common import atomic_dir  # noqa: E402
 from tasks.datadocs import ASSETS, CDN, MANIFEST  # noqa: E402 (the URL map is the pages' side of this)
 
 REGISTRY = "https://registry.npmjs.org"
@@ -81,24 +81,24 @@ def fetch(spec: str) -> tarfile.TarFile:
 
 
 def main() -> None:
-    if ASSETS.exists():
-        shutil.rmtree(ASSETS)
     files = {}
-    for spec, keep in PACKAGES.items():
-        name = spec.rpartition("@")[0]
-        with fetch(spec) as tar:
-            for member in tar.getmembers():
-                _, _, rel = member.name.partition("/")  # drop the tarball's top folder ("package/")
-                if not member.isfile() or not rel or not any(fnmatch.fnmatchcase(rel, k) for k in keep):
-                    continue
-                dest = ASSETS / name / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(tar.extractfile(member).read())
-                files[f"{name}/{rel}"] = {"sha256": hashlib.sha256(dest.read_bytes()).hexdigest(), "from": spec}
-    missing = sorted(set(CDN.values()) - set(files))
-    if missing:
-        raise SystemExit(f"the URL map in tasks/datadocs.py names files no package gave: {missing}")
-    (ASSETS / MANIFEST).write_text(json.dumps(dict(sorted(files.items())), indent=1) + "\n")
+    with atomic_dir(ASSETS) as out:  # a failed fetch or refused tarball leaves the committed files as they were
+        for spec, keep in PACKAGES.items():
+            name = spec.rpartition("@")[0]
+            with fetch(spec) as tar:
+                for member in tar.getmembers():
+                    _, _, rel = member.name.partition("/")  # drop the tarball's top folder ("package/")
+                    if not member.isfile() or not rel or not any(fnmatch.fnmatchcase(rel, k) for k in keep):
+                        continue
+                    data = tar.extractfile(member).read()
+                    dest = out / name / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(data)
+                    files[f"{name}/{rel}"] = {"sha256": hashlib.sha256(data).hexdigest(), "from": spec}
+        missing = sorted(set(CDN.values()) - set(files))
+        if missing:
+            raise SystemExit(f"the URL map in tasks/datadocs.py names files no package gave: {missing}")
+        (out / MANIFEST).write_text(json.dumps(dict(sorted(files.items())), indent=1) + "\n")
     total = sum((ASSETS / f).stat().st_size for f in files)
     print(f"{len(files)} files, {total / 1e6:.1f} MB -> {ASSETS.relative_to(ROOT)}")
 
