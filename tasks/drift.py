@@ -20,6 +20,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -340,12 +341,20 @@ def signals(report: dict, t: dict) -> list[dict]:
     return rows
 
 
-def windows(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, reference_days: int):
-    """(reference, current, everything before D, (reference day, since, until)).
+class Windows(NamedTuple):
+    """Slices of one time-ordered frame (10M rows: no copies). Reference = the champion's training window:
+    `reference_days` days through the day it was trained through (no champion: the days before D)."""
 
-    Reference = the champion's training window: `reference_days` days through the day it was
-    trained through (no champion: the days before D); current = day D.
-    """
+    reference: pd.DataFrame
+    current: pd.DataFrame  # day D
+    before: pd.DataFrame  # everything before D
+    through: pd.DataFrame  # everything through D
+    ref_day: dt.date
+    since: pd.Timestamp  # the reference's first instant
+    until: pd.Timestamp  # the instant after the reference
+
+
+def windows(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, reference_days: int) -> Windows:
     from tasks.train import TRAIN_FILE
 
     ref_day = (
@@ -358,18 +367,10 @@ def windows(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, refer
     start, end = (pd.Timestamp(t, unit="s", tz="UTC") for t in day_bounds(day))
     if not events["event_ts"].is_monotonic_increasing:  # load_events' frames are; anything else is ordered first
         events = events.sort_values("event_ts", kind="stable")
-    ts = events["event_ts"]  # each window a slice of the time-ordered frame, not a copy (10M rows: seconds)
-    before = events.iloc[: ts.searchsorted(start)]
-    current = events.iloc[ts.searchsorted(start) : ts.searchsorted(end)]
-    reference = before.iloc[before["event_ts"].searchsorted(since) : before["event_ts"].searchsorted(until)]
-    return reference, current, before, (ref_day, since, until)
-
-
-def _before(events: pd.DataFrame, ts: pd.Timestamp) -> pd.DataFrame:
-    """The events before `ts`: a slice of a time-ordered frame (load_events'; 10M events: no copy), else a mask."""
-    if events["event_ts"].is_monotonic_increasing:
-        return events.iloc[: events["event_ts"].searchsorted(ts)]
-    return events[events["event_ts"] < ts]
+    at = events["event_ts"].searchsorted
+    before, through = events.iloc[: at(start)], events.iloc[: at(end)]
+    reference = events.iloc[at(since) : min(at(until), len(before))]
+    return Windows(reference, through.iloc[len(before) :], before, through, ref_day, since, until)
 
 
 def champion_performance(
@@ -407,14 +408,14 @@ def champion_performance(
 
 
 def detect(
-    events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params: dict, wins: tuple,
-    dists: Distributions | None = None,
-) -> dict:  # fmt: skip
-    """Measure drift for `day` (events must include everything through `day`; `wins` = windows()) and decide."""
+    events: pd.DataFrame, day: dt.date, champion_dir: Path | None, params: dict, wins: Windows, dists: Distributions
+) -> dict:
+    """Measure drift for `day` (events must include everything through `day`; `wins` = windows(), `dists` =
+    distributions(wins.reference, wins.current)) and decide."""
     from tasks.train import read_items
 
     t = params["drift"]
-    reference, current, before, (ref_day, since, until) = wins
+    reference, current, before = wins.reference, wins.current, wins.before
     champion_items = set(read_items(champion_dir)) if champion_dir is not None else set()
     m = measure(reference, current, before, champion_items, t["psi_bins"], t["null_max_user_days"], dists)
     m["reference_events"] = len(reference)
@@ -426,12 +427,10 @@ def detect(
         ref_users = list(rng.choice(ref_users, min(cap, len(ref_users)), replace=False)) if ref_users else []
         cur_users = list(rng.choice(cur_users, min(cap, len(cur_users)), replace=False))
         max_len = params["train"]["max_len"]
-        day_end = pd.Timestamp(day + dt.timedelta(days=1), tz="UTC")
+        until_reference = before.iloc[: before["event_ts"].searchsorted(wins.until)]
         mmd = mmd_test(
-            sequence_embeddings(champion_dir, _before(before, until), ref_users, max_len)
-            if ref_users
-            else np.zeros((0, 1)),
-            sequence_embeddings(champion_dir, _before(events, day_end), cur_users, max_len),
+            sequence_embeddings(champion_dir, until_reference, ref_users, max_len) if ref_users else np.zeros((0, 1)),
+            sequence_embeddings(champion_dir, wins.through, cur_users, max_len),
         )
         m["representation_mmd2"] = round(mmd["mmd2"], 6)
         m["representation_p_value"] = round(mmd["p_value"], 4)
@@ -440,7 +439,7 @@ def detect(
     drifted = [r.split(" ")[0].rstrip(":") for r in reasons if not r.startswith(("no ", "only ", "forced "))]
     return {
         "day": str(day),
-        "reference": {"from": str(since.date()), "through": str(ref_day)},
+        "reference": {"from": str(wins.since.date()), "through": str(wins.ref_day)},
         "metrics": m,
         "performance": perf,
         "decision": decision,
@@ -457,7 +456,7 @@ def run(day: dt.date, params: dict, layout: Layout, force: str | None = None) ->
     champion_dir = champion if (champion / "items.json").exists() else None
     events = load_events(layout, day)
     wins = windows(events, day, champion_dir, params["drift"]["reference_days"])
-    dists = distributions(wins[0], wins[1])  # for the signals and the report's plots alike
+    dists = distributions(wins.reference, wins.current)  # for the signals and the report's plots alike
     report = detect(events, day, champion_dir, params, wins, dists)
     if force:
         report["reasons"].insert(0, f"forced {force} by the operator (was {report['decision']})")

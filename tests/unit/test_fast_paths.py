@@ -129,13 +129,14 @@ def test_drift_windows_as_slices_equal_the_masks():
     ts, at = df["event_ts"], lambda d: pd.Timestamp(d, tz="UTC")
     want_before = df[ts < at(day)]  # the masks, written out: the oracle
     want = (want_before[(want_before["event_ts"] >= at(day - dt.timedelta(days=5)))],
-            df[(ts >= at(day)) & (ts < at(day + dt.timedelta(days=1)))], want_before)  # fmt: skip
+            df[(ts >= at(day)) & (ts < at(day + dt.timedelta(days=1)))], want_before,
+            df[ts < at(day + dt.timedelta(days=1))])  # fmt: skip
     for frame in (df, df.sample(frac=1, random_state=0)):  # time-ordered, and not
         got = windows(frame, day, None, 5)
-        for a, b in zip(got[:3], want, strict=True):
+        for a, b in zip(got[:4], want, strict=True):
             assert len(b) > 0
             pd.testing.assert_frame_equal(a.sort_index(), b.sort_index())
-        assert got[3] == (day - dt.timedelta(days=1), at(day - dt.timedelta(days=5)), at(day))
+        assert got[4:] == (day - dt.timedelta(days=1), at(day - dt.timedelta(days=5)), at(day))
 
 
 def test_user_day_counts_match_add_at():
