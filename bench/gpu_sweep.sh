@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The ML-1M quality sweep for a lent GPU machine (one device call: SWEEP_SECONDS, default 540), prepared
 # here and run there. Step 1, on this machine: export ML-1M and its MiniLM features into .gpu/ (the
-# GPU machine reaches no package index or hub). Step 2, on the GPU machine (device `run` with
-# carry [".gpu"]): each recipe of bench/quality.py, one after the other, JSON per recipe in $OUT.
+# GPU machine reaches no package index or hub). Step 2, on the GPU machine (device `run`, with the carry
+# and install line below): each recipe of bench/quality.py, one after the other, JSON per recipe in $OUT.
 #
 # Step 3, here: add the reports that came back to the record. The GPU machine has no .git, so prepare
 # (run it just before the device call) writes the commit the tree is at, and whether files differ
