@@ -94,7 +94,24 @@ class Cluster:
     def tails(self, n: int = 3000) -> str:
         return "".join(f"\n--- {name}\n{path.read_text()[-n:]}" for name, path in self.logs.items() if path.exists())
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time of each component's whole process tree so far (its own, its live children's, and what
+        its exited children left in their parents' `cutime`): where the stack's CPU went."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for name, proc in self.procs.items():
+            total = 0
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                    if int(fields[3]) == proc.pid:  # session id: the component and everything it started
+                        total += sum(int(f) for f in fields[11:15])
+            out[name] = total / tick
+        return out
+
     def stop(self) -> None:
+        with contextlib.suppress(Exception):  # a report only
+            print(f"\n[{self.executor}] CPU seconds by component:", self.cpu_seconds())
         for proc in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -270,6 +287,26 @@ def wait_runs(c: Cluster, dag_id: str, days: list[str], timeout: float) -> dict[
             return states
         time.sleep(3)
     raise TimeoutError(f"{dag_id} runs {days} did not finish in {timeout}s: {run_states(c, dag_id)}")
+
+
+def timeline(c: Cluster, dag_id: str) -> str:
+    """Each task of each run: when it started (s after the first task of all), how long its last try ran,
+    and how many times a sensor was rescheduled: where the first hour's wall time goes."""
+    rows = c.sql(
+        "select coalesce(r.logical_date::date::text, r.dag_id), t.task_id, t.start_date, t.end_date, "
+        "(select count(*) from task_reschedule s where s.ti_id = t.id) "
+        "from task_instance t join dag_run r on t.dag_id = r.dag_id and t.run_id = r.run_id "
+        "where t.dag_id in (%s, 'freshrec_bootstrap') and t.start_date is not null order by t.start_date",
+        dag_id,
+    )
+    if not rows:
+        return ""
+    t0 = rows[0][2]
+    return "\n".join(
+        f"{day:18} {task:24} +{(start - t0).total_seconds():6.0f} s "
+        f"{(end - start).total_seconds() if end else float('nan'):6.1f} s  reschedules {n}"
+        for day, task, start, end, n in rows
+    )
 
 
 def task_hosts(c: Cluster, dag_id: str) -> list[tuple]:

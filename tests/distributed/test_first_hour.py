@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.conftest import DAY1, DAY2
-from tests.distributed.conftest import run_states, task_hosts, wait_runs
+from tests.distributed.conftest import run_states, task_hosts, timeline, wait_runs
 
 pytestmark = [pytest.mark.slow]
 DAY3 = "1997-10-02"
@@ -51,8 +51,7 @@ def test_first_hour_bootstrap_and_a_three_day_backfill_at_once(cluster, monkeypa
     rows = task_hosts(cluster, "freshrec_daily")
     report = sorted((str(r[0].date()), r[1], r[2], r[3]) for r in rows if str(r[0].date()) in DAYS)
     print(f"\n[{cluster.executor}] bootstrap + three days at once: {time.monotonic() - t0:.0f} s")
-    for line in report:
-        print(*line)
+    print(timeline(cluster, "freshrec_daily"))
     assert boot == ["success"], f"bootstrap run {boot}{cluster.tails()}"
     assert all(states[d] == "success" for d in DAYS), (run_states(cluster, "freshrec_daily"), report)
 

@@ -20,7 +20,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 @pytest.fixture(scope="module")
 def slice_files(tmp_path_factory):
-    """ML-100K's first two weeks as Parquet, the way a user hands the benchmarks their own data."""
+    """ML-100K's first two weeks as Parquet, the way a user hands the benchmarks their own data, and a
+    `features` folder the benchmarks share (their MiniLM cache of the catalogue, embedded by the first one
+    that needs it: ~7 s a time on this CPU)."""
     base = tmp_path_factory.mktemp("bench")
     ds = load_dataset("ml-100k")
     events = ds.events[ds.events["event_ts"] < "1997-10-04"]
@@ -45,7 +47,7 @@ def test_replay_runs_every_strategy_and_reports_cost_and_decline(slice_files, be
     out, png = tmp_path / "replay.json", tmp_path / "replay.png"
     report = replay.main(
         ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
-         "--features", str(tmp_path / "features"), "--days", "2",
+         "--features", str(slice_files / "features"), "--days", "2",
          "--variant", "cosine:lr=1e-4,lr_schedule=warmup_cosine,chunks=all,replay_users=all",
          "--variant", "full_bucketed:mode=full,bucketing=true",
          "--set", "train.incremental.epochs=1", "--out", str(out), "--plot", str(png)]
@@ -92,7 +94,7 @@ def test_replay_that_dies_keeps_the_days_it_finished(slice_files, bench_params, 
     with pytest.raises(RuntimeError, match="injected"):
         replay.main(
             ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
-             "--features", str(tmp_path / "features"), "--days", "3", "--end", "1997-10-02",
+             "--features", str(slice_files / "features"), "--days", "3", "--end", "1997-10-02",
              "--strategies", "stale,incremental_all_replay,full", "--set", "train.incremental.epochs=1",
              "--out", str(out)]
         )  # fmt: skip
@@ -114,7 +116,7 @@ def _continues_with_work(slice_files, tmp_path, monkeypatch, real_train) -> None
     import tasks.train
 
     args = ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
-            "--features", str(tmp_path / "features"), "--days", "3", "--end", "1997-10-02",
+            "--features", str(slice_files / "features"), "--days", "3", "--end", "1997-10-02",
             "--strategies", "stale,incremental_all_replay", "--set", "train.incremental.epochs=1",
             "--work", str(tmp_path / "work"), "--out", str(tmp_path / "resumed.json")]  # fmt: skip
     trained: list[str] = []
@@ -261,7 +263,7 @@ def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
     out = tmp_path / "quality.json"
     report = quality.main(
         ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
-         "--features", str(tmp_path / "features"), "--text-init", "both", "--hidden", "16", "--layers", "1",
+         "--features", str(slice_files / "features"), "--text-init", "both", "--hidden", "16", "--layers", "1",
          "--max-len", "20", "--max-epochs", "2", "--eval-every", "1", "--lr-schedule", "warmup_cosine",
          "--out", str(out)]
     )  # fmt: skip
@@ -286,18 +288,18 @@ def test_quality_benchmark_leave_one_out_text_vs_random(slice_files, tmp_path):
     assert record.main([str(out), "--commit", "c0ffee", "--into", str(into)]) == first  # twice: no double entries
 
 
-def test_step_cost_times_and_trains_the_variants_side_by_side(tmp_path):
+def test_step_cost_times_and_trains_the_variants_side_by_side(slice_files, tmp_path):
     """bench/step_cost.py on ML-100K at a tiny size: ms per step with the ratio to the baseline, then each
     variant trained by bench/quality.py's protocol; the checkpoints go once the report is written."""
     import step_cost
 
     size = "--hidden 16 --layers 1 --heads 2 --max-len 20"
     ligr = "LiGR blocks (gated residuals, SwiGLU)"
-    out, ckpt = tmp_path / "cost.json", tmp_path / "checkpoints"
+    out, ckpt, features = tmp_path / "cost.json", tmp_path / "checkpoints", slice_files / "features"
     report = step_cost.main(
         ["--cost-dataset", "ml-100k", "--quality-dataset", "ml-100k", "--config", size, "--batches", "2",
          "--epochs", "2", "--repeats", "1", "--variants", "full softmax (SDPA)", ligr,
-         "--quality-config", f"{size} --max-epochs 1 --eval-every 1", "--quality-features", str(tmp_path / "f"),
+         "--quality-config", f"{size} --max-epochs 1 --eval-every 1", "--quality-features", str(features),
          "--checkpoint-root", str(ckpt), "--out", str(out)]
     )  # fmt: skip
     assert json.loads(out.read_text()) == report
