@@ -3,11 +3,12 @@
 
 Keeps the sequential recommender fresh, one UTC day per run (the run's logical date):
 
-1. **wait_for_landing** — the upstream export of day D is in the landing zone
+1. **wait_for_landing** — the upstream export of day D is in the landing zone (a day that waits is
+   deferred to the triggerer: no worker slot, no process per look)
 2. **ingest_events** — copy it into `data/raw/events/date=D/` (idempotent)
 3. **validate_events** — Great Expectations checkpoint; a bad day is quarantined and the run stops here
-4. **pull_champion** — waits until day D-1's run has ended, then pulls the champion it left (the day's
-   base), sha256-verified; the pointer later moves only from that base
+4. **pull_champion** — waits (deferred, as above) until day D-1's run has ended, then pulls the champion
+   it left (the day's base), sha256-verified; the pointer later moves only from that base
 5. **detect_drift** — PSI / Jensen-Shannon / new items / champion NDCG@10 → `skip`, `incremental` or `full`
 6. **train_challenger** — on the `gpu` queue when a worker serves it; fine-tunes or retrains
 7. **evaluate_challenger** — champion vs challenger on the same holdout, full ranking; quality gate
@@ -36,12 +37,10 @@ from pathlib import Path
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, TaskGroup, dag, task
+from airflow.sdk import BaseOperator, CronDataIntervalTimetable, Param, TaskGroup, dag, task
 
-from tasks.common import APPROVAL_REASON, quiet_third_party_logs, window_pattern
+from tasks.common import APPROVAL_REASON, window_pattern
 from tasks.settings import settings
-
-quiet_third_party_logs()  # at parse time too: @task.sensor's provider import warns of a deprecation otherwise
 
 TRAIN_QUEUE = settings().train_queue  # `gpu` where a GPU worker listens
 TRAIN_POD = Path(__file__).resolve().parent.parent / "docker" / "k8s" / "train-challenger-pod.yaml"
@@ -57,14 +56,10 @@ LAST_DAY = (END_DATE - dt.timedelta(days=1)).date() if END_DATE else None  # the
 APPROVAL_TIMEOUT = dt.timedelta(hours=24)
 
 APPROVAL_BODY = "{{ ti.xcom_pull(task_ids='prepare_approval') }}"
-# pull_champion waits for day D-1's run to end (its approval may take up to APPROVAL_TIMEOUT)
+# how often the triggerer looks again while a day waits (tasks/waits.py)
 BASE_POKE_SECONDS = settings().poke_seconds
-# Airflow 3.3 may count a reschedule-mode sensor's poke as a failed try when the executor's late "success"
-# for the previous poke reaches the scheduler after the task is queued again ("finished with state
-# success, but the task instance's state attribute is queued": apache/airflow#71172, fix pending in
-# #71194). Seen under load on the LocalExecutor with 5 s pokes. The waiting sensors therefore get
-# retries enough that this never ends a day; a real failure of theirs (S3 down) is retried the same.
-SENSOR_RETRIES = 10
+LANDING_WAIT_SECONDS = 6 * 3600
+# pull_champion waits for day D-1's run to end (its approval may take up to APPROVAL_TIMEOUT)
 BASE_WAIT_SECONDS = 2 * APPROVAL_TIMEOUT.total_seconds() + 6 * 3600
 
 
@@ -106,6 +101,67 @@ class RecordedApproval(ApprovalOperator):
         self.log.info("answer: %s by %s at %s; reason: %s", (record["chosen_options"] or ["none"])[0],
                       record["who"], record["responded_at"], record["reason"] or "(none)")  # fmt: skip
         return super().execute_complete(context, event)
+
+
+class DayWait(BaseOperator):
+    """One of the day's waits (tasks/waits.py). `check(context)` runs on a worker and returns (value,
+    trigger): trigger None when the day can go on (the task returns value), else the `DayReady` trigger
+    the task defers to. While deferred it holds no worker slot and starts no process: the triggerer looks
+    every BASE_POKE_SECONDS, and when it fires the task resumes here and checks again. Past `wait_seconds`
+    the task fails for good, as a sensor's timeout did."""
+
+    def __init__(self, *, check, wait_seconds: float, **kwargs):
+        super().__init__(**kwargs)
+        self.check, self.wait_seconds = check, wait_seconds
+
+    def execute(self, context, event: dict | None = None):
+        if event:
+            self.log.info("the triggerer saw day %s ready after %s s: checking again", event["day"], event["waited_s"])
+        value, trigger = self.check(context)
+        if trigger is not None:
+            self.defer(trigger=trigger, method_name="execute", timeout=dt.timedelta(seconds=self.wait_seconds))
+        return value
+
+    def resume_execution(self, next_method, next_kwargs, context):
+        from airflow.sdk.exceptions import AirflowFailException, TaskDeferralTimeout
+
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout as exc:  # waiting longer cannot help: a retry would only wait again
+            raise AirflowFailException(f"still waiting after {self.wait_seconds:.0f} s: {exc}") from exc
+
+
+def _wait_for_landing(context):
+    """Day D is in the landing zone, and the bootstrap's history (which validation compares with) is in
+    the object store. The day's first task: it takes the day's params snapshot."""
+    from tasks.common import day_str
+    from tasks.day import waiting_for
+    from tasks.waits import DayReady
+
+    with _scope("wait_for_landing") as (day, params, layout, store, _):
+        why = waiting_for("landing", day, params, layout, store)
+    if why is None:
+        return True, None
+    logging.getLogger("freshrec").info("waiting: %s", why)
+    return None, DayReady("landing", day_str(day), params, poke_seconds=BASE_POKE_SECONDS)
+
+
+def _pull_champion(context):
+    """Wait until day D-1's run (or, for the first day, the bootstrap) has ended, then pull the champion
+    it left (day D's base)."""
+    from tasks.common import day_str
+    from tasks.day import NotReady
+    from tasks.day import pull_champion as pull
+    from tasks.registry import registry_from_env
+    from tasks.waits import DayReady
+
+    with _scope("pull_champion") as (day, params, layout, store, _):
+        override = context["params"]["base"]
+        try:
+            return pull(day, params, layout, store, registry_from_env(params), override), None
+        except NotReady as exc:
+            logging.getLogger("freshrec").info("waiting: %s", exc)
+    return None, DayReady("base", day_str(day), params, override, BASE_POKE_SECONDS)
 
 
 def _approvers() -> list[dict] | None:
@@ -289,21 +345,6 @@ def _run(step: str, **choices):
     },
 )
 def freshrec_daily():
-    @task.sensor(poke_interval=BASE_POKE_SECONDS, timeout=6 * 3600, mode="reschedule", retries=SENSOR_RETRIES)
-    def wait_for_landing() -> bool:
-        """Day D is in the landing zone, and the bootstrap's history (which validation compares with) is
-        in the object store."""
-        import logging
-
-        from tasks.day import history_ready
-        from tasks.landing import LandingZone
-
-        with _scope("wait_for_landing") as (day, params, layout, store, _):
-            if not history_ready(store, layout, params):
-                logging.getLogger("freshrec").info("waiting: the bootstrap has not published the history yet")
-                return False
-            return LandingZone.from_params(params).has(day)
-
     @task
     def ingest_events() -> dict:
         from dataclasses import asdict
@@ -315,24 +356,6 @@ def freshrec_daily():
         from dataclasses import asdict
 
         return asdict(_run("validate_events"))
-
-    @task.sensor(poke_interval=BASE_POKE_SECONDS, timeout=BASE_WAIT_SECONDS, mode="reschedule", retries=SENSOR_RETRIES)
-    def pull_champion() -> PokeReturnValue:
-        """Wait until day D-1's run (or, for the first day, the bootstrap) has ended, then pull the
-        champion it left (day D's base)."""
-        import logging
-
-        from tasks.day import NotReady
-        from tasks.day import pull_champion as pull
-        from tasks.registry import registry_from_env
-
-        with _scope("pull_champion") as (day, params, layout, store, context):
-            try:
-                version = pull(day, params, layout, store, registry_from_env(params), context["params"]["base"])
-            except NotReady as exc:
-                logging.getLogger("freshrec").info("waiting: %s", exc)
-                return PokeReturnValue(is_done=False)
-        return PokeReturnValue(is_done=True, xcom_value=version)
 
     @task
     def detect_drift() -> dict:
@@ -421,10 +444,11 @@ def freshrec_daily():
 
     # the graph in three stages; task ids stay as they were (the docs and the REST API use them)
     with TaskGroup("data", prefix_group_id=False, tooltip="the day's events: landed, ingested, validated"):
-        steps = [wait_for_landing(), ingest_events(), validate_events()]
+        wait = DayWait(task_id="wait_for_landing", check=_wait_for_landing, wait_seconds=LANDING_WAIT_SECONDS)
+        steps = [wait, ingest_events(), validate_events()]
     with TaskGroup("model", prefix_group_id=False, tooltip="base champion, drift, training, evaluation"):
         steps += [
-            pull_champion(),
+            DayWait(task_id="pull_champion", check=_pull_champion, wait_seconds=BASE_WAIT_SECONDS),
             drift := detect_drift(),
             should_train(drift),
             train_challenger(),

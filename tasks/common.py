@@ -53,8 +53,6 @@ CHATTY_LOGGERS = ("great_expectations", "onnxscript", "onnx_ir", "matplotlib", "
 HARMLESS_WARNINGS = (
     (UserWarning, r"This pattern is interpreted as a regular expression, and has match groups"),
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
-    # the standard provider's PythonSensor (behind @task.sensor) imports a name Airflow 3.3 deprecated
-    (Warning, r"The `airflow\.utils\.operator_helpers\.determine_kwargs` attribute is deprecated"),  # its own class
 )
 # Libraries that narrate on the root logger itself (logging.info), where a logger's level cannot reach:
 # onnxruntime's quantizer, a line per tensor. Their records below WARNING are dropped there.

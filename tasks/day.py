@@ -244,6 +244,32 @@ def history_ready(store: Store, layout: Layout, params: dict) -> bool:
     return store.exists(_rel(layout, VALIDATION.path(layout, warmup)))
 
 
+WAITS = {"landing": "wait_for_landing", "base": "pull_champion"}  # what a day waits for, and the task that does
+
+
+def waiting_for(wait: str, day: dt.date, params: dict, layout: Layout, store: Store, override: str | None = None):
+    """Why day D cannot go on yet, or None when it can. `landing`: the day's delivery in the landing zone,
+    and the bootstrap's history (wait_for_landing); `base`: the outcome of day D-1, or of the bootstrap,
+    that day D builds on (pull_champion). Only reads, so Airflow's triggerer asks it while the day waits
+    (tasks/waits.py); the task itself asks again before it goes on."""
+    if wait == "landing":
+        from tasks.landing import LandingZone
+
+        if not history_ready(store, layout, params):
+            return "the bootstrap has not published the history yet (trigger freshrec_bootstrap once)"
+        zone = LandingZone.from_params(params)
+        return None if zone.has(day) else f"day {day} has not landed yet ({zone.uri(day)})"
+    if wait == "base":
+        from tasks.registry import registry_from_env
+
+        try:
+            resolve_base(day, store, layout, registry_from_env(params), override)
+        except NotReady as exc:
+            return str(exc)
+        return None
+    raise ValueError(f"unknown wait {wait!r}: one of {sorted(WAITS)}")
+
+
 # ---- the day's params -----------------------------------------------------------------------------
 FIRST_STEP = "wait_for_landing"  # the day's first task: it takes the params snapshot
 

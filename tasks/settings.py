@@ -12,7 +12,7 @@ them (AWS_* for boto3, AIRFLOW__* for Airflow) and are never read or logged here
     FRESHREC_END_DATE      the day after the last data day (default 1998-04-23; empty: open-ended)
     FRESHREC_TRAIN_QUEUE   the Celery queue train_challenger runs on (default `default`; `gpu`)
     FRESHREC_TRAIN_POD     `gpu`: train_challenger's Kubernetes pod override (docker/k8s)
-    FRESHREC_BASE_POKE_SECONDS  how often the daily sensors look again (default 60)
+    FRESHREC_BASE_POKE_SECONDS  how often the triggerer looks again while a day waits (default 60)
     FRESHREC_PG_PORT       the local PostgreSQL's port under `make airflow` (default 15432)
 """
 

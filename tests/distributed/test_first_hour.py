@@ -74,6 +74,11 @@ def test_first_hour_bootstrap_and_a_three_day_backfill_at_once(cluster, monkeypa
         modes[d] = json.loads(body)["mode"]
     assert "full" not in modes.values(), f"a day trained from scratch beside the bootstrap: {modes}"
 
+    # the days waited for the bootstrap and for each other in the triggerer, not in task processes
+    assert cluster.sql("select count(*) from task_reschedule") == [(0,)]
+    logs = [cluster.base / "triggerer.log", *(cluster.base / "triggerer").rglob("*.log*")]  # its own, the tasks'
+    waits = "".join(path.read_text(errors="replace") for path in logs if path.is_file())
+    assert f"day {DAY2} waits: day {DAY1} has no recorded outcome" in waits, cluster.tails()
     if cluster.executor == "celery":
         ran = {(day, task): host for day, task, state, host in report if state == "success" and host}
         assert all(ran[(d, "train_challenger")] == "worker-gpu" for d in DAYS), ran

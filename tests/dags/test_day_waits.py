@@ -1,0 +1,98 @@
+"""The day's waits (tasks/waits.py, DayWait in dags/freshrec_daily.py): held in the triggerer against the
+real object store, fired when the day can go on, never deciding for the task; a wait past its limit
+fails for good. (`make test-distributed` runs them in a real triggerer: the first-hour test.)"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+import threading
+
+import pytest
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "dags"))
+
+
+def _first_event(trigger, timeout: float = 60.0):
+    async def first():
+        return await anext(trigger.run())
+
+    return asyncio.run(asyncio.wait_for(first(), timeout))
+
+
+def test_the_landing_wait_fires_once_the_day_lands(bootstrapped):
+    from airflow.sdk._shared.module_loading import import_string
+
+    from tasks import replay
+    from tasks.waits import DayReady
+
+    params, day = bootstrapped["params"], bootstrapped["day1"]
+    trigger = DayReady("landing", str(day), params, poke_seconds=0.05)
+    assert "has not landed yet" in trigger.why_waiting()
+    classpath, kwargs = trigger.serialize()  # what the triggerer stores and rebuilds
+    assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
+
+    threading.Timer(1.0, replay.run, (day, params)).start()  # the upstream export lands the day meanwhile
+    event = _first_event(trigger)
+    assert event.payload["day"] == str(day) and event.payload["waited_s"] >= 1.0
+    assert trigger.why_waiting() is None
+
+
+def test_the_base_wait_holds_a_day_until_the_day_before_has_an_outcome(bootstrapped):
+    from tasks.common import write_json
+    from tasks.day import OUTCOME, push
+    from tasks.store import Store
+    from tasks.waits import DayReady
+
+    params, layout, day1 = bootstrapped["params"], bootstrapped["layout"], bootstrapped["day1"]
+    day2 = day1 + dt.timedelta(days=1)
+    assert DayReady("base", str(day1), params).why_waiting() is None  # the bootstrap's outcome is there
+    trigger = DayReady("base", str(day2), params, poke_seconds=0.05)
+    assert f"day {day1} has no recorded outcome" in trigger.why_waiting()
+
+    def day1_ends():  # rejected: the champion stays, and day 2 builds on it
+        write_json(OUTCOME.path(layout, day1), {"day": str(day1), "status": "rejected",
+                                                "champion_after": bootstrapped["champion"]})  # fmt: skip
+        push(Store.from_env(params), layout, day1, (OUTCOME,))
+
+    threading.Timer(1.0, day1_ends).start()
+    assert _first_event(trigger).payload == {"wait": "base", "day": str(day2), "waited_s": pytest.approx(1, abs=5)}
+
+
+def test_a_check_that_fails_in_the_triggerer_fires_so_the_task_names_the_error(bootstrapped, capfd):
+    """A `base` Param naming no version: the trigger does not wait forever on an error, nor decide it; it
+    fires, and the task's own check raises the registry's refusal on a worker."""
+    from tasks.common import FreshrecError
+    from tasks.day import resolve_base
+    from tasks.registry import registry_from_env
+    from tasks.store import Store
+    from tasks.waits import DayReady
+
+    params, day = bootstrapped["params"], bootstrapped["day1"]
+    assert DayReady("base", str(day), params, override="1997-01-01-nope").why_waiting() is None
+    said = capfd.readouterr()  # the trigger's log (structlog, as in the triggerer)
+    assert "the base check failed (FreshrecError: version '1997-01-01-nope'" in said.out + said.err
+    with pytest.raises(FreshrecError):
+        resolve_base(day, Store.from_env(params), bootstrapped["layout"], registry_from_env(params), "1997-01-01-nope")
+
+
+def test_a_day_wait_defers_while_waiting_and_fails_for_good_past_its_limit():
+    from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+    from freshrec_daily import DayWait
+
+    from tasks.waits import DayReady
+
+    ready = DayWait(task_id="ready", check=lambda context: ("v1", None), wait_seconds=5)
+    assert ready.execute({}) == "v1"
+    trigger = DayReady("base", "1997-10-01", {}, poke_seconds=1)
+    waiting = DayWait(task_id="waiting", check=lambda context: (None, trigger), wait_seconds=5)
+    with pytest.raises(TaskDeferred) as deferred:
+        waiting.execute({})
+    assert deferred.value.trigger is trigger and deferred.value.method_name == "execute"
+    assert deferred.value.timeout == dt.timedelta(seconds=5)
+    assert ready.execute({}, event={"day": "1997-10-01", "waited_s": 3.0}) == "v1"  # resumed: checks again
+    with pytest.raises(AirflowFailException, match="still waiting after 5 s"):  # not retried: it would wait again
+        waiting.resume_execution("__fail__", {"error": "Trigger timeout"}, {})
