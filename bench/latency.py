@@ -70,7 +70,7 @@ def main() -> None:
     from tasks.export import parity_inputs
     from tasks.history import load_events
     from tasks.params import load_params
-    from tasks.train import read_items
+    from tasks.units import model_items
 
     params = load_params()
     if args.ml1m:
@@ -85,7 +85,7 @@ def main() -> None:
         day = dt.date.fromisoformat(args.day)
         run = layout.run(day)
         inputs = parity_inputs(
-            load_events(layout, day), day, params, read_items(run / "challenger"), params["train"]["max_len"]
+            load_events(layout, day), day, params, model_items(run / "challenger"), params["train"]["max_len"]
         )
     if args.batch_sizes:
         params["benchmark"]["batch_sizes"] = args.batch_sizes

@@ -11,7 +11,7 @@ import math
 from tasks.common import Layout, read_json
 from tasks.drift import signals
 from tasks.reports import links, ranking_note
-from tasks.units import challenger_version
+from tasks.units import TRAIN_FILE, challenger_version
 from tasks.validate import describe
 
 
@@ -28,7 +28,7 @@ def evidence_markdown(day: dt.date, layout: Layout, thresholds: dict, api: str |
     drift = read_json(layout.reports("drift", day) / "drift.json")
     validation = read_json(layout.reports("validation", day) / "report.json")
     export = read_json(run / "onnx" / "export.json")
-    train = read_json(run / "challenger" / "train.json")
+    train = read_json(run / "challenger" / TRAIN_FILE)
     timing = read_json(run / "challenger" / "timing.json")
     base = read_json(run / "base.json")
     version = challenger_version(layout, day)

@@ -152,12 +152,12 @@ def run(day: dt.date, params: dict, layout: Layout) -> dict:
     """Benchmark day D's challenger; raise GateFailed if the served variant misses the p99 budget."""
     from tasks.export import parity_inputs
     from tasks.history import load_events
-    from tasks.train import read_items
+    from tasks.units import model_items
 
     run_dir = layout.run(day)
     rows = max(params["benchmark"]["batch_sizes"])  # real histories, enough for the largest batch (tiled)
     inputs = parity_inputs(
-        load_events(layout, day), day, params, read_items(run_dir / "challenger"), params["train"]["max_len"], rows
+        load_events(layout, day), day, params, model_items(run_dir / "challenger"), params["train"]["max_len"], rows
     )
     report = benchmark(run_dir / "challenger", run_dir / "onnx", inputs, params["benchmark"], params["export"]["top_k"])
     write_json(run_dir / BENCHMARK_FILE, report)

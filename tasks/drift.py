@@ -28,6 +28,7 @@ import pandas as pd
 from tasks.common import Layout, day_bounds, read_json, write_json
 from tasks.history import day_mask, load_events, user_day_codes
 from tasks.params import step_cli
+from tasks.units import METRICS_FILE, MODEL_ITEMS_FILE, TRAIN_FILE, model_items
 
 LOG = logging.getLogger(__name__)
 
@@ -98,10 +99,9 @@ def sequence_embeddings(champion_dir: Path, events: pd.DataFrame, users: list[st
 
     from models.seqrec import SeqRecModel
     from tasks.history import left_pad, sequences
-    from tasks.train import read_items
 
     model = SeqRecModel.load(champion_dir)
-    index = {item: i + 1 for i, item in enumerate(read_items(champion_dir))}
+    index = {item: i + 1 for i, item in enumerate(model_items(champion_dir))}
     seqs = sequences(events[events["user_id"].isin(users)], index)
     x = np.stack([left_pad(seqs.get(u, np.zeros(0, np.int64)), max_len) for u in users])
     with torch.inference_mode():
@@ -355,8 +355,6 @@ class Windows(NamedTuple):
 
 
 def windows(events: pd.DataFrame, day: dt.date, champion_dir: Path | None, reference_days: int) -> Windows:
-    from tasks.train import TRAIN_FILE
-
     ref_day = (
         day - dt.timedelta(days=1)
         if champion_dir is None
@@ -380,18 +378,18 @@ def champion_performance(
     evaluation when it was the challenger), ranked the way that baseline was: an evaluation records which
     items it left out of the ranking (`excluded`; none before `export.exclude_seen`), and two protocols
     are never mixed."""
-    from tasks.evaluate import build_holdout, score_model
-
     perf: dict = {"baseline_ndcg@10": None, "ndcg@10": None, "relative_drop": None, "excluded": None}
     if champion_dir is None:
         return perf
-    metrics_file = champion_dir / "metrics.json"
+    metrics_file = champion_dir / METRICS_FILE
     if metrics_file.exists():
         metrics = read_json(metrics_file)
         perf["baseline_ndcg@10"] = metrics["challenger"]["all"]["ndcg@10"]
         perf["excluded"] = metrics.get("excluded", "nothing")
     if not scored:
         return perf
+    from tasks.evaluate import build_holdout, score_model  # the model stack: only when there is a model
+
     day_users = pd.unique(events.loc[day_mask(events, day), "user_id"])
     cap = params["drift"]["perf_max_users"]
     if len(day_users) > cap:  # a signal, not the gate: a fixed sample of the day's users measures it
@@ -412,11 +410,9 @@ def detect(
 ) -> dict:
     """Measure drift for `day` (events must include everything through `day`; `wins` = windows(), `dists` =
     distributions(wins.reference, wins.current)) and decide."""
-    from tasks.train import read_items
-
     t = params["drift"]
     reference, current, before = wins.reference, wins.current, wins.before
-    champion_items = set(read_items(champion_dir)) if champion_dir is not None else set()
+    champion_items = set(model_items(champion_dir)) if champion_dir is not None else set()
     m = measure(reference, current, before, champion_items, t["psi_bins"], t["null_max_user_days"], dists)
     m["reference_events"] = len(reference)
     if champion_dir is not None and len(current):
@@ -453,7 +449,7 @@ def run(day: dt.date, params: dict, layout: Layout, force: str | None = None) ->
     from tasks.drift_report import HTML_FILE, render
 
     champion = layout.run(day) / "champion"
-    champion_dir = champion if (champion / "items.json").exists() else None
+    champion_dir = champion if (champion / MODEL_ITEMS_FILE).exists() else None
     events = load_events(layout, day)
     wins = windows(events, day, champion_dir, params["drift"]["reference_days"])
     dists = distributions(wins.reference, wins.current)  # for the signals and the report's plots alike

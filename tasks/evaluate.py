@@ -26,7 +26,7 @@ from models.seqrec import PAD, SeqRecModel
 from tasks.common import GateFailed, Layout, write_json
 from tasks.history import holdout_mask, left_pad, load_events
 from tasks.params import step_cli
-from tasks.train import ITEMS_FILE, read_items
+from tasks.units import MODEL_ITEMS_FILE, model_items
 
 LOG = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def metrics_from_ranks(ranks: np.ndarray, k: int) -> dict[str, float | int]:
 def model_ranks(model_dir: Path, holdout: Holdout, *excludes: str) -> dict[str, np.ndarray]:
     """A saved model's ranks on the holdout under each of `excludes` (default: nothing excluded), one pass."""
     excludes = excludes or ("nothing",)
-    return ranks_by_exclusion(SeqRecModel.load(model_dir), read_items(model_dir), holdout, excludes)
+    return ranks_by_exclusion(SeqRecModel.load(model_dir), model_items(model_dir), holdout, excludes)
 
 
 def slice_metrics(ranks: np.ndarray, holdout: Holdout, k: int) -> dict:
@@ -243,7 +243,7 @@ def evaluate(
 def run(day: dt.date, params: dict, layout: Layout) -> dict:
     """Score champion and challenger on day D's holdout; raise GateFailed if the challenger loses."""
     run_dir = layout.run(day)
-    champion = run_dir / "champion" if (run_dir / "champion" / ITEMS_FILE).exists() else None
+    champion = run_dir / "champion" if (run_dir / "champion" / MODEL_ITEMS_FILE).exists() else None
     exclude = "window" if params["export"]["exclude_seen"] else "nothing"
     report = evaluate(load_events(layout, day), day, champion, run_dir / "challenger", params["evaluate"],
                       params["train"]["max_len"], exclude)  # fmt: skip

@@ -172,10 +172,10 @@ def parity_inputs(
 
 def run(day: dt.date, params: dict, layout: Layout) -> dict:
     from tasks.history import load_events
-    from tasks.train import read_items
+    from tasks.units import model_items
 
     challenger = layout.run(day) / "challenger"
-    inputs = parity_inputs(load_events(layout, day), day, params, read_items(challenger), params["train"]["max_len"])
+    inputs = parity_inputs(load_events(layout, day), day, params, model_items(challenger), params["train"]["max_len"])
     return export(challenger, layout.run(day) / "onnx", inputs, params["export"])
 
 

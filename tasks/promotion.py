@@ -20,9 +20,9 @@ from tasks.common import (
     write_json,
 )
 from tasks.registry import Registry, registry_from_env
+from tasks.units import METRICS_FILE, MODEL_ITEMS_FILE, TRAIN_FILE
 
 LOG = logging.getLogger(__name__)
-METRICS_FILE = "metrics.json"
 
 
 def version_day(version: str) -> str:
@@ -109,12 +109,12 @@ def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, appr
     if base is not None and registry.manifest(base)["files"]["weights.safetensors"]["sha256"] == weights_sha:
         LOG.info("challenger is its base %s byte for byte: nothing to promote", base)
         return {**pointer, "status": "unchanged"}
-    train = read_json(challenger / "train.json")
+    train = read_json(challenger / TRAIN_FILE)
     metrics = {**evaluation, "export": _untimed(read_json(onnx / "export.json")), "train": train}
     # the version's files are a function of the day's data, params and base alone: no run timings
     # (they are in the manifest, written once), so a re-run after a kill re-publishes the same bytes
     write_json(run / METRICS_FILE, metrics)
-    files = {name: challenger / name for name in ("config.json", "weights.safetensors", "items.json", "train.json")}
+    files = {name: challenger / name for name in ("config.json", "weights.safetensors", MODEL_ITEMS_FILE, TRAIN_FILE)}
     files |= {
         "model.onnx": onnx / "model.onnx",
         "model.int8.onnx": onnx / "model.int8.onnx",

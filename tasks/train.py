@@ -51,10 +51,9 @@ from tasks.history import (
     windows,
 )
 from tasks.params import step_cli
+from tasks.units import MODEL_ITEMS_FILE, TRAIN_FILE, model_items
 
 LOG = logging.getLogger(__name__)
-ITEMS_FILE = "items.json"
-TRAIN_FILE = "train.json"
 TIMING_FILE = "timing.json"
 CHECKPOINT_DIR = "checkpoint"
 MODES = ("full", "incremental", "skip")
@@ -110,10 +109,6 @@ def init_distributed() -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def read_items(model_dir: Path) -> list[str]:
-    return json.loads((model_dir / ITEMS_FILE).read_text())
-
-
 def _text_matrix(item_ids: list[str], features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 384) text vectors and a bool mask of which items have one."""
     dim = next(iter(features.values())).shape[0]
@@ -150,7 +145,7 @@ def init_origin(
             h.update(item.encode())
             h.update(vec.detach().cpu().contiguous().numpy().tobytes())
     if start_dir is not None:
-        for name in (CONFIG_FILE, WEIGHTS_FILE, ITEMS_FILE):
+        for name in (CONFIG_FILE, WEIGHTS_FILE, MODEL_ITEMS_FILE):
             h.update(name.encode())
             h.update((Path(start_dir) / name).read_bytes())
     return h.hexdigest()
@@ -578,7 +573,7 @@ def train(
         with atomic_dir(out_dir) as tmp:
             shutil.copytree(champion_dir, tmp, dirs_exist_ok=True)
             res = TrainResult(
-                "skip", "none", str(device), 0, 0, 0, 0.0, float("nan"), len(read_items(champion_dir)) + 1, 0, str(day)
+                "skip", "none", str(device), 0, 0, 0, 0.0, float("nan"), len(model_items(champion_dir)) + 1, 0, str(day)
             )
             _write_report(tmp, res)
         return res
@@ -614,7 +609,7 @@ def train(
             LOG.warning("train.repeat_score is %s but the champion was trained with repeat_score %s: incremental "
                         "training keeps the champion's; the next full retrain applies the setting",
                         params["repeat_score"], model.config.repeat_score)  # fmt: skip
-        old_ids = read_items(champion_dir)
+        old_ids = model_items(champion_dir)
         old_set = set(old_ids)
         new_ids = [i for i in known_items if i not in old_set]
         init = mapped_rows(new_ids, old_ids, model.item_emb.weight.data[1:], features if text_init else {})
@@ -684,7 +679,7 @@ def train(
         return res
     with atomic_dir(out_dir) as tmp:
         model.save(tmp)
-        (tmp / ITEMS_FILE).write_text(json.dumps(item_ids))
+        (tmp / MODEL_ITEMS_FILE).write_text(json.dumps(item_ids))
         _write_report(tmp, res)
     if checkpointing is not None:
         checkpointing.clear()
@@ -705,7 +700,7 @@ def run(
     Training checkpoints into runs/date=D/checkpoint (`on_checkpoint` shares each one, e.g. to the
     object store) and a killed run resumes from there."""
     champion = layout.run(day) / "champion"
-    champion_dir = champion if (champion / ITEMS_FILE).exists() else None
+    champion_dir = champion if (champion / MODEL_ITEMS_FILE).exists() else None
     mode = mode or read_json(layout.reports("drift", day) / "drift.json")["decision"]
     if champion_dir is None and mode != "full":
         LOG.info("no champion yet: bootstrapping with a full training run")

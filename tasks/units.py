@@ -7,6 +7,7 @@ This module imports no step, so every step may use it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,16 @@ from tasks.common import FreshrecError, Layout, day_str, read_json, sha256_file
 BASE_FILE = "base.json"
 OUTCOME_FILE = "outcome.json"
 CHAMPION_DIR = "champion"
-CHAMPION_FILES = ["config.json", "weights.safetensors", "items.json", "train.json", "metrics.json"]
+# a model's folder (a challenger, a champion, a registry version): the files tasks read, named once
+MODEL_ITEMS_FILE = "items.json"  # its item ids in embedding-row order (the catalogue is items.parquet)
+TRAIN_FILE = "train.json"  # how it was trained: the day, the mode, its base, the figures
+METRICS_FILE = "metrics.json"  # its evaluation, added when it is promoted
+CHAMPION_FILES = ["config.json", "weights.safetensors", MODEL_ITEMS_FILE, TRAIN_FILE, METRICS_FILE]
+
+
+def model_items(model_dir: Path) -> list[str]:
+    """A model's item ids, in embedding-row order (row 0 is padding): JSON, no model stack imported."""
+    return json.loads((model_dir / MODEL_ITEMS_FILE).read_text())
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import yaml
 
 from tasks.common import FreshrecError, Layout, day_str, link_or_copy, parse_day, setup_cli, sha256_file
 from tasks.params import load_params
-from tasks.units import DVC_STAGE
+from tasks.units import DVC_STAGE, TRAIN_FILE
 
 LOG = logging.getLogger(__name__)
 STAGE_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
@@ -189,8 +189,8 @@ def reproduce(version: str, params: dict, registry, keep: Path | None = None) ->
         shutil.rmtree(layout.run(day) / "challenger", ignore_errors=True)
         result = train.run(day, run_params, layout, progress=False)
         weights = layout.run(day) / "challenger" / "weights.safetensors"
-        recorded = json.loads(_version_file(registry, version, "train.json"))
-        new = json.loads((layout.run(day) / "challenger" / "train.json").read_text())
+        recorded = json.loads(_version_file(registry, version, TRAIN_FILE))
+        new = json.loads((layout.run(day) / "challenger" / TRAIN_FILE).read_text())
         report = {
             "version": version,
             "day": day_str(day),

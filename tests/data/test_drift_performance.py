@@ -14,7 +14,8 @@ from tasks.evaluate import build_holdout, score_model
 from tasks.history import sequences, windows
 from tasks.params import load_params
 from tasks.sources import load_dataset
-from tasks.train import ITEMS_FILE, Recipe, fit
+from tasks.train import Recipe, fit
+from tasks.units import MODEL_ITEMS_FILE
 
 
 @pytest.mark.slow  # trains a model on real ML-100K (about 20 s)
@@ -37,7 +38,7 @@ def test_champion_is_scored_the_way_its_baseline_was_ranked(tmp_path):
     examples = [w for s in sequences(before, index).values() for w in windows(s, max_len, all_chunks=True)]
     fit(model, examples, Recipe(2, 128, 3e-3), 0, torch.device("cpu"), progress=False)  # a little skill
     model.save(tmp_path)
-    (tmp_path / ITEMS_FILE).write_text(json.dumps(items))
+    (tmp_path / MODEL_ITEMS_FILE).write_text(json.dumps(items))
     holdout = build_holdout(events, day, params["evaluate"]["holdout_fraction"], params["train"]["max_len"])
     served, unfiltered = (score_model(tmp_path, holdout, 10, e)["all"] for e in ("window", "nothing"))
     assert served["ndcg@10"] > unfiltered["ndcg@10"]  # the two protocols differ for this model

@@ -15,7 +15,8 @@ from tasks.features import update_features
 from tasks.ingest import ingest_day
 from tasks.replay import land_day
 from tasks.sources import load_dataset
-from tasks.train import read_items, train
+from tasks.train import train
+from tasks.units import model_items
 
 WARM, DAY = dt.date(1997, 9, 27), dt.date(1997, 9, 28)
 
@@ -79,7 +80,7 @@ def test_incremental_warm_starts_and_grows_the_vocabulary(world, trainable, tmp_
         0.2,
         progress=False,
     )
-    old_items, new_items = read_items(world["champion"]), read_items(out)
+    old_items, new_items = model_items(world["champion"]), model_items(out)
     assert new_items[: len(old_items)] == old_items  # old indices keep their meaning
     assert res.new_items == len(new_items) - len(old_items) > 0  # DAY brought items never seen before
     champ, chall = SeqRecModel.load(world["champion"]), SeqRecModel.load(out)
