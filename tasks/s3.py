@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,12 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:8333"
 RUN_DIR = PROJECT_ROOT / ".run" / "s3"
 
 
+_NEW_CLIENT = threading.Lock()  # boto3's default session is not thread-safe; the clients it makes are
+
+
 def client(endpoint: str | None = None):
+    """An S3 client for the deployment's endpoint and credentials. Safe to call from several threads at
+    once (the triggerer's looks, tasks/waits.py, run in a thread pool): clients are made one at a time."""
     import boto3
     from botocore.config import Config
 
@@ -39,17 +45,18 @@ def client(endpoint: str | None = None):
             "no S3 credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (for the local server: "
             "`eval $(python -m tasks.s3 env)`)"
         )
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint or None,
-        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 5, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=60,
-        ),
-    )
+    with _NEW_CLIENT:
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint or None,
+            region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 5, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+            ),
+        )
 
 
 def bucket_name(params: dict) -> str:

@@ -91,6 +91,18 @@ class Cluster:
             cur.execute(query, args)
             return cur.fetchall()
 
+    def task_logs(self, tries: list[tuple], n: int = 4000) -> str:
+        """The end of each (dag_id, task_id, try_number)'s log, on whichever component's disk it ran."""
+        out = []
+        for dag_id, task_id, try_number in tries:
+            pattern = f"*/airflow/logs/dag_id={dag_id}/*/task_id={task_id}/attempt={try_number}.log*"
+            for path in sorted(self.base.glob(pattern)):
+                out.append(f"\n--- {path.relative_to(self.base)}\n{path.read_text(errors='replace')[-n:]}")
+            for name, path in self.logs.items():  # what the scheduler, a worker or the API server said of it
+                said = [line for line in path.read_text(errors="replace").splitlines() if task_id in line]
+                out += [f"\n--- {name} on {task_id}\n" + "\n".join(said[-15:])] if said else []
+        return "".join(out) or "\n(no task log found)"
+
     def tails(self, n: int = 3000) -> str:
         return "".join(f"\n--- {name}\n{path.read_text()[-n:]}" for name, path in self.logs.items() if path.exists())
 

@@ -59,7 +59,7 @@ def test_first_hour_bootstrap_and_a_three_day_backfill_at_once(cluster, monkeypa
         "select dag_id, task_id, try_number from task_instance_history where state = 'failed' "
         "union all select dag_id, task_id, try_number from task_instance where state in ('failed', 'upstream_failed')"
     )
-    assert failed_tries == [], f"tasks failed (and were retried): {failed_tries}"
+    assert failed_tries == [], f"tasks failed (and were retried): {failed_tries}{cluster.task_logs(failed_tries)}"
 
     registry = _registry(env, monkeypatch)
     by_day = {d: next(v for v in registry.versions() if v.startswith(d)) for d in DAYS}
@@ -86,4 +86,4 @@ def test_first_hour_bootstrap_and_a_three_day_backfill_at_once(cluster, monkeypa
     for name in ("dag-processor", "api-server", *(("scheduler",) if cluster.executor == "celery" else ())):
         assert not (cluster.base / name / "data").exists(), f"{name} wrote pipeline data on its own disk"
     for disk in cluster.base.glob("*/data/.cache/tasks"):  # every try's working directory went with it
-        assert list(disk.iterdir()) == [], f"left behind: {list(disk.iterdir())}"
+        assert list(disk.iterdir()) == [], f"left behind: {list(disk.iterdir())}{cluster.tails()}"
