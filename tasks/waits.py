@@ -4,9 +4,10 @@ A day waits twice: for its delivery (wait_for_landing) and for the outcome of th
 the bootstrap, that it builds on (pull_champion, up to two approval timeouts). The task checks once on a
 worker; while the day cannot go on it defers to `DayReady`, which asks `tasks.day.waiting_for` in the
 triggerer every `FRESHREC_BASE_POKE_SECONDS` (one coroutine among many, no process per look), and fires
-when the answer changes from "not yet". The task then resumes on a worker and checks again before it
-goes on: the trigger never decides, so a check that failed in the triggerer (S3 unreachable, a bad `base`
-Param) is raised, named, by the task itself."""
+when the day can go on. The task then resumes on a worker and checks again before it goes on: the
+trigger never decides. A look that fails in the triggerer (S3 unreachable, a triggerer without the
+workers' S3 settings) is a reason to wait, said in the log, never a reason to fire: firing would resume
+the task, which would defer again at once, a worker process per cycle. The wait's timeout bounds it."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class DayReady(BaseTrigger):
         )  # fmt: skip
 
     def why_waiting(self) -> str | None:
-        """One look: why the day still waits, or None (ready, or a check that failed: the task says which)."""
+        """One look: why the day still waits (a look that failed included), or None once it can go on."""
         from tasks.common import parse_day
         from tasks.day import WAITS, task_scope, waiting_for
 
@@ -45,16 +46,14 @@ class DayReady(BaseTrigger):
         try:
             with task_scope(f"{WAITS[self.wait]}-trigger", day, self.params) as (layout, store):
                 return waiting_for(self.wait, day, self.params, layout, store, self.override)
-        except Exception as exc:  # the task re-checks on a worker and raises it there, named
-            self.log.warning("day %s: the %s check failed (%s: %s); the task checks again", self.day, self.wait,
-                             type(exc).__name__, exc)  # fmt: skip
-            return None
+        except Exception as exc:  # looked again at the next poke; the wait's timeout ends it
+            return f"the {self.wait} check failed ({type(exc).__name__}: {exc}); looking again"
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         said, since = None, dt.datetime.now(dt.UTC)
         while (why := await asyncio.to_thread(self.why_waiting)) is not None:
             if why != said:  # what the day waits for, once, and again only when it changes
-                self.log.info("day %s waits: %s", self.day, why)
+                (self.log.warning if "check failed" in why else self.log.info)("day %s waits: %s", self.day, why)
                 said = why
             await asyncio.sleep(self.poke_seconds)
         waited = (dt.datetime.now(dt.UTC) - since).total_seconds()
