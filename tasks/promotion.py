@@ -20,7 +20,7 @@ from tasks.common import (
     write_json,
 )
 from tasks.registry import Registry, registry_from_env
-from tasks.units import METRICS_FILE, MODEL_ITEMS_FILE, TRAIN_FILE
+from tasks.units import METRICS_FILE, MODEL_FILES, TRAIN_FILE
 
 LOG = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def promote(layout: Layout, day: dt.date, params: dict, registry: Registry, appr
     # the version's files are a function of the day's data, params and base alone: no run timings
     # (they are in the manifest, written once), so a re-run after a kill re-publishes the same bytes
     write_json(run / METRICS_FILE, metrics)
-    files = {name: challenger / name for name in ("config.json", "weights.safetensors", MODEL_ITEMS_FILE, TRAIN_FILE)}
+    files = {name: challenger / name for name in MODEL_FILES}
     files |= {
         "model.onnx": onnx / "model.onnx",
         "model.int8.onnx": onnx / "model.int8.onnx",

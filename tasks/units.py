@@ -21,7 +21,8 @@ CHAMPION_DIR = "champion"
 MODEL_ITEMS_FILE = "items.json"  # its item ids in embedding-row order (the catalogue is items.parquet)
 TRAIN_FILE = "train.json"  # how it was trained: the day, the mode, its base, the figures
 METRICS_FILE = "metrics.json"  # its evaluation, added when it is promoted
-CHAMPION_FILES = ["config.json", "weights.safetensors", MODEL_ITEMS_FILE, TRAIN_FILE, METRICS_FILE]
+MODEL_FILES = ("config.json", "weights.safetensors", MODEL_ITEMS_FILE, TRAIN_FILE)  # what training writes
+CHAMPION_FILES = [*MODEL_FILES, METRICS_FILE]
 
 
 def model_items(model_dir: Path) -> list[str]:
