@@ -111,6 +111,19 @@ def _sweep(tasks_dir: Path) -> None:
             os.close(fd)
 
 
+def _held_lock(tasks_dir: Path) -> tuple[int, str]:
+    """A new `.lock-*` file in `tasks_dir`, exclusively locked by this process. In the instant between
+    creating the file and locking it, a sweeper (another try, or another thread of this process) can
+    take the free lock and remove the file as a dead try's; then the lock is on no name, and this makes
+    another."""
+    while True:
+        fd, held = tempfile.mkstemp(dir=tasks_dir, prefix=".lock-")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:  # still linked: no sweeper took it, and none can now
+            return fd, held
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def task_workspace(data_root: Path, name: str) -> Iterator[Layout]:
     """A private `Layout` for one task try under `data_root`'s cache; removed when the block ends
@@ -119,10 +132,18 @@ def task_workspace(data_root: Path, name: str) -> Iterator[Layout]:
     tasks_dir.mkdir(parents=True, exist_ok=True)
     _sweep(tasks_dir)
     safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", name)[:80]
-    fd, held = tempfile.mkstemp(dir=tasks_dir, prefix=".lock-")  # locked before any sweeper can see it
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    path = Path(tempfile.mkdtemp(dir=tasks_dir, prefix=f"{safe}-"))
-    os.replace(held, path / LOCK)
+    fd, held = _held_lock(tasks_dir)  # locked before its directory exists, so no sweeper takes that
+    try:
+        path = Path(tempfile.mkdtemp(dir=tasks_dir, prefix=f"{safe}-"))
+        try:
+            os.replace(held, path / LOCK)
+        except BaseException:
+            path.rmdir()  # never a directory without its lock: no sweep could ever remove it
+            raise
+    except BaseException:
+        Path(held).unlink(missing_ok=True)
+        os.close(fd)
+        raise
     try:
         yield Layout(path)
     finally:

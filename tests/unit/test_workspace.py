@@ -111,6 +111,31 @@ def test_a_killed_try_leaves_nothing_behind_for_long(s3_env, params, tmp_path):
             proc.wait()
 
 
+def test_a_lock_swept_before_it_is_taken_is_made_again_never_a_lockless_directory(tmp_path, monkeypatch):
+    """Another try's sweep can take a new lock file in the instant before its owner locks it, and remove
+    it as a dead try's. The owner then makes another: it neither fails nor leaves a directory without a
+    lock, which no later sweep would ever remove (a trigger's look left one in CI)."""
+    from tasks import workspace
+
+    tasks_dir, made = workspace.cache_root(tmp_path) / "tasks", []
+    real = workspace.tempfile.mkstemp
+
+    def raced(*args, **kwargs):
+        fd, name = real(*args, **kwargs)
+        made.append(name)
+        if len(made) == 1:  # the sweep of a try starting at the same instant, before the lock is taken
+            workspace._sweep(tasks_dir)
+        return fd, name
+
+    monkeypatch.setattr(workspace.tempfile, "mkstemp", raced)
+    with workspace.task_workspace(tmp_path, "raced") as layout:
+        assert (layout.root / workspace.LOCK).is_file()
+        workspace._sweep(tasks_dir)  # a live try's directory stays
+        assert layout.root.is_dir()
+    assert len(made) == 2, made
+    assert list(tasks_dir.iterdir()) == []
+
+
 def test_many_tries_pulling_one_unit_at_once_all_get_it_whole(s3_env, params, tmp_path):
     """Tries that add the same blob to the cache at the same moment each end with the whole, verified file."""
     data = tmp_path / "data"
