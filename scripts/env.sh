@@ -12,6 +12,10 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$ROOT/.run/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__PARALLELISM=4
+# each task process is forked from a parent that imported torch, transformers and GX once (tasks/preload.py)
+export AIRFLOW__SCHEDULER__MP_START_METHOD=forkserver
+export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=airflow,airflow.executors.local_executor,tasks.preload
+export AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=tasks.celery_config.CELERY_CONFIG
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
 export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__PORT=8080

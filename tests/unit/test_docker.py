@@ -54,6 +54,9 @@ def test_compose_services_and_queues(compose):
     assert services["serve"]["build"]["dockerfile"] == "docker/Dockerfile.serve"  # not the Airflow image
     assert "gpu" in services["worker-gpu"]["command"]
     assert services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    for name in ("worker-cpu", "worker-gpu"):  # task processes fork from a worker that preloaded the stack
+        env = services[name]["environment"]
+        assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "tasks.celery_config.CELERY_CONFIG", name
     for svc in services.values():
         assert "image" in svc or "build" in svc
         dockerfile = (svc.get("build") or {}).get("dockerfile")
