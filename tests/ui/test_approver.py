@@ -110,6 +110,7 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
 
     if CHROMIUM is None:
         pytest.fail("needs Debian's chromium on PATH: `make test-ui` installs it")
+    t0 = time.monotonic()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -137,6 +138,7 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
         # the next day, triggered over REST as an operator does: it waits for day 1's outcome, then runs
         run2 = stack.rest("POST", "/api/v2/dags/freshrec_daily/dagRuns", {"logical_date": None, "conf": {"day": DAY2}})
         _pending(stack, run_id)
+        print(f"[ui] day 1 waits for its approval: {time.monotonic() - t0:.0f} s into the test")
 
         page.goto(f"{stack.url}/required_actions")
         subject = page.get_by_text(f"freshrec: promote the challenger for {DAY1}?")
@@ -165,7 +167,9 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
         assert _run_state(stack, run_id) == "success"
 
         # day 2: rejected, with a reason, in the browser
+        print(f"[ui] day 1 approved and promoted: {time.monotonic() - t0:.0f} s")
         request2 = _pending(stack, run2["dag_run_id"])
+        print(f"[ui] day 2 waits for its approval: {time.monotonic() - t0:.0f} s")
         page.goto(f"{stack.url}/required_actions")
         page.get_by_text(f"freshrec: promote the challenger for {DAY2}?").first.click()
         page.get_by_text("Candidate version").first.wait_for()
