@@ -135,8 +135,13 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def volume_child(data: Path, params_file: Path, day: dt.date, n: int, step: str) -> dict:
-    """In a child process: one step on a day of `n` events; seconds and peak resident memory."""
+def volume_child(data: Path, params_file: Path, day: dt.date, n: int, step: str, start: str = "fresh") -> dict:
+    """In a child process: one step on a day of `n` events; seconds and peak resident memory. `start`:
+    `fresh`, a new interpreter that imports what the step needs as it goes (a task without a preloaded
+    parent, or a step's command line); `preloaded`, with tasks.preload imported before the clock starts,
+    as an Airflow task forked from a worker that preloaded (tasks/preload.py)."""
+    if start == "preloaded":
+        import tasks.preload  # noqa: F401
     from tasks import drift, validate
     from tasks.common import Layout
     from tasks.history import build_history
@@ -154,7 +159,7 @@ def volume_child(data: Path, params_file: Path, day: dt.date, n: int, step: str)
         build_history(layout, day + dt.timedelta(days=1))
     else:  # the first day of the next month's unit: the month compacted, the big day with it
         build_history(layout, (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1))
-    return {"step": step, "events": n, "seconds": round(time.perf_counter() - t0, 2),
+    return {"step": step, "events": n, "start": start, "seconds": round(time.perf_counter() - t0, 2),
             "peak_rss_mb": round(_peak_mb(), 0), "rss_before_mb": round(base, 0)}  # fmt: skip
 
 
@@ -211,35 +216,42 @@ def volume_state(work: Path, params_file: Path, day: dt.date, n: int) -> Path:
     return layout.root
 
 
-def volume_runs(work: Path, params_file: Path, day: dt.date, sizes: list[int], repeats: int = 1) -> list[dict]:
-    """Each step at each size, `repeats` times in fresh child processes (a re-run of a step is a real re-run:
-    the same inputs, its outputs replaced); the row's seconds are the median, every run's are kept."""
+def volume_runs(
+    work: Path, params_file: Path, day: dt.date, sizes: list[int], repeats: int = 1, starts: tuple = ("fresh",)
+) -> list[dict]:
+    """Each step at each size, `repeats` times in child processes of each start (`volume_child`; the starts
+    take turns within a repeat), a re-run of a step being a real re-run (the same inputs, its outputs
+    replaced); the row's seconds are the median, every run's are kept."""
     rows = []
     for n in sizes:
         data = volume_state(work, params_file, day, n)
         for step in ("validate", "drift", "history", "compaction"):
-            runs = []
+            runs: dict[str, list] = {start: [] for start in starts}
             for _ in range(repeats):
-                res = subprocess.run(
-                    [sys.executable, __file__, "--child", step, "--data", str(data), "--params-file",
-                     str(params_file), "--day", str(day), "--n", str(n)],
-                    capture_output=True, text=True, check=False, cwd=ROOT,
-                    env=os.environ | {"FRESHREC_DATA": str(data)},
-                )  # fmt: skip
-                if res.returncode != 0:
-                    runs = [{"step": step, "events": n, "error": res.stderr[-1500:]}]
-                    print(f"volume {n:,} {step}: FAILED {res.stderr[-400:]}", flush=True)
-                    break
-                runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
-                print(
-                    f"volume {n:,} {step}: {runs[-1]['seconds']} s, peak {runs[-1]['peak_rss_mb']:.0f} MB", flush=True
-                )
-            if "error" in runs[0]:
-                rows.append(runs[0])
-                continue
-            rows.append({**runs[0], "seconds": round(statistics.median(r["seconds"] for r in runs), 2),
-                         "runs_seconds": [r["seconds"] for r in runs],
-                         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)})  # fmt: skip
+                for start in starts:
+                    if runs[start] and "error" in runs[start][0]:
+                        continue
+                    res = subprocess.run(
+                        [sys.executable, __file__, "--child", step, "--data", str(data), "--params-file",
+                         str(params_file), "--day", str(day), "--n", str(n), "--start", start],
+                        capture_output=True, text=True, check=False, cwd=ROOT,
+                        env=os.environ | {"FRESHREC_DATA": str(data)},
+                    )  # fmt: skip
+                    if res.returncode != 0:
+                        runs[start] = [{"step": step, "events": n, "start": start, "error": res.stderr[-1500:]}]
+                        print(f"volume {n:,} {step} ({start}): FAILED {res.stderr[-400:]}", flush=True)
+                        continue
+                    run = json.loads(res.stdout.strip().splitlines()[-1])
+                    runs[start].append(run)
+                    print(f"volume {n:,} {step} ({start}): {run['seconds']} s, peak {run['peak_rss_mb']:.0f} MB",
+                          flush=True)  # fmt: skip
+            for done in runs.values():
+                if "error" in done[0]:
+                    rows.append(done[0])
+                    continue
+                rows.append({**done[0], "seconds": round(statistics.median(r["seconds"] for r in done), 2),
+                             "runs_seconds": [r["seconds"] for r in done],
+                             "peak_rss_mb": max(r["peak_rss_mb"] for r in done)})  # fmt: skip
         shutil.rmtree(data, ignore_errors=True)
     return rows
 
@@ -268,6 +280,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--volume", type=int, nargs="*", default=[1_000_000, 10_000_000])
     ap.add_argument("--champion-epochs", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=1, help="runs of each volume step (the median is reported)")
+    ap.add_argument("--starts", nargs="+", choices=["fresh", "preloaded"], default=["preloaded", "fresh"],
+                    help="how each volume step's process starts: a fresh interpreter, or with the model "
+                         "stack preloaded as a worker's task processes have it (tasks/preload.py)")  # fmt: skip
     ap.add_argument("--volume-only", action="store_true",
                     help="only the volume runs, on the surge deployment an earlier run left in --work")  # fmt: skip
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -278,9 +293,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--params-file", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--start", choices=["fresh", "preloaded"], default="fresh", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(volume_child(args.data, args.params_file, args.day, args.n, args.child)))
+        print(json.dumps(volume_child(args.data, args.params_file, args.day, args.n, args.child, args.start)))
         return None
     if args.out is None:
         ap.error("--out is required")
@@ -306,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         os.environ.update(FRESHREC_LANDING_DIR=str(folder / "landing"), FRESHREC_BUCKET="daycost-surge")
         with s3_server(work / "s3"):
             report["volume"] = volume_runs(folder, folder / "params.yaml", days[-1] + dt.timedelta(days=1),
-                                           args.volume, args.repeats)  # fmt: skip
+                                           args.volume, args.repeats, tuple(args.starts))  # fmt: skip
         write_json(args.out, report)
         print_table(report)
         return report
@@ -324,7 +340,8 @@ def main(argv: list[str] | None = None) -> dict | None:
                 write_json(args.out, report)
                 if name == "surge" and args.volume:  # the day after the last, at each volume
                     vday = days[-1] + dt.timedelta(days=1)
-                    report["volume"] = volume_runs(folder, params_file, vday, args.volume, args.repeats)
+                    report["volume"] = volume_runs(folder, params_file, vday, args.volume, args.repeats,
+                                                   tuple(args.starts))  # fmt: skip
                     write_json(args.out, report)
         report["summary"] = summarize(report)
         write_json(args.out, report)
@@ -373,10 +390,11 @@ def print_table(report: dict) -> None:
         print(f"restamp / surge, per day: {r['per_day']} (median {r['median']})")
     for row in report.get("volume", []):
         if "error" in row:
-            print(f"{row['events']:>11,} events {row['step']:<10} FAILED")
+            print(f"{row['events']:>11,} events {row['step']:<10} {row.get('start', 'fresh'):<9} FAILED")
         else:
             secs, peak, runs = row["seconds"], row["peak_rss_mb"], row.get("runs_seconds", [])
-            print(f"{row['events']:>11,} events {row['step']:<10} {secs:>8.2f} s  peak {peak:>7.0f} MB  runs {runs}")
+            print(f"{row['events']:>11,} events {row['step']:<10} {row.get('start', 'fresh'):<9} {secs:>8.2f} s  "
+                  f"peak {peak:>7.0f} MB  runs {runs}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -128,11 +128,13 @@ class Cluster:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.procs.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(30)
-            except subprocess.TimeoutExpired:
+            # then whatever is left of its group, as `make stop` does: under the forkserver start method a
+            # LocalExecutor worker was seen outliving the scheduler's SIGTERM, idle, for good
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            proc.wait()
 
 
 def _postgres(base: Path):
