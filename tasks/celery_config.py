@@ -5,6 +5,8 @@ transformers and Great Expectations already loaded (tasks/preload.py says why an
     AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=tasks.celery_config.CELERY_CONFIG
 
 The scheduler and the API server read this dict too; only a worker imports `imports`, so they stay light.
+It is a whole configuration (the global one): with Airflow's multi-team executors, which merge a user
+configuration over each team's, set only `imports` in a dict of its own instead.
 """
 
 from __future__ import annotations

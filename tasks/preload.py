@@ -8,9 +8,11 @@ about 5 s, onnx + the quantizer about 1 s. Imported here, in the parent, every t
 copy-on-write and starts with them loaded.
 
 Importing them starts no Python thread (tests/unit/test_preload.py), so forking the parent stays safe;
-the native pools of BLAS and jemalloc have their own fork handlers, and torch's intra-op pool is only
-started on first use, which happens in a task, never here. A library that fails to import is logged and
-skipped: the step that needs it raises its own error, in its own task.
+the native threads that do start (OpenBLAS's pools, pyarrow's jemalloc) have their own fork handlers, and
+torch's intra-op pool is only started on first use, which happens in a task, never here. A library that
+fails to import is logged and skipped: the step that needs it raises its own error, in its own task.
+The cost: the parent holds about 0.5 GB more (shared copy-on-write with its tasks), and the first task
+after a scheduler starts waits for the forkserver's preload (about 9 s here, once).
 
 How a deployment loads it (scripts/env.sh, docker/compose.yaml):
 - LocalExecutor: `[scheduler] mp_start_method = forkserver` and `[scheduler] mp_forkserver_preload =
@@ -24,6 +26,7 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
+import os
 import time
 
 LOG = logging.getLogger(__name__)
@@ -41,17 +44,29 @@ MODULES = (
 )
 
 
-def preload(modules: tuple[str, ...] = MODULES) -> dict[str, float]:
-    """Import `modules`; the seconds each took (a module that failed is left out, with a warning)."""
-    from tasks.common import quiet_third_party_logs
+# what the steps set before their own imports (models/text.py, tasks/validate.py): those libraries read
+# them when imported, and that is now here, in the parent
+OFFLINE_DEFAULTS = {"HF_HUB_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false"}
 
-    quiet_third_party_logs()  # as every task does first: GX's import chatter stays out of the worker's log
+
+def preload(modules: tuple[str, ...] = MODULES) -> dict[str, float]:
+    """Import `modules`; the seconds each took. Nothing here may fail: a parent that dies while importing
+    (Airflow's forkserver, a Celery worker) would stop every task from starting, where a module left out
+    only costs the task that needs it its own import, or its own named error."""
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    try:
+        from tasks.common import quiet_third_party_logs
+
+        quiet_third_party_logs()  # as every task does first: GX's import chatter stays out of the worker's log
+    except Exception as exc:  # a quieter log is not worth a parent that cannot start
+        LOG.warning("logs not quieted before the preload (%s: %s)", type(exc).__name__, exc)
     took = {}
     for name in modules:
         t0 = time.perf_counter()
         try:
             importlib.import_module(name)
-        except Exception as exc:  # the task that needs it fails on its own, naming it
+        except (Exception, SystemExit) as exc:  # the task that needs it fails on its own, naming it
             LOG.warning("not preloaded: %s (%s: %s)", name, type(exc).__name__, exc)
             continue
         took[name] = round(time.perf_counter() - t0, 2)
@@ -60,4 +75,6 @@ def preload(modules: tuple[str, ...] = MODULES) -> dict[str, float]:
 
 
 LOADED = preload()
-gc.freeze()  # what is loaded stays out of the collector's way: a forked try's GC never writes (copies) its pages
+# the loaded objects leave the collector's generations: a forked try's collections never walk them (reference
+# counts still copy the pages they touch); a Celery worker unfreezes its parent when ready, as Airflow does
+gc.freeze()

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from tasks.common import Layout, link_or_copy, sha256_file
 
 LOG = logging.getLogger(__name__)
 LOCK = ".lock"
+LOCKLESS_AFTER = 600.0  # s: a try's directory gets its lock within microseconds of being made
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,18 @@ def cache_root(data_root: Path) -> Path:
 def _sweep(tasks_dir: Path) -> None:
     """Remove the directories of tries that died without cleaning up (their lock is free). A live try
     locks its lock file before the file appears in its directory, so a lock found there and free is a
-    dead owner's, never a try that is still starting."""
+    dead owner's, never a try that is still starting. A directory without a lock is a try starting (for
+    microseconds) or one killed in that instant: removed once it is `LOCKLESS_AFTER` old."""
     if not tasks_dir.is_dir():
         return
     for path in tasks_dir.iterdir():
         lock = path / LOCK if path.is_dir() else path
-        if path.is_dir() and not lock.exists():
-            continue  # still starting (its lock is not in place yet), or being removed
+        if path.is_dir() and not lock.exists():  # still starting (its lock is not in place yet), or being removed,
+            with contextlib.suppress(FileNotFoundError):  # or its try was killed in that microsecond
+                if time.time() - path.stat().st_mtime > LOCKLESS_AFTER:
+                    LOG.info("removing %s, left without its lock by a task try that died starting", path)
+                    shutil.rmtree(path, ignore_errors=True)
+            continue
         if not path.is_dir() and not path.name.startswith(".lock-"):
             continue
         try:
@@ -118,9 +125,15 @@ def _held_lock(tasks_dir: Path) -> tuple[int, str]:
     another."""
     while True:
         fd, held = tempfile.mkstemp(dir=tasks_dir, prefix=".lock-")
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_nlink:  # still linked: no sweeper took it, and none can now
-            return fd, held
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a sweeper has it, and is removing it
+            if os.path.samestat(os.fstat(fd), os.stat(held)):  # still this name: no sweeper took it, none can now
+                return fd, held
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
 
 

@@ -110,16 +110,8 @@ class Cluster:
         """CPU time of each component's whole process tree so far (its own, its live children's, and what
         its exited children left in their parents' `cutime`): where the stack's CPU went."""
         tick = os.sysconf("SC_CLK_TCK")
-        out = {}
-        for name, proc in self.procs.items():
-            total = 0
-            for stat in Path("/proc").glob("[0-9]*/stat"):
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    fields = stat.read_text().rsplit(")", 1)[1].split()
-                    if int(fields[3]) == proc.pid:  # session id: the component and everything it started
-                        total += sum(int(f) for f in fields[11:15])
-            out[name] = total / tick
-        return out
+        return {name: sum(sum(int(f) for f in fields[11:15]) for _, fields in _session(proc.pid)) / tick
+                for name, proc in self.procs.items()}  # fmt: skip
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):  # a report only
@@ -130,11 +122,27 @@ class Cluster:
         for proc in self.procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(30)
-            # then whatever is left of its group, as `make stop` does: under the forkserver start method a
-            # LocalExecutor worker was seen outliving the scheduler's SIGTERM, idle, for good
+            # then whatever is left of its session: its group (under the forkserver start method a LocalExecutor
+            # worker was seen outliving the scheduler's SIGTERM, idle, for good) and the task processes Airflow
+            # puts in groups of their own
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            for pid, _ in _session(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             proc.wait()
+
+
+def _session(sid: int) -> list[tuple[int, list[str]]]:
+    """The live processes of session `sid` (a component started with `start_new_session` and everything it
+    started), each with its /proc stat fields after the command name."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:
+                out.append((int(stat.parent.name), fields))
+    return out
 
 
 def _postgres(base: Path):

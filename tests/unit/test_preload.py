@@ -14,9 +14,9 @@ import pytest
 pytestmark = pytest.mark.timeout(120)
 
 
-def _run(code: str) -> dict:
+def _run(code: str, env: dict | None = None) -> dict:
     res = subprocess.run(
-        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=os.environ, timeout=110
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env or os.environ, timeout=110
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -62,3 +62,23 @@ def test_the_celery_config_preloads_in_workers_only():
     assert out["imports"][-1] == "tasks.preload"
     assert not out["torch"], "the scheduler reads this dict: it must not load the task stack"
     assert all(out["rest"].values()), out["rest"]
+
+
+def test_a_module_that_fails_to_import_never_takes_the_parent_down(tmp_path):
+    """Airflow's forkserver (and a Celery worker) dies with an exception that escapes the preload, and then no
+    task starts at all; a module left out costs only the task that needs it."""
+    (tmp_path / "raises_on_import.py").write_text("raise RuntimeError('broken install')\n")
+    (tmp_path / "exits_on_import.py").write_text("raise SystemExit(3)\n")
+    out = _run(
+        f"import json, sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from tasks.preload import preload\n"
+        "print(json.dumps(sorted(preload(('raises_on_import', 'exits_on_import', 'json')))))"
+    )
+    assert out == ["json"]
+
+
+def test_offline_defaults_are_set_before_the_libraries_read_them():
+    """huggingface_hub reads HF_HUB_OFFLINE when imported: in the parent now, before any task's own default."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    code = "import json, tasks.preload, huggingface_hub.constants as c; print(json.dumps(c.HF_HUB_OFFLINE))"
+    assert _run(code, env) is True

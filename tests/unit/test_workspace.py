@@ -136,6 +136,22 @@ def test_a_lock_swept_before_it_is_taken_is_made_again_never_a_lockless_director
     assert list(tasks_dir.iterdir()) == []
 
 
+def test_a_directory_left_without_its_lock_is_swept_once_old(tmp_path):
+    """A try killed between making its directory and moving its lock in leaves a directory no lock
+    protects: a later sweep removes it once it is old, never one that is starting now."""
+    from tasks import workspace
+
+    tasks_dir = workspace.cache_root(tmp_path) / "tasks"
+    old, starting = tasks_dir / "killed-starting-x", tasks_dir / "starting-now-y"
+    for path in (old, starting):
+        (path / "runs").mkdir(parents=True)
+    past = time.time() - workspace.LOCKLESS_AFTER - 60
+    os.utime(old, (past, past))
+    with workspace.task_workspace(tmp_path, "next"):
+        assert not old.exists()
+        assert starting.is_dir()
+
+
 def test_many_tries_pulling_one_unit_at_once_all_get_it_whole(s3_env, params, tmp_path):
     """Tries that add the same blob to the cache at the same moment each end with the whole, verified file."""
     data = tmp_path / "data"
