@@ -151,7 +151,7 @@ def task_workspace(data_root: Path, name: str) -> Iterator[Layout]:
         try:
             os.replace(held, path / LOCK)
         except BaseException:
-            path.rmdir()  # never a directory without its lock: no sweep could ever remove it
+            path.rmdir()  # no directory left without its lock (a sweep would take 10 minutes to remove it)
             raise
     except BaseException:
         Path(held).unlink(missing_ok=True)
