@@ -6,7 +6,6 @@ recommender's item embeddings are initialised from these (see tasks/train.py).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -37,7 +36,6 @@ def _model_path() -> Path:
 @torch.inference_mode()
 def embed_texts(texts: list[str], batch_size: int = 128) -> torch.Tensor:
     """Sentence embeddings (N, 384), mean-pooled and L2-normalised as sentence-transformers does."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
-import os
 import time
 
 LOG = logging.getLogger(__name__)
@@ -44,17 +43,10 @@ MODULES = (
 )
 
 
-# what the steps set before their own imports (models/text.py, tasks/validate.py): those libraries read
-# them when imported, and that is now here, in the parent
-OFFLINE_DEFAULTS = {"HF_HUB_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false"}
-
-
 def preload(modules: tuple[str, ...] = MODULES) -> dict[str, float]:
     """Import `modules`; the seconds each took. Nothing here may fail: a parent that dies while importing
     (Airflow's forkserver, a Celery worker) would stop every task from starting, where a module left out
     only costs the task that needs it its own import, or its own named error."""
-    for key, value in OFFLINE_DEFAULTS.items():
-        os.environ.setdefault(key, value)
     try:
         from tasks.common import quiet_third_party_logs
 

@@ -78,7 +78,8 @@ def test_a_module_that_fails_to_import_never_takes_the_parent_down(tmp_path):
 
 
 def test_offline_defaults_are_set_before_the_libraries_read_them():
-    """huggingface_hub reads HF_HUB_OFFLINE when imported: in the parent now, before any task's own default."""
+    """huggingface_hub reads HF_HUB_OFFLINE when imported: now in the parent, by way of models.seqrec, so the
+    default is set by the models package itself (models/__init__.py), before any of its modules imports it."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     code = "import json, tasks.preload, huggingface_hub.constants as c; print(json.dumps(c.HF_HUB_OFFLINE))"
     assert _run(code, env) is True
