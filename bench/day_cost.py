@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import resource
@@ -227,33 +228,32 @@ def volume_runs(
         data = volume_state(work, params_file, day, n)
         for step in ("validate", "drift", "history", "compaction"):
             runs: dict[str, list] = {start: [] for start in starts}
-            for _ in range(repeats):
-                for start in starts:
-                    if runs[start] and "error" in runs[start][0]:
-                        continue
-                    res = subprocess.run(
-                        [sys.executable, __file__, "--child", step, "--data", str(data), "--params-file",
-                         str(params_file), "--day", str(day), "--n", str(n), "--start", start],
-                        capture_output=True, text=True, check=False, cwd=ROOT,
-                        env=os.environ | {"FRESHREC_DATA": str(data)},
-                    )  # fmt: skip
-                    if res.returncode != 0:
-                        runs[start] = [{"step": step, "events": n, "start": start, "error": res.stderr[-1500:]}]
-                        print(f"volume {n:,} {step} ({start}): FAILED {res.stderr[-400:]}", flush=True)
-                        continue
-                    run = json.loads(res.stdout.strip().splitlines()[-1])
-                    runs[start].append(run)
-                    print(f"volume {n:,} {step} ({start}): {run['seconds']} s, peak {run['peak_rss_mb']:.0f} MB",
-                          flush=True)  # fmt: skip
+            for _, start in itertools.product(range(repeats), starts):
+                if not (runs[start] and "error" in runs[start][0]):  # a start that failed once is not retried
+                    run = _volume_run(data, params_file, day, n, step, start)
+                    runs[start] = [run] if "error" in run else [*runs[start], run]
             for done in runs.values():
-                if "error" in done[0]:
-                    rows.append(done[0])
-                    continue
-                rows.append({**done[0], "seconds": round(statistics.median(r["seconds"] for r in done), 2),
-                             "runs_seconds": [r["seconds"] for r in done],
-                             "peak_rss_mb": max(r["peak_rss_mb"] for r in done)})  # fmt: skip
+                rows.append(done[0] if "error" in done[0] else {
+                    **done[0], "seconds": round(statistics.median(r["seconds"] for r in done), 2),
+                    "runs_seconds": [r["seconds"] for r in done], "peak_rss_mb": max(r["peak_rss_mb"] for r in done),
+                })  # fmt: skip
         shutil.rmtree(data, ignore_errors=True)
     return rows
+
+
+def _volume_run(data: Path, params_file: Path, day: dt.date, n: int, step: str, start: str) -> dict:
+    """One run of `volume_child` in a child process: its report, or the error it ended with."""
+    res = subprocess.run(
+        [sys.executable, __file__, "--child", step, "--data", str(data), "--params-file", str(params_file),
+         "--day", str(day), "--n", str(n), "--start", start],
+        capture_output=True, text=True, check=False, cwd=ROOT, env=os.environ | {"FRESHREC_DATA": str(data)},
+    )  # fmt: skip
+    if res.returncode != 0:
+        print(f"volume {n:,} {step} ({start}): FAILED {res.stderr[-400:]}", flush=True)
+        return {"step": step, "events": n, "start": start, "error": res.stderr[-1500:]}
+    run = json.loads(res.stdout.strip().splitlines()[-1])
+    print(f"volume {n:,} {step} ({start}): {run['seconds']} s, peak {run['peak_rss_mb']:.0f} MB", flush=True)
+    return run
 
 
 @contextlib.contextmanager
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         os.environ.update(FRESHREC_LANDING_DIR=str(folder / "landing"), FRESHREC_BUCKET="daycost-surge")
         with s3_server(work / "s3"):
             report["volume"] = volume_runs(folder, folder / "params.yaml", days[-1] + dt.timedelta(days=1),
-                                           args.volume, args.repeats, tuple(args.starts))  # fmt: skip
+                                           args.volume, args.repeats, tuple(dict.fromkeys(args.starts)))  # fmt: skip
         write_json(args.out, report)
         print_table(report)
         return report
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                 if name == "surge" and args.volume:  # the day after the last, at each volume
                     vday = days[-1] + dt.timedelta(days=1)
                     report["volume"] = volume_runs(folder, params_file, vday, args.volume, args.repeats,
-                                                   tuple(args.starts))  # fmt: skip
+                                                   tuple(dict.fromkeys(args.starts)))  # fmt: skip
                     write_json(args.out, report)
         report["summary"] = summarize(report)
         write_json(args.out, report)
