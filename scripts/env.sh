@@ -12,6 +12,8 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$ROOT/.run/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__PARALLELISM=4
+# Airflow's LocalExecutor without its deferral race (apache/airflow#67287): tasks/local_executor.py
+export AIRFLOW__CORE__EXECUTOR=tasks.local_executor.LocalExecutor
 # each task process is forked from a parent that imported torch, transformers and GX once (tasks/preload.py)
 export AIRFLOW__SCHEDULER__MP_START_METHOD=forkserver
 export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=airflow,airflow.executors.local_executor,tasks.preload

@@ -246,7 +246,7 @@ def cluster(s3_server, request):
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg.url(),
             }
         else:
-            env |= {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+            env |= {"AIRFLOW__CORE__EXECUTOR": "tasks.local_executor.LocalExecutor"}
         c = Cluster(base, env, pg.url("postgresql"), executor)
         try:
             (base / "cli").mkdir()

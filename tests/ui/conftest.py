@@ -93,7 +93,7 @@ def stack(s3_server):
         "FRESHREC_PARAMS": str(base / "params.yaml"),
         "FRESHREC_LANDING_DIR": f"s3://{bucket}/landing",
         "FRESHREC_BASE_POKE_SECONDS": "2",  # a day goes on within 2 s of its base
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": "tasks.local_executor.LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url(),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__HOST": "127.0.0.1",

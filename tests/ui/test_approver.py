@@ -72,6 +72,15 @@ def _run_state(stack, run_id: str, timeout: float = 600) -> str:
     raise TimeoutError(f"run {run_id} did not finish{stack.tails()}")
 
 
+def _succeeds(stack, run_id: str) -> None:
+    """The run ends in success; if not, the failure says which tasks failed and what their logs say."""
+    state = _run_state(stack, run_id)
+    if state != "success":
+        tis = stack.rest("GET", f"/api/v2/dags/freshrec_daily/dagRuns/{run_id}/taskInstances")["task_instances"]
+        failed = [("freshrec_daily", t["task_id"], t["try_number"]) for t in tis if t["state"] == "failed"]
+        pytest.fail(f"run {run_id} ended {state}; failed: {[f[1:] for f in failed]}{stack.task_logs(failed)}")
+
+
 def _check_data_docs(tab, origin: str, loaded: list[str], failed: list[str]) -> None:
     """A Data Docs page as the approver sees it: styled, its scripts run, all of it from `origin`, and
     its scripts without the viewer's session."""
@@ -164,7 +173,7 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
         page.get_by_text(f"freshrec: promote the challenger for {DAY1}?").first.click()
         page.locator("#element_reason").fill("gate passed; p99 within budget")  # the Reason field (optional here)
         page.get_by_role("button", name="Approve").first.click()
-        assert _run_state(stack, run_id) == "success"
+        _succeeds(stack, run_id)
 
         # day 2: rejected, with a reason, in the browser
         print(f"[ui] day 1 approved and promoted: {time.monotonic() - t0:.0f} s")
@@ -176,7 +185,7 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
         page.locator("#element_reason").fill(REJECT_REASON)
         _shot(page, "5-reject-with-reason")
         page.get_by_role("button", name="Reject").first.click()
-        assert _run_state(stack, run2["dag_run_id"]) == "success"  # a rejected day does not fail its run
+        _succeeds(stack, run2["dag_run_id"])  # a rejected day does not fail its run
         page.reload()  # the request page, answered: who, and the answer with its reason
         page.get_by_text("Response received").first.wait_for()
         page.locator("#element_reason").scroll_into_view_if_needed()
@@ -212,7 +221,7 @@ def test_an_approver_triggers_reviews_the_evidence_and_approves_in_the_browser(s
     # it stops at its first task, skipped (not red), and its log says why
     runs = stack.rest("GET", "/api/v2/dags/freshrec_daily/dagRuns?run_type=scheduled")["dag_runs"]
     for run in runs:
-        assert _run_state(stack, run["dag_run_id"]) == "success", run
+        _succeeds(stack, run["dag_run_id"])
         first = stack.rest(
             "GET", f"/api/v2/dags/freshrec_daily/dagRuns/{run['dag_run_id']}/taskInstances/wait_for_landing"
         )
