@@ -365,6 +365,8 @@ def main() -> None:
     ap.add_argument("--config-names", nargs="+", help="only these of CONFIGS (default: all)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench/serve_load.py drives the servers with wrk: install it (Debian: apt-get install wrk)")
 
     from tasks.common import git_commit
     from tasks.registry import Registry
