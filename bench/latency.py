@@ -7,6 +7,7 @@ ratios measured within each repeat. Prints a table and writes JSON.
     python bench/latency.py --data .run/demo/data --day 1998-03-03 --repeats 5 \
         --out bench/results/latency_ml100k.json
     python bench/latency.py --ml1m --batch-sizes 1 8 64 --repeats 5 --out bench/results/latency_ml1m.json
+    python bench/latency.py --ml1m --batch-sizes 1 --threads 1 --out bench/results/latency_ml1m_1thread.json
 
 `--ml1m` times an ML-1M-sized model instead (bench/ml1m_model.py: ML-1M's 3,883-item catalogue, real
 histories at sequence length 200, the project's architecture), with no make-run state needed.
@@ -59,6 +60,12 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", help="default: params.yaml benchmark.batch_sizes")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=500)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        help="intra-op threads of every runtime (default: params.yaml "
+        "benchmark.threads; `python -m serve` runs 1 per worker)",
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--compare-exclude-seen", action="store_true", help="time the graph with and without the filter")
     args = ap.parse_args()
@@ -89,6 +96,8 @@ def main() -> None:
         )
     if args.batch_sizes:
         params["benchmark"]["batch_sizes"] = args.batch_sizes
+    if args.threads:
+        params["benchmark"]["threads"] = args.threads
     n = args.iterations  # every runtime and batch alike: this benchmark compares them all
     bparams = {**params["benchmark"], "iterations": n, "batch_iterations": n, "torch_iterations": n}
     top_k = params["export"]["top_k"]
