@@ -170,7 +170,8 @@ def reject(
             "reason": reason,
             "answered_at": answered_at,
             "evidence_sha256": hashlib.sha256(evidence.encode()).hexdigest() if evidence else None,
-        }
+        },
+        at=dt.datetime.fromisoformat(answered_at) if answered_at else None,  # a retry records it once
     )
     write_json(layout.run(day) / PROMOTION_FILE, {**record, "status": "rejected"})
     return record

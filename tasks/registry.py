@@ -194,10 +194,13 @@ class Registry:
         suffix = "" if action in ("promote", "rollback") else f".{action}"  # pointer moves keep their old keys
         return f"{self.prefix}/promotions/{stamp:%Y%m%dT%H%M%S%fZ}-{record['version']}{suffix}.json"
 
-    def record_decision(self, record: dict) -> dict:
+    def record_decision(self, record: dict, at: dt.datetime | None = None) -> dict:
         """Append a decision that did not move the pointer (a rejection, a timed-out approval) to the
-        history, so every outcome of an approval is on record (who, when, why, the evidence digest)."""
-        record = {**record, "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        history, so every outcome of an approval is on record (who, when, why, the evidence digest).
+        `at`: when it was decided (the approver's answer); with it, recording the same decision again (a
+        retry of a task killed after recording it) writes the same entry, not a second one."""
+        at = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        record = {**record, "at": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         self.record_history(json.dumps(record, indent=2, sort_keys=True).encode())
         return record
 

@@ -175,3 +175,19 @@ def test_status_lists_a_version_without_manifest_apart(registry, files, kill_upl
     promote_cli(["status"])
     out = json.loads(capsys.readouterr().out)
     assert out["versions"] == ["v1"] and out["incomplete"] == ["v2"]
+
+
+def test_a_rejection_recorded_again_after_a_kill_is_one_entry(registry, params, layout):
+    """summarize_run killed after recording a rejection runs again: the history keeps one entry for the
+    approver's answer, not one per try."""
+    import datetime as dt
+
+    from tasks.promotion import reject
+
+    day, answered = dt.date(1998, 3, 2), "1998-03-02T09:15:00.123456+00:00"
+    first = reject(day, params, layout, "ana", "cold-start HR halved", "evidence", answered_at=answered)
+    again = reject(day, params, layout, "ana", "cold-start HR halved", "evidence", answered_at=answered)
+    assert first == again and first["at"] == "1998-03-02T09:15:00.123456Z"
+    assert [h["action"] for h in registry.history()] == ["reject"]
+    reject(day, params, layout, "nobody", "no answer in time", None)  # no answer: recorded when it happens
+    assert [h["action"] for h in registry.history()] == ["reject", "reject"]
