@@ -57,7 +57,9 @@ def tiny_params(tmp: Path) -> dict:
     params["train"].update(max_len=20, hidden_size=32, num_layers=1, num_heads=2, dropout=0.1)
     params["train"]["full"].update(epochs=3, batch_size=64, lr=0.003)
     params["train"]["incremental"].update(epochs=1, batch_size=64, replay_users=32)
-    params["benchmark"].update(warmup=3, iterations=20)
+    # 20 timed calls: their p99 is their slowest, one scheduler stall on a loaded CI machine (a stack test's
+    # day failed its 60 ms gate at CI's load). The gate itself is tested with a budget nothing can meet.
+    params["benchmark"].update(warmup=3, iterations=20, p99_budget_ms=2000.0)
     params["evaluate"]["min_ndcg"] = 0.0  # a 3-epoch model is for plumbing, not for quality
     return resolve(params)  # as load_params gives them: validated, every default filled in
 
