@@ -27,6 +27,7 @@ from tasks.common import FreshrecError, atomic_dir
 LOG = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 POINTER = "champion.json"
+AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # a history record's `at` (UTC, microseconds): its key sorts by it
 
 
 class IntegrityError(FreshrecError):
@@ -189,7 +190,7 @@ class Registry:
         return manifest
 
     def _history_key(self, record: dict) -> str:
-        stamp = dt.datetime.strptime(record["at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = dt.datetime.strptime(record["at"], AT_FORMAT)
         action = record.get("action", "promote")
         suffix = "" if action in ("promote", "rollback") else f".{action}"  # pointer moves keep their old keys
         return f"{self.prefix}/promotions/{stamp:%Y%m%dT%H%M%S%fZ}-{record['version']}{suffix}.json"
@@ -200,7 +201,7 @@ class Registry:
         `at`: when it was decided (the approver's answer); with it, recording the same decision again (a
         retry of a task killed after recording it) writes the same entry, not a second one."""
         at = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-        record = {**record, "at": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        record = {**record, "at": at.strftime(AT_FORMAT)}
         self.record_history(json.dumps(record, indent=2, sort_keys=True).encode())
         return record
 
@@ -254,7 +255,7 @@ class Registry:
             "action": action,
             "approver": approver,
             "reason": reason,
-            "at": stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "at": stamp.strftime(AT_FORMAT),
             **(extra or {}),
         }
         body = json.dumps(record, indent=2, sort_keys=True).encode()
