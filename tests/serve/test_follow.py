@@ -74,13 +74,18 @@ def test_every_answer_names_the_model_that_scored_it_while_the_pointer_moves(ser
 
 def test_a_tampered_version_is_refused_and_the_old_one_serves_on(serve, registry, tmp_path):
     first = registry.pointer()[0]["version"]
-    s = serve()
+    key = f"{registry.prefix}/champion.json"
+    good = registry.s3.get_object(Bucket=registry.bucket, Key=key)["Body"].read()
     bad = "2099-01-02-badc0ffe"
     second_version(registry, tmp_path, bad)
-    pointer, _ = registry.pointer()
     registry.set_champion(bad, "tester", "promoted, then altered in the store")
-    registry.s3.put_object(Bucket=registry.bucket, Key=registry.version_key(bad, pointer["serve_file"]),
+    moved = registry.s3.get_object(Bucket=registry.bucket, Key=key)["Body"].read()
+    registry.s3.put_object(Bucket=registry.bucket, Key=key, Body=good)  # the service starts on the first
+    s = serve()
+    # the file is altered before the service can see the move (else it may load the good bytes first)
+    registry.s3.put_object(Bucket=registry.bucket, Key=registry.version_key(bad, json.loads(moved)["serve_file"]),
                            Body=b"not a model")  # fmt: skip
+    registry.s3.put_object(Bucket=registry.bucket, Key=key, Body=moved)
     deadline = time.monotonic() + 15
     while not s.request("GET", "/version")[1]["refused"]:
         assert time.monotonic() < deadline, "the tampered version was never tried"
