@@ -113,25 +113,34 @@ class LiGRBlock(GPT2Block):
         return x + torch.sigmoid(self.gate_mlp(x)) * self.mlp(self.ln_2(x))
 
 
+def _heads(attn, t: torch.Tensor) -> torch.Tensor:
+    """(B, T, H) -> (B, heads, T, head_dim) for `attn` (GPT-2's attention module)."""
+    return t.reshape(t.shape[0], t.shape[1], attn.num_heads, attn.head_dim).transpose(1, 2)
+
+
+def attend_one(block: GPT2Block, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               keep: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """`block` (GPT-2 or LiGR) at one position: its input x (B, 1, H), that position's query q (B, heads, 1,
+    head_dim) over the keys and values k, v (B, heads, T, head_dim) of the positions it sees, the padding mask
+    keep (B, T) -> the block's output there (B, 1, H)."""
+    attn = block.attn
+    weights = (q @ k.transpose(-1, -2)) * attn.scaling  # (B, heads, 1, T)
+    weights = weights.masked_fill(keep[:, None, None, :] == 0, torch.finfo(weights.dtype).min)
+    out = attn.c_proj((weights.softmax(-1) @ v).transpose(1, 2).reshape(x.shape[0], 1, x.shape[2]))
+    if isinstance(block, LiGRBlock):
+        x = x + torch.sigmoid(block.gate_attn(x)) * out
+        return x + torch.sigmoid(block.gate_mlp(x)) * block.mlp(block.ln_2(x))
+    x = x + out
+    return x + block.mlp(block.ln_2(x))
+
+
 def _last_position(block: GPT2Block, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """`block` (GPT-2 or LiGR) applied to x (B, T, H) with the padding mask keep (B, T), its output at the
     last position only (B, 1, H). The last position attends to every position it keeps, so the causal
     mask adds nothing there."""
     attn = block.attn
     q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=2)
-
-    def heads(t: torch.Tensor) -> torch.Tensor:  # (B, T', H) -> (B, heads, T', head_dim)
-        return t.reshape(t.shape[0], t.shape[1], attn.num_heads, attn.head_dim).transpose(1, 2)
-
-    weights = (heads(q[:, -1:]) @ heads(k).transpose(-1, -2)) * attn.scaling  # (B, heads, 1, T)
-    weights = weights.masked_fill(keep[:, None, None, :] == 0, torch.finfo(weights.dtype).min)
-    out = attn.c_proj((weights.softmax(-1) @ heads(v)).transpose(1, 2).reshape(x.shape[0], 1, x.shape[2]))
-    x = x[:, -1:]
-    if isinstance(block, LiGRBlock):
-        x = x + torch.sigmoid(block.gate_attn(x)) * out
-        return x + torch.sigmoid(block.gate_mlp(x)) * block.mlp(block.ln_2(x))
-    x = x + out
-    return x + block.mlp(block.ln_2(x))
+    return attend_one(block, x[:, -1:], _heads(attn, q[:, -1:]), _heads(attn, k), _heads(attn, v), keep)
 
 
 class SeqRecModel(nn.Module):
@@ -292,7 +301,10 @@ class TopKScorer(nn.Module):
         self.exclude_seen = exclude_seen
 
     def forward(self, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        states = self.model.last_state(item_ids)  # (B, H)
+        return self.rank(self.model.last_state(item_ids), item_ids)
+
+    def rank(self, states: torch.Tensor, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The states (B, H) after the windows item_ids (B, T) -> top-K (scores, indices), each (B, K)."""
         logits = states @ self.model.item_emb.weight.T  # (B, N)
         pad_mask = torch.zeros_like(logits[:1])
         pad_mask[:, PAD] = float("-inf")

@@ -235,3 +235,30 @@ def test_onnx_export_matches_torch(model, tmp_path, caplog):
     assert int8.passed
     _scores, items = TopKScorer(model, 10)(torch.from_numpy(x[:1]))
     assert items.shape == (1, 10) and (items > 0).all()
+
+
+def test_a_prefix_cache_is_exact_only_on_the_windows_own_keys(model):
+    """bench/prefix_cache.py's one-position step (issue 27): on the keys and values the window itself
+    computes it gives the served top-K (full, short and empty windows); on the previous request's, where
+    right-aligned learned positions put every item one slot further right, it does not."""
+    import sys
+
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from prefix_cache import exactness
+
+    torch.manual_seed(2)
+    with torch.no_grad():  # positions and attention that matter, as a trained model's do
+        model.backbone.wpe.weight.normal_(0, 1.0)
+        for block in model.backbone.h:
+            block.attn.c_attn.weight.normal_(0, 1.0)
+    x = torch.randint(1, CFG.n_items, (6, CFG.max_len))
+    x[1, :7] = 0
+    x[2, :-1] = 0
+    for exclude_seen in (False, True):
+        report = exactness(TopKScorer(model, 5, exclude_seen).eval(), x.numpy())
+        assert report["own_window_cache"]["top_k_overlap"] == 1.0
+        assert report["own_window_cache"]["max_abs_diff"] < 1e-5
+        assert report["cached_keys_max_abs_diff"] > 0.1
+        assert report["previous_request_cache"]["max_abs_diff"] > 1e-2
