@@ -132,7 +132,8 @@ def real_windows(items: list[str], window: int, users: int = 256) -> np.ndarray:
 
     events = load_dataset("ml-1m").events.sort_values(["user_id", "event_ts"], kind="stable")
     longest = events.groupby("user_id").size().sort_values(ascending=False).index[:users]
-    histories = [g["item_id"].astype(str).tolist()[-window:] for _, g in events[events.user_id.isin(longest)].groupby("user_id")]
+    kept = events[events.user_id.isin(longest)]
+    histories = [g["item_id"].astype(str).tolist()[-window:] for _, g in kept.groupby("user_id")]
     return encode_histories(histories, items, window)
 
 
@@ -145,12 +146,57 @@ def events_past_window(window: int) -> dict:
     rank = events.groupby("user_id").cumcount()  # 0 for a user's first event
     lengths = events.groupby("user_id").size()
     return {
-        "events": int(len(events)),
+        "events": len(events),
         "events_after_position": window,
         "share_of_events": round(float((rank >= window).mean()), 4),
-        "users": int(len(lengths)),
+        "users": len(lengths),
         "share_of_users_longer": round(float((lengths > window).mean()), 4),
     }
+
+
+def redis_round_trip(cache_bytes: int, append_bytes: int, calls: int) -> dict:
+    """What a shared cache tier costs per request: GET of one user's cached keys and values and APPEND of the
+    new position's, against a throwaway redis-server on 127.0.0.1 (stopped by PID), redis-py, p50/p99 ms."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import redis
+
+    exe = shutil.which("redis-server")
+    if not exe:
+        raise SystemExit("redis-server is missing: apt-get install redis-server (or leave out --redis)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="freshrec-redis-") as tmp:
+        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                 "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            client = redis.Redis("127.0.0.1", port)
+            for _ in range(100):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            client.set("user", np.random.default_rng(0).bytes(cache_bytes))
+            delta = bytes(append_bytes)
+            ms = np.empty(calls)
+            for i in range(calls):
+                t0 = time.perf_counter()
+                client.get("user")
+                client.append("user", delta)
+                ms[i] = (time.perf_counter() - t0) * 1e3
+                if i % 10 == 9:  # untimed: the key back to one window's size
+                    client.set("user", np.random.default_rng(i).bytes(cache_bytes))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    p50, p99 = np.percentile(ms[50:], [50, 99])
+    return {"cache_bytes": cache_bytes, "append_bytes": append_bytes, "calls": calls, "p50_ms": round(float(p50), 4),
+            "p99_ms": round(float(p99), 4)}  # fmt: skip
 
 
 def main() -> None:
@@ -159,8 +205,13 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=400)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (python -m serve runs 1 per worker)")
-    ap.add_argument("--trained", type=Path, help="a trained ML-1M model folder (config.json, weights.safetensors, "
-                    "items.json; e.g. bench/replay.py's <work>/warm) whose cache exactness to measure too")
+    ap.add_argument(
+        "--trained",
+        type=Path,
+        help="a trained ML-1M model folder (config.json, weights.safetensors, "
+        "items.json; e.g. bench/replay.py's <work>/warm) whose cache exactness to measure too",
+    )
+    ap.add_argument("--redis", action="store_true", help="also time a shared cache tier's round trip (redis-server)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
@@ -206,7 +257,7 @@ def main() -> None:
         )  # fmt: skip
         full_s = session(folder / "onnx" / FP32_FILE, args.threads)
         step_s = session(step_file, args.threads)
-        got = step_s.run(None, {"item_ids": inputs, "past_keys": keys[:, :, :, :-1], "past_values": values[:, :, :, :-1]})
+        got = step_s.run(None, {"item_ids": inputs, "past_keys": keys[..., :-1, :], "past_values": values[..., :-1, :]})
         exact["onnx_step_vs_served"] = agreement(served, (got[0], got[1]))
         step_nodes = len(__import__("onnx").load(str(step_file)).graph.node)
 
@@ -255,8 +306,11 @@ def main() -> None:
     report = {
         "command": " ".join(sys.argv),
         "git_commit": git_commit(),
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                    "torch": torch.__version__},  # fmt: skip
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+        },
         "model": "ML-1M-sized (bench/ml1m_model.py)",
         "window": WINDOW,
         "repeats": args.repeats,
@@ -274,6 +328,10 @@ def main() -> None:
     print("ratios (median of per-run ratios):", json.dumps(ratios))
     print("exactness:", json.dumps(exact))
     print("ML-1M events past the window:", json.dumps(past_window))
+    if args.redis:
+        report["redis_round_trip"] = redis_round_trip(report["cache_bytes_per_user_fp32"],
+                                                      int(layers * 2 * heads * head_dim * 4), 2000)  # fmt: skip
+        print("a shared cache tier per request (GET + APPEND):", json.dumps(report["redis_round_trip"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
