@@ -84,8 +84,19 @@ def speedup_bound(fp32: list[np.ndarray], int8: list[np.ndarray], confidence: fl
 
 
 def benchmark(model_dir: Path, onnx_dir: Path, inputs: np.ndarray, params: dict, top_k: int) -> dict:
+    """Time the three runtimes at `params["threads"]` intra-op threads; torch's thread count is the process's,
+    so it is put back after: a training later in the same process (a test, a notebook) would otherwise run
+    at the benchmark's count, and its float sums would round differently from the recorded run's."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(params["threads"])
+    try:
+        return _benchmark(model_dir, onnx_dir, inputs, params, top_k)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _benchmark(model_dir: Path, onnx_dir: Path, inputs: np.ndarray, params: dict, top_k: int) -> dict:
     threads = params["threads"]
-    torch.set_num_threads(threads)
     export_report = read_json(onnx_dir / EXPORT_FILE)  # torch is timed serving what the graphs serve
     scorer = TopKScorer(SeqRecModel.load(model_dir), top_k, export_report.get("exclude_seen", False)).eval()
     sessions = {"ort_fp32": session(onnx_dir / FP32_FILE, threads), "ort_int8": session(onnx_dir / INT8_FILE, threads)}
