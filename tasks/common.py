@@ -78,15 +78,31 @@ def quiet_third_party_logs() -> None:
         warnings.filterwarnings("ignore", message=message, category=category)
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (a broken pipe elsewhere, an S3 socket, is a bug)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def setup_cli(level: int = logging.INFO) -> None:
     """A command line's logging, and its errors: a refusal (a `FreshrecError`: bad input, a check that failed,
-    a missing prerequisite) ends it as one line on stderr and exit status 1, without a traceback; any other
-    exception is a bug and keeps its traceback."""
+    a missing prerequisite) ends it as one line on stderr and exit status 1, without a traceback; so does a
+    reader that stopped reading (`python -m tasks.promote status | head`), silently; any other exception is a
+    bug and keeps its traceback."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_third_party_logs()
     default = sys.excepthook
 
     def refusal_in_one_line(kind, exc, tb):
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():  # `... | head`: as a Unix tool ends
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the exit's flush would raise again)
+            return None
         if not isinstance(exc, FreshrecError):
             return default(kind, exc, tb)
         print(f"error: {' '.join(line.strip() for line in str(exc).splitlines() if line.strip())}", file=sys.stderr)
