@@ -18,6 +18,7 @@ deterministic, so a version trained on CPU must match.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -25,7 +26,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -33,6 +33,7 @@ import yaml
 from tasks.common import FreshrecError, Layout, day_str, link_or_copy, parse_day, setup_cli, sha256_file
 from tasks.params import load_params
 from tasks.units import DVC_STAGE, TRAIN_FILE
+from tasks.workspace import scratch_dir
 
 LOG = logging.getLogger(__name__)
 STAGE_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
@@ -116,8 +117,7 @@ def _bucket(params: dict) -> str:
 
 def version_training(day: dt.date, params: dict, layout: Layout) -> dict:
     """Record day D's training with DVC and push it; returns the stage files (also written to runs/D/dvc)."""
-    work = Path(tempfile.mkdtemp(prefix="freshrec-dvc-"))
-    try:
+    with scratch_dir("dvc") as work:  # removed at the end, or by the next scratch's sweep if this is killed
         data = work / "data"
         inputs = _inputs(day, layout)
         for rel in inputs:
@@ -151,8 +151,6 @@ def version_training(day: dt.date, params: dict, layout: Layout) -> dict:
             "training of %s versioned with DVC: %d inputs, pushed to s3://%s/dvc", day, len(tracked), _bucket(params)
         )
         return files
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def train_and_version(
@@ -178,8 +176,7 @@ def reproduce(version: str, params: dict, registry, keep: Path | None = None) ->
     if not files:
         raise FreshrecError(f"version {version} carries no DVC lineage (it predates DVC-versioned training)")
     day = parse_day(manifest["lineage"]["day"])
-    work = keep or Path(tempfile.mkdtemp(prefix="freshrec-reproduce-"))
-    try:
+    with contextlib.nullcontext(keep) if keep else scratch_dir("reproduce") as work:
         for name, text in files.items():
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             (work / name).write_text(text)
@@ -203,18 +200,12 @@ def reproduce(version: str, params: dict, registry, keep: Path | None = None) ->
         }
         report["match"] = report["weights_sha256"]["recorded"] == report["weights_sha256"]["reproduced"]
         return report
-    finally:
-        if keep is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _version_file(registry, version: str, name: str) -> str:
-    scratch = Path(tempfile.mkdtemp(prefix="freshrec-v-"))
-    try:
+    with scratch_dir("version-file") as scratch:
         registry.download(version, scratch / "v", [name])
         return (scratch / "v" / name).read_text()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def format_report(r: dict) -> str:

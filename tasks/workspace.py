@@ -138,16 +138,15 @@ def _held_lock(tasks_dir: Path) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def task_workspace(data_root: Path, name: str) -> Iterator[Layout]:
-    """A private `Layout` for one task try under `data_root`'s cache; removed when the block ends
-    (by a later try's sweep if this process is killed)."""
-    tasks_dir = cache_root(data_root) / "tasks"
-    tasks_dir.mkdir(parents=True, exist_ok=True)
-    _sweep(tasks_dir)
+def locked_dir(parent: Path, name: str) -> Iterator[Path]:
+    """A new directory under `parent`, held by this process's lock and removed when the block ends; one whose
+    process was killed is removed by the next one made under `parent` (its lock is free then)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    _sweep(parent)
     safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", name)[:80]
-    fd, held = _held_lock(tasks_dir)  # locked before its directory exists, so no sweeper takes that
+    fd, held = _held_lock(parent)  # locked before its directory exists, so no sweeper takes that
     try:
-        path = Path(tempfile.mkdtemp(dir=tasks_dir, prefix=f"{safe}-"))
+        path = Path(tempfile.mkdtemp(dir=parent, prefix=f"{safe}-"))
         try:
             os.replace(held, path / LOCK)
         except BaseException:
@@ -158,7 +157,21 @@ def task_workspace(data_root: Path, name: str) -> Iterator[Layout]:
         os.close(fd)
         raise
     try:
-        yield Layout(path)
+        yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
         os.close(fd)
+
+
+@contextlib.contextmanager
+def task_workspace(data_root: Path, name: str) -> Iterator[Layout]:
+    """A private `Layout` for one task try under `data_root`'s cache; removed when the block ends
+    (by a later try's sweep if this process is killed)."""
+    with locked_dir(cache_root(data_root) / "tasks", name) as path:
+        yield Layout(path)
+
+
+def scratch_dir(name: str) -> Iterator[Path]:
+    """A scratch directory outside any checkout (a DVC repo made inside the project's git tree would find
+    that tree's root): under the system's temp dir, swept like a task's directory when its process dies."""
+    return locked_dir(Path(tempfile.gettempdir()) / "freshrec-scratch", name)

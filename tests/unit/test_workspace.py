@@ -8,9 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
+import pathlib
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -105,6 +107,42 @@ def test_a_killed_try_leaves_nothing_behind_for_long(s3_env, params, tmp_path):
         assert os.path.isdir(left)
         with task_scope("next", D, params, data):
             assert not os.path.exists(left)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_killed_scratch_is_swept_by_the_next_one(tmp_path, monkeypatch):
+    """The DVC scratch of `version_training` and `reproduce` (tasks/versioning.py) lives outside the checkout,
+    under the system's temp dir; a process killed holding one leaves it there, and the next scratch made on
+    the machine removes it, never one that is still held. (It was a plain `mkdtemp` that lasted for ever.)"""
+    from tasks.workspace import scratch_dir
+
+    code = textwrap.dedent(
+        """
+        import time
+        from tasks.workspace import scratch_dir
+        with scratch_dir("dvc") as path:
+            (path / "half-written").write_text("x")
+            print(path, flush=True)
+            time.sleep(600)
+        """
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    try:
+        left = pathlib.Path(proc.stdout.readline().strip())
+        assert left.parent == tmp_path / "freshrec-scratch"
+        with scratch_dir("dvc"):
+            assert left.is_dir(), "a live scratch was removed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert left.is_dir()
+        with scratch_dir("dvc") as path:
+            assert not left.exists() and path.parent == left.parent
+        assert not path.exists()
     finally:
         if proc.poll() is None:
             proc.kill()
