@@ -175,14 +175,18 @@ class Service:
         loop (ORT releases the GIL), a small one here."""
         histories = [[str(i) for i in u.history] for u in users]
         enc = model.encode(histories)
-        if self.batcher is not None and len(users) == 1:
-            scores, idx = await self.batcher.score(model, enc.inputs)
-        elif len(users) > 8:
-            from starlette.concurrency import run_in_threadpool
+        try:
+            if self.batcher is not None and len(users) == 1:
+                scores, idx = await self.batcher.score(model, enc.inputs)
+            elif len(users) > 8:
+                from starlette.concurrency import run_in_threadpool
 
-            scores, idx = await run_in_threadpool(model.score, enc.inputs)
-        else:
-            scores, idx = model.score(enc.inputs)
+                scores, idx = await run_in_threadpool(model.score, enc.inputs)
+            else:
+                scores, idx = model.score(enc.inputs)
+        except Exception:  # a 500 the client can read, logged once, on a connection that stays usable
+            LOG.exception("scoring %d histories with %s failed", len(users), model.version)
+            raise HTTPError(500, f"scoring failed in version {model.version}: see the service log") from None
         return self._results(users, histories, enc, scores, idx, model)
 
     def _results(self, users, histories, enc, scores, idx, model) -> list[dict]:

@@ -16,11 +16,26 @@ import os
 import shutil
 import tempfile
 
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serve.config import ServeConfig
 
 LOG = logging.getLogger("serve")
+BUSY = b'{"error":"this worker holds --max-connections connections: retry, or scale out (docs/serving.md)"}'
+
+
+async def _busy(scope, receive, send) -> None:
+    """What a worker answers beyond `max_connections` (uvicorn's `limit_concurrency`): JSON like every other
+    error. uvicorn answers it with the app its protocol module names `service_unavailable` (plain text);
+    this is put there when this module is imported, in each worker (tests/serve/test_limits.py holds it)."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(BUSY)).encode()),
+               (b"connection", b"close"), (b"retry-after", b"1")]  # fmt: skip
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": BUSY, "more_body": False})
+
+
+httptools_impl.service_unavailable = _busy
 
 
 class GuardedHttpTools(HttpToolsProtocol):
@@ -46,9 +61,9 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
             return  # a request is being answered: its body has its own timeout in the app
-        msg = b"request headers not received in time"
+        msg = b'{"error":"the request headers did not arrive in time: send them at once"}'
         self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
             b"content-length: " + str(len(msg)).encode() + b"\r\n\r\n" + msg
         )
         self.transport.close()

@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 def test_importing_the_service_loads_no_training_stack():
     code = (
         "import sys, serve.app, serve.server, serve.champion, serve.model, serve.__main__\n"
+        "import tasks.registry, tasks.s3, tasks.params  # what create_app loads when it builds its follower\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'pandas', 'pyarrow', 'airflow', 'models.seqrec')"
         " if m in sys.modules)\n"
         "assert not heavy, heavy"
@@ -150,6 +151,45 @@ def test_bearer_token(serve, tmp_path):
     loose = serve("--token-file", str(token), ready=False)
     assert loose.proc.wait(30) == 2
     assert f"chmod 600 {token}" in loose.log.read_text()
+
+    env = serve(env={"FRESHREC_SERVE_TOKEN": "env-token-123"})  # the other source: the environment
+    assert env.request("POST", "/recommend", {"history": []})[0] == 401
+    assert env.request("POST", "/recommend", {"history": []}, {"Authorization": "Bearer env-token-123"})[0] == 200
+    assert "env-token-123" not in env.log.read_text()
+
+
+def test_a_scoring_failure_answers_500_and_the_service_answers_on(champion_bucket, tmp_path, monkeypatch, caplog):
+    """The model call raising is a fault no real model produces on demand, so it is injected, in-process on
+    the real app and champion: the client gets a JSON 500 that names the version, the error is logged once,
+    and the next request is answered (Starlette's catch-all would log it twice and close the connection)."""
+    import time
+
+    from starlette.testclient import TestClient
+
+    from serve.app import create_app
+    from serve.config import ServeConfig
+    from serve.model import Model
+
+    app = create_app(ServeConfig(bucket=champion_bucket, poll=0.2, cache_dir=str(tmp_path / "cache")))
+    with TestClient(app) as client:  # raises any exception the app lets out
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/readyz").json()
+            time.sleep(0.1)
+        version = client.get("/version").json()["version"]
+
+        def boom(self, inputs):
+            raise RuntimeError("onnxruntime: injected failure")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Model, "score", boom)
+            for path, body in (("/recommend", {"history": ["1"]}), ("/recommend/batch", {"users": [{"history": []}]})):
+                answer = client.post(path, json=body)
+                assert answer.status_code == 500, answer.text
+                assert answer.json()["error"] == f"scoring failed in version {version}: see the service log"
+        assert client.post("/recommend", json={"history": ["1"]}).status_code == 200
+    failures = [r for r in caplog.records if "failed" in r.getMessage() and r.exc_info]
+    assert len(failures) == 2, [r.getMessage() for r in failures]  # one per failed request
 
 
 def test_micro_batched_answers_are_each_users_own(serve):

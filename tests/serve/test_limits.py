@@ -36,6 +36,7 @@ def test_headers_that_never_finish_get_408_and_are_closed(serve):
         t0 = time.monotonic()
         answer = _read_all(sock, 10)
         assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"content-type: application/json" in answer and b'"error":"the request headers did not' in answer
         assert time.monotonic() - t0 < 5
     with socket.create_connection(("127.0.0.1", s.port)) as sock:  # trickled bytes do not reset the deadline
         t0 = time.monotonic()
@@ -78,3 +79,21 @@ def test_200_slow_connections_do_not_starve_well_formed_requests(serve):
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_connections_over_the_bound_get_a_json_503_and_the_others_are_served(serve):
+    """`--max-connections` per worker (uvicorn's limit_concurrency): one connection over it gets a JSON 503
+    that says what to do; once connections close, requests are served again."""
+    s = serve("--workers", "1", "--max-connections", "4")
+    idle = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(4)]
+    try:
+        time.sleep(0.3)  # the worker has accepted them
+        status, body = s.request("GET", "/healthz")
+        assert status == 503 and "--max-connections" in body["error"], body
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while s.request("GET", "/healthz")[0] != 200:
+        assert time.monotonic() < deadline, "closed connections still count against the bound"
+        time.sleep(0.1)
