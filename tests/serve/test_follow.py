@@ -102,6 +102,33 @@ def test_a_tampered_version_is_refused_and_the_old_one_serves_on(serve, registry
     assert 'freshrec_serve_reloads_total{outcome="refused"} 1.0' in s.request("GET", "/metrics")[1]
 
 
+def test_a_version_that_fails_its_warm_up_is_refused_and_the_old_one_serves_on(serve, registry, tmp_path):
+    """A version whose files are all as its manifest says, but which cannot answer a real request right: its
+    catalogue (items.json) has 3 items while its graph scores the champion's whole catalogue, so the warm-up
+    request gets indices outside it. It is refused before it serves anything; the old model serves on."""
+    first = registry.pointer()[0]["version"]
+    pointer, _ = registry.pointer()
+    src = tmp_path / "src"
+    registry.download(first, src)
+    files = {f: src / f for f in json.loads((src / "manifest.json").read_text())["files"]}
+    (tmp_path / "items.json").write_text(json.dumps(json.loads((src / "items.json").read_text())[:3]))
+    files["items.json"] = tmp_path / "items.json"
+    cold = "2099-01-03-c01dfeed"
+    registry.publish(cold, files, {"serve_file": pointer["serve_file"]})
+    s = serve()
+    registry.set_champion(cold, "tester", "verified files, a graph that does not fit its catalogue")
+    deadline = time.monotonic() + 15
+    while not s.request("GET", "/version")[1]["refused"]:
+        assert time.monotonic() < deadline, "the version was never tried"
+        time.sleep(0.1)
+    version = s.request("GET", "/version")[1]
+    assert version["version"] == first and version["pointer_version"] == cold
+    assert "outside the catalogue" in version["refused"][0]["reason"], version["refused"]
+    status, body = s.request("POST", "/recommend", {"history": HISTORY})
+    assert status == 200 and body["version"] == first
+    assert 'freshrec_serve_reloads_total{outcome="refused"} 1.0' in s.request("GET", "/metrics")[1]
+
+
 def test_readiness_follows_the_pointer_read(serve, registry):
     s = serve()  # polls every 0.2 s: not ready after 3 polls without a successful read
     key = f"{registry.prefix}/champion.json"
