@@ -302,14 +302,52 @@ CONFIGS = {  # what serve/ could do, measured before adopting (docs/BENCHMARKS.m
 }
 
 
+STACKS = {  # uvicorn's event loop and HTTP parser under the same app, 2 workers (serve/server.py: uvloop, httptools)
+    "uvloop + httptools (as served)": ("uvloop", "httptools"),
+    "asyncio + httptools": ("asyncio", "httptools"),
+    "uvloop + h11": ("uvloop", "h11"),
+    "asyncio + h11": ("asyncio", "h11"),
+}
+STACK_LAUNCHER = """
+import sys, uvicorn
+from serve.server import GuardedHttpTools
+loop, http, port, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+uvicorn.run("serve.app:create_app", factory=True, host="127.0.0.1", port=port, workers=workers, loop=loop,
+            http=GuardedHttpTools if http == "httptools" else http, lifespan="on", access_log=False,
+            server_header=False, log_level="warning")
+"""
+
+
+def start_stack(bucket: str, tmp: Path, env: dict, loop: str, http: str, workers: int = 2):
+    """The service's app under uvicorn with another event loop or HTTP parser (h11 has no header deadline:
+    measured here, not offered)."""
+    from serve.config import ServeConfig
+
+    port = free_port()
+    log = tmp / f"stack-{port}.log"
+    config = ServeConfig(bucket=bucket, poll=0.2, cache_dir=str(tmp / f"cache-{port}"))
+    metrics_dir = tempfile.mkdtemp(dir=tmp, prefix="metrics-")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STACK_LAUNCHER, loop, http, str(port), str(workers)],
+        env={**env, **config.to_env(), "PROMETHEUS_MULTIPROC_DIR": metrics_dir}, stdout=log.open("wb"),
+        stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
+    )  # fmt: skip
+    wait_http(f"http://127.0.0.1:{port}/readyz", 120, proc, log)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def compare_configs(bucket: str, script: Path, tmp: Path, env: dict, connections: list[int], seconds: float,
                     repeats: int, names: list[str]) -> list[dict]:  # fmt: skip
-    """freshrec itself under each of CONFIGS: median req/s and p99 over `repeats` rounds (configs in turn)."""
+    """freshrec itself under each of CONFIGS (or STACKS): median req/s and p99 over `repeats` rounds (configs
+    in turn)."""
     runs = []
     for rep in range(repeats):
         for name in names:
-            workers, flags = CONFIGS[name]
-            proc, url = start_freshrec(bucket, workers, tmp, env, *flags)
+            if name in STACKS:
+                proc, url = start_stack(bucket, tmp, env, *STACKS[name])
+            else:
+                workers, flags = CONFIGS[name]
+                proc, url = start_freshrec(bucket, workers, tmp, env, *flags)
             try:
                 wrk(f"{url}/recommend", script, 8, 2)  # warm
                 for c in connections:
@@ -363,6 +401,7 @@ def main() -> None:
     ap.add_argument("--configs-only", action="store_true", help="compare the configurations, nothing else")
     ap.add_argument("--config-repeats", type=int, default=2)
     ap.add_argument("--config-names", nargs="+", help="only these of CONFIGS (default: all)")
+    ap.add_argument("--stacks", action="store_true", help="compare uvicorn's loops and parsers (STACKS) instead")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -403,7 +442,7 @@ def main() -> None:
                     args.config_connections,
                     args.seconds,
                     args.config_repeats,
-                    args.config_names or list(CONFIGS),
+                    args.config_names or list(STACKS if args.stacks else CONFIGS),
                 )
                 report.setdefault("configs", {})[label] = configs
                 print(f"{'config':<40} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
