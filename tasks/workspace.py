@@ -171,7 +171,8 @@ def task_workspace(data_root: Path, name: str) -> Iterator[Layout]:
         yield Layout(path)
 
 
-def scratch_dir(name: str) -> Iterator[Path]:
+def scratch_dir(name: str) -> contextlib.AbstractContextManager[Path]:
     """A scratch directory outside any checkout (a DVC repo made inside the project's git tree would find
-    that tree's root): under the system's temp dir, swept like a task's directory when its process dies."""
-    return locked_dir(Path(tempfile.gettempdir()) / "freshrec-scratch", name)
+    that tree's root): under the system's temp dir, one parent per user (a sweep opens only its own user's
+    locks), swept like a task's directory when its process dies."""
+    return locked_dir(Path(tempfile.gettempdir()) / f"freshrec-scratch-{os.getuid()}", name)

@@ -134,7 +134,7 @@ def test_a_killed_scratch_is_swept_by_the_next_one(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     try:
         left = pathlib.Path(proc.stdout.readline().strip())
-        assert left.parent == tmp_path / "freshrec-scratch"
+        assert left.parent == tmp_path / f"freshrec-scratch-{os.getuid()}"
         with scratch_dir("dvc"):
             assert left.is_dir(), "a live scratch was removed"
         proc.send_signal(signal.SIGKILL)
