@@ -14,6 +14,7 @@ Gate: the served variant's batch-1 p99 within `p99_budget_ms`.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import time
@@ -61,16 +62,25 @@ def tile(inputs: np.ndarray, batch: int) -> np.ndarray:
 def interleaved(runners: dict, warmup: int, iterations: int | dict, rounds: int) -> dict[str, list[np.ndarray]]:
     """Per runtime, `rounds` arrays of call times in ms: in each round every runtime times its
     iterations / rounds calls in turn (`iterations`: one count, or one per runtime), the order rotating so
-    none always goes first."""
+    none always goes first. Python's garbage collector is off while the calls are timed (as `timeit` does):
+    in a big process (an Airflow task holds torch and Airflow) one collection can stall a runtime's turn for
+    tens of milliseconds, and a stalled turn is a wrong ratio."""
     for fn in runners.values():
         for _ in range(warmup):
             fn()
     names = list(runners)
     counts = iterations if isinstance(iterations, dict) else dict.fromkeys(names, iterations)
     out: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            out[name].append(_time_calls(runners[name], 0, max(1, counts[name] // rounds)))
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                out[name].append(_time_calls(runners[name], 0, max(1, counts[name] // rounds)))
+    finally:
+        if enabled:
+            gc.enable()
     return out
 
 

@@ -181,7 +181,7 @@ class BenchmarkParams(_Section):
     threads: PositiveInt = 1  # as served (serve/: one ONNX Runtime thread per worker)
     p99_budget_ms: NonNegative = 60.0
     int8_min_speedup: NonNegative = 1.05
-    rounds: PositiveInt = 8  # the runtimes take turns, `iterations / rounds` calls each, so drift hits all alike
+    rounds: PositiveInt = 16  # the runtimes take turns, `iterations / rounds` calls each, so drift hits all alike
     confidence: float = Field(0.95, gt=0, lt=1)  # int8 serves only if this lower bound of its speedup clears the bar
 
 

@@ -91,3 +91,14 @@ def test_export_checks_parity_on_that_sample_of_the_days_holdout():
     want = encode_histories([held[i] for i in spread(len(held), 7)], items, 8)
     assert (parity_inputs(events, day, params, items, 8) == want).all() and len(want) == 7
     assert len(parity_inputs(events, day, params, items, 8, rows=64)) == 40  # the benchmark's: every one of 40
+
+
+def test_no_garbage_collection_stalls_a_timed_turn():
+    """The collector is off while runtimes are timed (a collection in a big process stalls one runtime's turn,
+    and the round's ratio with it), and on again after."""
+    import gc
+
+    seen = []
+    interleaved({"a": lambda: seen.append(gc.isenabled())}, warmup=0, iterations=4, rounds=2)
+    assert seen == [False] * 4
+    assert gc.isenabled()
