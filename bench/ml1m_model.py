@@ -27,7 +27,7 @@ def build(out: Path | None = None) -> tuple[Path, np.ndarray]:
     import torch
 
     from models.seqrec import SeqRecConfig, SeqRecModel
-    from tasks.export import encode_histories, export
+    from tasks.export import export
     from tasks.params import load_params
     from tasks.sources import load_dataset
 
@@ -51,15 +51,21 @@ def build(out: Path | None = None) -> tuple[Path, np.ndarray]:
     challenger = out / "challenger"
     model.save(challenger)
     (challenger / "items.json").write_text(json.dumps(items))
-    events = data.events
-    longest = events.groupby("user_id").size().sort_values(ascending=False).index[:USERS]
-    histories = [
-        g["item_id"].astype(str).tolist()[-WINDOW:] for _, g in events[events.user_id.isin(longest)].groupby("user_id")
-    ]
-    inputs = encode_histories(histories, items, WINDOW)
+    inputs = longest_windows(data.events, items, WINDOW)
     export(challenger, out / "onnx", inputs, params["export"])
     np.save(inputs_file, inputs)
     return out, inputs
+
+
+def longest_windows(events, items: list[str], window: int, users: int = USERS) -> np.ndarray:
+    """The last `window` events of the `users` users with the longest histories (full windows), encoded
+    against `items`. `events` are in time order (tasks/sources.py), so each user's group is too."""
+    from tasks.export import encode_histories
+
+    longest = events.groupby("user_id").size().sort_values(ascending=False).index[:users]
+    kept = events[events.user_id.isin(longest)]
+    return encode_histories([g["item_id"].astype(str).tolist()[-window:] for _, g in kept.groupby("user_id")], items,
+                            window)  # fmt: skip
 
 
 def publish(registry, folder: Path, version: str, serve_file: str) -> None:

@@ -41,7 +41,7 @@ def prefix_step_module(scorer):
     import torch
     from torch import nn
 
-    from models.seqrec import PAD, _heads, attend_one
+    from models.seqrec import PAD, attend_one, split_heads
 
     class PrefixStep(nn.Module):
         def __init__(self):
@@ -57,7 +57,7 @@ def prefix_step_module(scorer):
             new_k, new_v = [], []
             for layer, block in enumerate(backbone.h):
                 attn = block.attn
-                q, k, v = (_heads(attn, t) for t in attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=2))
+                q, k, v = (split_heads(attn, t) for t in attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=2))
                 new_k.append(k)
                 new_v.append(v)
                 keys = torch.cat([past_keys[layer], k], dim=2)
@@ -74,15 +74,15 @@ def full_window_cache(model, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray
     forward: (layers, B, heads, W, head_dim) each."""
     import torch
 
-    from models.seqrec import _heads
+    from models.seqrec import split_heads
 
     keys, values = [], []
 
     def grab(attn):
         def hook(_module, _args, out):
             _q, k, v = out.split(attn.split_size, dim=2)
-            keys.append(_heads(attn, k))
-            values.append(_heads(attn, v))
+            keys.append(split_heads(attn, k))
+            values.append(split_heads(attn, v))
 
         return hook
 
@@ -125,24 +125,12 @@ def exactness(scorer, inputs: np.ndarray) -> dict:
     }
 
 
-def real_windows(items: list[str], window: int, users: int = 256) -> np.ndarray:
-    """The last `window` ML-1M events of the `users` users with the longest histories (full windows), encoded."""
-    from tasks.export import encode_histories
-    from tasks.sources import load_dataset
-
-    events = load_dataset("ml-1m").events.sort_values(["user_id", "event_ts"], kind="stable")
-    longest = events.groupby("user_id").size().sort_values(ascending=False).index[:users]
-    kept = events[events.user_id.isin(longest)]
-    histories = [g["item_id"].astype(str).tolist()[-window:] for _, g in kept.groupby("user_id")]
-    return encode_histories(histories, items, window)
-
-
 def events_past_window(window: int) -> dict:
     """ML-1M's events by the user's history length when they arrive: how many come after the user's
     `window`-th event (where positions counted from the history's start would run out)."""
     from tasks.sources import load_dataset
 
-    events = load_dataset("ml-1m").events.sort_values(["user_id", "event_ts"], kind="stable")
+    events = load_dataset("ml-1m").events  # in time order (tasks/sources.py)
     rank = events.groupby("user_id").cumcount()  # 0 for a user's first event
     lengths = events.groupby("user_id").size()
     return {
@@ -217,12 +205,13 @@ def main() -> None:
 
     import torch
 
-    from bench.ml1m_model import WINDOW, build
+    from bench.ml1m_model import WINDOW, build, longest_windows
     from models.seqrec import SeqRecModel, TopKScorer
     from tasks.benchmark import interleaved, summarise, tile
     from tasks.common import git_commit
     from tasks.export import FP32_FILE, session
     from tasks.params import load_params
+    from tasks.sources import load_dataset
 
     params = load_params()
     folder, inputs = build()
@@ -241,7 +230,8 @@ def main() -> None:
         items = json.loads((args.trained / "items.json").read_text())
         exact["trained"] = {"model": str(args.trained), "window": trained.config.max_len,
                             **exactness(TopKScorer(trained, top_k, exclude_seen).eval(),
-                                        real_windows(items, trained.config.max_len))}  # fmt: skip
+                                        longest_windows(load_dataset("ml-1m").events, items,
+                                                        trained.config.max_len))}  # fmt: skip
     past_window = events_past_window(WINDOW)
 
     with tempfile.TemporaryDirectory(prefix="freshrec-prefix-") as tmp:

@@ -113,7 +113,7 @@ class LiGRBlock(GPT2Block):
         return x + torch.sigmoid(self.gate_mlp(x)) * self.mlp(self.ln_2(x))
 
 
-def _heads(attn, t: torch.Tensor) -> torch.Tensor:
+def split_heads(attn, t: torch.Tensor) -> torch.Tensor:
     """(B, T, H) -> (B, heads, T, head_dim) for `attn` (GPT-2's attention module)."""
     return t.reshape(t.shape[0], t.shape[1], attn.num_heads, attn.head_dim).transpose(1, 2)
 
@@ -140,7 +140,7 @@ def _last_position(block: GPT2Block, x: torch.Tensor, keep: torch.Tensor) -> tor
     mask adds nothing there."""
     attn = block.attn
     q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=2)
-    return attend_one(block, x[:, -1:], _heads(attn, q[:, -1:]), _heads(attn, k), _heads(attn, v), keep)
+    return attend_one(block, x[:, -1:], split_heads(attn, q[:, -1:]), split_heads(attn, k), split_heads(attn, v), keep)
 
 
 class SeqRecModel(nn.Module):
