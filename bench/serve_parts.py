@@ -30,32 +30,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 LEVELS = ("basic", "extended", "all")
-SERVED = "all, arena on"  # serve/model.py session()
-
-
-def session(path: Path, level: str, arena: bool):
-    """serve/model.py's session with another optimisation level or arena setting."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
-    opts.enable_cpu_mem_arena = arena
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+SERVED = "all, arena on"  # serve/model.py session()'s defaults
 
 
 def time_options(onnx: Path, inputs: np.ndarray, batches: list[int], iterations: int, repeats: int) -> dict:
+    from serve.model import session
     from tasks.benchmark import interleaved, summarise, tile
 
     names = [f"{level}, arena {'on' if arena else 'off'}" for level in LEVELS for arena in (True, False)]
-    sessions = {n: session(onnx, n.split(",")[0], n.endswith("on")) for n in names}
+    sessions = {n: session(onnx, 1, n.split(",")[0], n.endswith("on")) for n in names}
     runs = []
     for _ in range(repeats):
         run = {}

@@ -100,16 +100,18 @@ class Model:
                 raise ValueError("the graph answered non-finite scores or indices outside the catalogue")
 
 
-def session(path: Path, threads: int = 1):
+def session(path: Path, threads: int = 1, optimization: str = "all", arena: bool = True):
     """An ONNX Runtime session for serving: CUDA where the image has it, else CPU with `threads`
-    intra-op threads (1 per worker process: workers, not threads, use the cores; bench/serve_load.py)."""
+    intra-op threads (1 per worker process: workers, not threads, use the cores; bench/serve_load.py), every
+    graph optimisation and the CPU memory arena (the other levels and no arena: bench/serve_parts.py)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{optimization.upper()}")
+    opts.enable_cpu_mem_arena = arena
     opts.log_severity_level = 3
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     return ort.InferenceSession(str(path), opts, providers=providers)
