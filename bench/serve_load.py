@@ -220,9 +220,10 @@ def ml1m(s3, registry_cls, bucket: str) -> tuple[str, list[list[str]]]:
     return version, histories[:200]
 
 
-def second_version(registry, tmp: Path, name: str | None = None) -> str:
-    """The champion's graph with its catalogue reversed, published as `name` (default `<day>-flipflop`): a
-    different model, with other answers, to move the pointer to (also tests/serve/test_follow.py)."""
+def second_version(registry, tmp: Path, name: str | None = None, catalogue=lambda items: items[::-1]) -> str:
+    """The champion's graph with its catalogue reversed (or given another `catalogue(items)`), published as
+    `name` (default `<day>-flipflop`): a different model, with other answers, to move the pointer to (also
+    tests/serve/test_follow.py)."""
     pointer, _ = registry.pointer()
     name = name or pointer["version"][:10] + "-flipflop"
     if name in registry.versions():
@@ -231,7 +232,7 @@ def second_version(registry, tmp: Path, name: str | None = None) -> str:
     registry.download(pointer["version"], src)
     files = {f: src / f for f in json.loads((src / "manifest.json").read_text())["files"]}
     items = json.loads((src / "items.json").read_text())
-    (tmp / f"{name}-items.json").write_text(json.dumps(items[::-1]))
+    (tmp / f"{name}-items.json").write_text(json.dumps(catalogue(items)))
     files["items.json"] = tmp / f"{name}-items.json"
     registry.publish(name, files, {"serve_file": pointer["serve_file"]})
     return name
@@ -309,27 +310,24 @@ STACKS = {  # uvicorn's event loop and HTTP parser under the same app, 2 workers
     "asyncio + h11": ("asyncio", "h11"),
 }
 STACK_LAUNCHER = """
-import sys, uvicorn
-from serve.server import GuardedHttpTools
-loop, http, port, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-uvicorn.run("serve.app:create_app", factory=True, host="127.0.0.1", port=port, workers=workers, loop=loop,
-            http=GuardedHttpTools if http == "httptools" else http, lifespan="on", access_log=False,
-            server_header=False, log_level="warning")
+import sys
+from serve.config import ServeConfig
+from serve.server import GuardedHttpTools, run
+loop, http = sys.argv[1], sys.argv[2]
+run(ServeConfig.from_env(), loop=loop, http=GuardedHttpTools if http == "httptools" else http)
 """
 
 
 def start_stack(bucket: str, tmp: Path, env: dict, loop: str, http: str, workers: int = 2):
-    """The service's app under uvicorn with another event loop or HTTP parser (h11 has no header deadline:
-    measured here, not offered)."""
+    """`python -m serve`'s server (serve/server.py `run`, its limits and workers) with another event loop or
+    HTTP parser: the same config as `start_freshrec`'s defaults."""
     from serve.config import ServeConfig
 
     port = free_port()
     log = tmp / f"stack-{port}.log"
-    config = ServeConfig(bucket=bucket, poll=0.2, cache_dir=str(tmp / f"cache-{port}"))
-    metrics_dir = tempfile.mkdtemp(dir=tmp, prefix="metrics-")
+    config = ServeConfig(port=port, workers=workers, bucket=bucket, poll=0.2, cache_dir=str(tmp / f"cache-{port}"))
     proc = subprocess.Popen(
-        [sys.executable, "-c", STACK_LAUNCHER, loop, http, str(port), str(workers)],
-        env={**env, **config.to_env(), "PROMETHEUS_MULTIPROC_DIR": metrics_dir}, stdout=log.open("wb"),
+        [sys.executable, "-c", STACK_LAUNCHER, loop, http], env={**env, **config.to_env()}, stdout=log.open("wb"),
         stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
     )  # fmt: skip
     wait_http(f"http://127.0.0.1:{port}/readyz", 120, proc, log)

@@ -82,8 +82,9 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def run(config: ServeConfig) -> None:
-    """Serve until SIGTERM/SIGINT; `config.workers` processes share the listening socket."""
+def run(config: ServeConfig, loop: str = "uvloop", http: str | type = GuardedHttpTools) -> None:
+    """Serve until SIGTERM/SIGINT; `config.workers` processes share the listening socket. `loop` and `http`
+    are uvicorn's; bench/serve_load.py `--stacks` measures the others (h11 has no header deadline: not a flag)."""
     import uvicorn
 
     os.environ.update(config.to_env())  # spawned workers build their app (and the protocol) from it
@@ -100,8 +101,8 @@ def run(config: ServeConfig) -> None:
             host=config.host,
             port=config.port,
             workers=config.workers,
-            http=GuardedHttpTools,
-            loop="uvloop",
+            http=http,
+            loop=loop,
             lifespan="on",
             timeout_keep_alive=int(config.keep_alive),
             timeout_graceful_shutdown=int(config.drain_timeout),
