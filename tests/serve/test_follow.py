@@ -86,17 +86,8 @@ def test_a_tampered_version_is_refused_and_the_old_one_serves_on(serve, registry
     registry.s3.put_object(Bucket=registry.bucket, Key=registry.version_key(bad, json.loads(moved)["serve_file"]),
                            Body=b"not a model")  # fmt: skip
     registry.s3.put_object(Bucket=registry.bucket, Key=key, Body=moved)
-    deadline = time.monotonic() + 15
-    while not s.request("GET", "/version")[1]["refused"]:
-        assert time.monotonic() < deadline, "the tampered version was never tried"
-        time.sleep(0.1)
-    version = s.request("GET", "/version")[1]
-    assert version["version"] == first and version["pointer_version"] == bad
-    assert "fails verification" in version["refused"][0]["reason"]
-    status, body = s.request("POST", "/recommend", {"history": HISTORY})
-    assert status == 200 and body["version"] == first
+    _refused_while_the_old_one_serves(s, first, bad, "fails verification")
     assert s.request("GET", "/readyz")[0] == 200  # the old model is verified and the pointer is read
-    assert 'freshrec_serve_reloads_total{outcome="refused"} 1.0' in s.request("GET", "/metrics")[1]
     assert f"refused version {bad}" in s.log.read_text()
     time.sleep(1)  # polls go on: the refused version is not downloaded again and again
     assert 'freshrec_serve_reloads_total{outcome="refused"} 1.0' in s.request("GET", "/metrics")[1]
@@ -107,23 +98,21 @@ def test_a_version_that_fails_its_warm_up_is_refused_and_the_old_one_serves_on(s
     catalogue (items.json) has 3 items while its graph scores the champion's whole catalogue, so the warm-up
     request gets indices outside it. It is refused before it serves anything; the old model serves on."""
     first = registry.pointer()[0]["version"]
-    pointer, _ = registry.pointer()
-    src = tmp_path / "src"
-    registry.download(first, src)
-    files = {f: src / f for f in json.loads((src / "manifest.json").read_text())["files"]}
-    (tmp_path / "items.json").write_text(json.dumps(json.loads((src / "items.json").read_text())[:3]))
-    files["items.json"] = tmp_path / "items.json"
-    cold = "2099-01-03-c01dfeed"
-    registry.publish(cold, files, {"serve_file": pointer["serve_file"]})
+    cold = second_version(registry, tmp_path, "2099-01-03-c01dfeed", catalogue=lambda items: items[:3])
     s = serve()
     registry.set_champion(cold, "tester", "verified files, a graph that does not fit its catalogue")
+    _refused_while_the_old_one_serves(s, first, cold, "outside the catalogue")
+
+
+def _refused_while_the_old_one_serves(s, first: str, refused: str, why: str) -> None:
+    """Once the service has tried the pointer's `refused`: it says why, and `first` answers on."""
     deadline = time.monotonic() + 15
     while not s.request("GET", "/version")[1]["refused"]:
-        assert time.monotonic() < deadline, "the version was never tried"
+        assert time.monotonic() < deadline, f"{refused} was never tried"
         time.sleep(0.1)
     version = s.request("GET", "/version")[1]
-    assert version["version"] == first and version["pointer_version"] == cold
-    assert "outside the catalogue" in version["refused"][0]["reason"], version["refused"]
+    assert version["version"] == first and version["pointer_version"] == refused
+    assert why in version["refused"][0]["reason"], version["refused"]
     status, body = s.request("POST", "/recommend", {"history": HISTORY})
     assert status == 200 and body["version"] == first
     assert 'freshrec_serve_reloads_total{outcome="refused"} 1.0' in s.request("GET", "/metrics")[1]
