@@ -169,6 +169,8 @@ def redis_round_trip(cache_bytes: int, append_bytes: int, calls: int) -> dict:
                     break
                 except redis.ConnectionError:
                     time.sleep(0.05)
+            else:
+                raise SystemExit(f"redis-server did not answer on 127.0.0.1:{port} within 5 s (leave out --redis)")
             client.set("user", np.random.default_rng(0).bytes(cache_bytes))
             delta = bytes(append_bytes)
             ms = np.empty(calls)
