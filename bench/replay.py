@@ -18,7 +18,9 @@ user's input window never recommended): `window_excluded_ndcg@10` / `_hr@10`, fr
 
 The JSON report is rewritten (atomically) after every day with the days done so far and
 `"complete": false`, so a multi-hour run that dies keeps what it measured; with `--work DIR` the models
-are kept too, and the same command continues a stopped run after its last finished day.
+are kept too, and the same command continues a stopped run after its last finished day (a training it
+was stopped in resumes from its last checkpoint, at most `train.checkpoint_seconds` back). `--warm DIR`
+starts from another run's warm-up over the same window (its <work>/warm) instead of training one.
 
 `--set train.incremental.lr=1e-4` overrides any params.yaml value for the whole run;
 `--variant NAME:lr=1e-4,epochs=1` adds an incremental strategy with its own recipe (to compare
@@ -36,6 +38,7 @@ import argparse
 import copy
 import datetime as dt
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -151,12 +154,85 @@ def resume_state(work: Path, days: list, names: list[str], done: dict) -> tuple[
     return list(done["rows"]), done["warmup"], current
 
 
-def replay(events, catalogue, features, days, names, strategies, params, work: Path, on_day=None, done=None):
+def train_resumably(hist, catalogue, day, mode: str, tparams: dict, features, champion, out: Path) -> tuple[float, int]:
+    """Train one strategy's model for `day` into `out`, resumable at any instant; (seconds, passes).
+
+    A daily full retrain on ML-1M takes 20-60 minutes, so a replay that stops (a session's end, a kill)
+    mid-training must not lose it: the training checkpoints into `<out>.checkpoint` every
+    `train.checkpoint_seconds` and the next run resumes there (tasks/checkpoint.py: on CPU the same
+    weights, bit for bit). `<out>.seconds.json` keeps the seconds spent before this attempt, so the
+    reported time is the training's whole time: every attempt's time up to its last checkpoint, plus the
+    finishing attempt's. A model already saved in `out` (a stop between saving it and reporting the day)
+    is kept, not trained again."""
+    from tasks.common import read_json, write_json
+    from tasks.train import TIMING_FILE, train
+    from tasks.units import MODEL_ITEMS_FILE, TRAIN_FILE
+
+    spent = out.with_name(out.name + ".seconds.json")
+    before = read_json(spent)["seconds"] if spent.exists() else 0.0
+    if (out / MODEL_ITEMS_FILE).exists():
+        report, timing = read_json(out / TRAIN_FILE), read_json(out / TIMING_FILE)
+        carried = read_json(spent)["carried"] if spent.exists() else 0.0
+        return carried + timing["seconds"], report["examples"] * report["epochs"]
+    write_json(spent, {"carried": before, "seconds": before})
+    t0 = time.perf_counter()
+
+    def checkpointed(_path: Path) -> None:
+        write_json(spent, {"carried": before, "seconds": round(before + time.perf_counter() - t0, 3)})
+
+    checkpoints = out.with_name(out.name + ".checkpoint")
+    res = train(hist, catalogue, day, mode, tparams, features, champion, out, 0.0, progress=False,
+                checkpoint_dir=checkpoints, on_checkpoint=checkpointed)  # fmt: skip
+    shutil.rmtree(checkpoints, ignore_errors=True)  # train cleared the checkpoint once the model was saved
+    return before + time.perf_counter() - t0, res.examples * res.epochs
+
+
+def shared_warmup(src: Path, through: dt.date, train_params: dict, dest: Path) -> dict:
+    """Start from another run's finished warm-up (its `--work`/warm) instead of training one: copied into
+    `dest`, after checking it is the full training through the day before this window, with this run's
+    recipe and model shape. The seed is not recorded in a model folder: the caller vouches for it, and
+    `--combine` refuses to pool the runs if their first day's ranks disagree."""
+    from tasks.common import atomic_dir, read_json
+    from tasks.train import TIMING_FILE
+    from tasks.units import MODEL_ITEMS_FILE, TRAIN_FILE
+
+    if not (src / MODEL_ITEMS_FILE).exists():
+        raise SystemExit(f"--warm {src}: no trained model there (no {MODEL_ITEMS_FILE}): give a replay's <work>/warm")
+    report, config = read_json(src / TRAIN_FILE), read_json(src / "config.json")
+    want = {"mode": "full", "day": str(through), "epochs": train_params["full"]["epochs"]}
+    want_shape = {k: train_params[k] for k in ("max_len", "hidden_size", "num_layers", "num_heads", "dropout")}
+    wrong = {k: report.get(k) for k, v in want.items() if report.get(k) != v}
+    wrong |= {k: config.get(k) for k, v in want_shape.items() if config.get(k) != v}
+    if wrong:
+        raise SystemExit(f"--warm {src}: not this run's warm-up: it has {wrong}, this run needs "
+                         f"{ {k: (want | want_shape)[k] for k in wrong} }")  # fmt: skip
+    with atomic_dir(dest) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    seconds = read_json(src / TIMING_FILE)["seconds"]
+    passes = report["examples"] * report["epochs"]
+    return {"through": str(through), "seconds": seconds, "passes": passes, "from": str(src)}
+
+
+def replay(
+    events,
+    catalogue,
+    features,
+    days,
+    names,
+    strategies,
+    params,
+    work: Path,
+    on_day=None,
+    done=None,
+    warm_from: Path | None = None,
+):
     """Warm up, then rank each day with every strategy's current model and let each learn from it.
 
     `on_day(rows, warmup)` runs after each day with every row so far (the partial report hook); `done`, the
-    partial report of an earlier run over the same `work`, is continued from its last finished day."""
+    partial report of an earlier run over the same `work`, is continued from its last finished day;
+    `warm_from`, another run's warm-up over the same window, is used instead of training one."""
     import pandas as pd
+    import torch
 
     from tasks.evaluate import build_holdout, metrics_from_ranks, model_ranks
     from tasks.history import day_mask
@@ -166,6 +242,8 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
         return events[events["event_ts"] < pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)]
 
     rows, warmup, current = resume_state(work, days, names, done)
+    if warmup is None and warm_from is not None:
+        warmup = shared_warmup(warm_from, days[0] - dt.timedelta(days=1), params["train"], work / "warm")
     if warmup is None:
         warm_day = days[0] - pd.Timedelta(days=1).to_pytimedelta()
         warm = train(through(warm_day), catalogue, warm_day, "full", params["train"], features, None, work / "warm",
@@ -191,10 +269,8 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
                 tparams = copy.deepcopy(params["train"])
                 tparams[mode].update(over)
                 out = work / strategy / str(i)
-                t0 = time.perf_counter()
-                res = train(hist, catalogue, day, mode, tparams, features,
-                            current[strategy] if mode == "incremental" else None, out, 0.0, progress=False)  # fmt: skip
-                seconds, passes = time.perf_counter() - t0, res.examples * res.epochs
+                start = current[strategy] if mode == "incremental" else None
+                seconds, passes = train_resumably(hist, catalogue, day, mode, tparams, features, start, out)
                 current[strategy] = out
             rows.append(
                 {
@@ -210,6 +286,7 @@ def replay(events, catalogue, features, days, names, strategies, params, work: P
                     "window_excluded_hr@10": served["hr@10"],
                     "train_seconds": round(seconds, 3),
                     "train_passes": passes,
+                    "threads": torch.get_num_threads(),  # a run continued in another session may use other threads
                 }
             )
         print(day, " ".join(f"{r['strategy']}={r['ndcg@10']:.4f}" for r in rows if r["day"] == str(day)), flush=True)
@@ -297,6 +374,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--work", type=Path, help="keep the models here; a stopped run given the same --work and --out "
                     "continues after its last finished day")  # fmt: skip
+    ap.add_argument("--warm", type=Path, metavar="DIR",
+                    help="start from another run's warm-up over the same window (its <work>/warm) instead of "
+                    "training one: e.g. a second seed's full retrain beside its bounded run")  # fmt: skip
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--combine", type=Path, nargs="+", metavar="REPORT",
                     help="pool the rows of earlier runs' reports into --out instead of running")  # fmt: skip
@@ -361,11 +441,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.work is None:
         with tempfile.TemporaryDirectory(prefix="freshrec-replay-") as tmp:
-            rows, warmup = replay(events, catalogue, features, days, names, strategies, params, Path(tmp), save_partial)
+            rows, warmup = replay(events, catalogue, features, days, names, strategies, params, Path(tmp), save_partial,
+                                  warm_from=args.warm)  # fmt: skip
     else:
         done = earlier_run(args.out, head)
         rows, warmup = replay(events, catalogue, features, days, names, strategies, params, args.work, save_partial,
-                              done)  # fmt: skip
+                              done, args.warm)  # fmt: skip
     report = {**head, **summarize(rows, names, warmup), "complete": True}
     print_table(report)
     write_json(args.out, report)

@@ -4,6 +4,7 @@ and the incremental recipe options they tune (example selection, learning-rate s
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import numpy as np
@@ -140,6 +141,68 @@ def _continues_with_work(slice_files, tmp_path, monkeypatch, real_train) -> None
     assert [r for r in report["rows"] if r["day"] == "1997-09-30"] == first["rows"]
     with pytest.raises(SystemExit, match="another replay"):  # a report of other params is not continued
         replay.main([*args, "--set", "train.incremental.lr=0.5"])
+    # a second run (here: stale alone) starts from this run's warm-up instead of training its own
+    warm = tmp_path / "work" / "warm"
+    second = [*args[: args.index("--strategies")], "--strategies", "stale", "--warm", str(warm),
+              "--work", str(tmp_path / "work2"), "--out", str(tmp_path / "second.json")]  # fmt: skip
+    trained.clear()
+    shared = replay.main(second)
+    assert trained == [] and shared["warmup"]["from"] == str(warm)
+    assert shared["rows"] == [r for r in report["rows"] if r["strategy"] == "stale"]
+    with pytest.raises(SystemExit, match=r"not this run's warm-up: it has \{'epochs': 2\}"):
+        replay.main([*second[:-4], "--set", "train.full.epochs=3", "--work", str(tmp_path / "work3"),
+                     "--out", str(tmp_path / "third.json")])  # fmt: skip
+    assert not (tmp_path / "work3" / "warm").exists()
+
+
+def test_a_replay_stopped_mid_training_resumes_at_its_checkpoint(
+    slice_files, bench_params, tmp_path, monkeypatch, caplog
+):
+    """A daily full retrain on ML-1M takes up to an hour: a replay stopped in the middle of one resumes at
+    its last checkpoint, ends with the model an unstopped run trains (bit for bit), and reports the
+    training's whole time (the stopped attempt's included)."""
+    import replay
+
+    import tasks.train
+
+    def args(name: str) -> list[str]:
+        return ["--events", str(slice_files / "events.parquet"), "--items", str(slice_files / "items.parquet"),
+                "--features", str(slice_files / "features"), "--days", "2", "--end", "1997-10-01",
+                "--strategies", "stale,full", "--set", "train.checkpoint_seconds=0",
+                "--work", str(tmp_path / name), "--out", str(tmp_path / f"{name}.json")]  # fmt: skip
+
+    unstopped = replay.main(args("unstopped"))
+    real_train, saved = tasks.train.train, []
+
+    def stop_after_three_checkpoints(*a, **kw):
+        if a[3] == "full" and str(a[2]) == "1997-09-30":
+            share = kw["on_checkpoint"]
+
+            def on_checkpoint(path):
+                share(path)
+                saved.append(path)
+                if len(saved) == 3:
+                    raise RuntimeError("injected: session ended")
+
+            kw["on_checkpoint"] = on_checkpoint
+        return real_train(*a, **kw)
+
+    monkeypatch.setattr(tasks.train, "train", stop_after_three_checkpoints)
+    with pytest.raises(RuntimeError, match="session ended"):
+        replay.main(args("stopped"))
+    spent = json.loads((tmp_path / "stopped" / "full" / "0.seconds.json").read_text())
+    assert spent["seconds"] > 0 and (tmp_path / "stopped" / "full" / "0.checkpoint").is_dir()
+    monkeypatch.setattr(tasks.train, "train", real_train)
+    with caplog.at_level(logging.INFO, logger="tasks.checkpoint"):
+        resumed = replay.main(args("stopped"))
+    assert any("resuming training from" in m and "0.checkpoint" in m for m in caplog.messages)
+    weights = "full/0/weights.safetensors"
+    assert (tmp_path / "stopped" / weights).read_bytes() == (tmp_path / "unstopped" / weights).read_bytes()
+    row = next(r for r in resumed["rows"] if r["strategy"] == "full" and r["day"] == "1997-09-30")
+    assert row["train_seconds"] > spent["seconds"]  # the stopped attempt's time is counted
+    first = next(r for r in unstopped["rows"] if r["strategy"] == "full" and r["day"] == "1997-09-30")
+    assert row["train_passes"] == first["train_passes"]
+    assert not (tmp_path / "stopped" / "full" / "0.checkpoint").exists()  # cleared once the model is saved
 
 
 def test_replay_refuses_unknown_strategies_and_params(slice_files, bench_params, tmp_path):
