@@ -249,6 +249,8 @@ def replay(
         warm = train(through(warm_day), catalogue, warm_day, "full", params["train"], features, None, work / "warm",
                      0.0, progress=False)  # fmt: skip
         warmup = {"through": str(warm_day), "seconds": warm.seconds, "passes": warm.examples * warm.epochs}
+    if not rows and on_day is not None:  # the warm-up is an hour on ML-1M: reported before the first day
+        on_day(rows, warmup)
     finished = {r["day"] for r in rows}
     if finished:
         print(f"continuing after {max(finished)} ({len(finished)} days done)", flush=True)
@@ -479,6 +481,8 @@ def _ratio(pairs: list[tuple[dict, dict]], key: str) -> float | None:
 
 def summarize(rows: list[dict], names: list[str], warmup: dict) -> dict:
     """Per-strategy means over the days ranked so far, each vs full, and the stale decline."""
+    if not rows:  # the warm-up alone, kept so a run stopped on its first day does not train it again
+        return {"days_done": [], "warmup": warmup, "summary": {}, "stale_decline": None, "rows": []}
     days_done = list(dict.fromkeys(r["day"] for r in rows))
     summary = {}
     for strategy in names:

@@ -204,6 +204,23 @@ def test_a_replay_stopped_mid_training_resumes_at_its_checkpoint(
     assert row["train_passes"] == first["train_passes"]
     assert not (tmp_path / "stopped" / "full" / "0.checkpoint").exists()  # cleared once the model is saved
 
+    def stop_once_saved(*a, **kw):  # the model is saved, the day's report is not
+        res = real_train(*a, **kw)
+        if a[3] == "full" and str(a[2]) == "1997-09-30":
+            raise RuntimeError("injected: stopped before the report")
+        return res
+
+    monkeypatch.setattr(tasks.train, "train", stop_once_saved)
+    with pytest.raises(RuntimeError, match="before the report"):
+        replay.main(args("saved"))
+    trained: list[str] = []
+    monkeypatch.setattr(tasks.train, "train", lambda *a, **kw: trained.append(a[3]) or real_train(*a, **kw))
+    kept = replay.main(args("saved"))
+    assert trained == []  # the saved model is kept, not trained again
+    row = next(r for r in kept["rows"] if r["strategy"] == "full" and r["day"] == "1997-09-30")
+    timing = json.loads((tmp_path / "saved" / "full" / "0" / "timing.json").read_text())
+    assert row["train_seconds"] == round(timing["seconds"], 3) and row["train_passes"] == first["train_passes"]
+
 
 def test_replay_refuses_unknown_strategies_and_params(slice_files, bench_params, tmp_path):
     import replay
