@@ -131,7 +131,9 @@ class Checkpointing:
         return True
 
     def restore(self, model, opt, sched, gen: torch.Generator) -> Position | None:
-        """Load model, optimizer, scheduler and RNG state from this run's checkpoint, if there is one."""
+        """Load model, optimizer, scheduler and RNG state from this run's checkpoint, if there is one. The
+        interval starts now either way: a run's first checkpoint is due `every_seconds` after it starts."""
+        self._last = time.monotonic()
         meta = self._meta()
         if meta is None:
             return None

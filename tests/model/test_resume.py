@@ -63,6 +63,14 @@ def _same(a: SeqRecModel, b: SeqRecModel) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_the_first_checkpoint_waits_its_interval(tmp_path):
+    """`every_seconds` counts from the run's start: a run shorter than the interval saves nothing (it used to
+    save, and the daily DAG push, a checkpoint after its first batch)."""
+    saves = []
+    _train(RECIPES["full"], Checkpointing(tmp_path, every_seconds=300, on_save=saves.append))
+    assert saves == [] and not (tmp_path / CHECKPOINT_FILE).exists()
+
+
 @pytest.mark.parametrize(("name", "repeat_score"), [(n, False) for n in RECIPES] + [("full", True)],
                          ids=[*RECIPES, "full+repeat_score"])  # fmt: skip
 def test_a_killed_run_resumes_to_the_same_weights(name, repeat_score, tmp_path):
