@@ -11,6 +11,11 @@ a reader sees the old snapshot or the new one, never a mix, and a push killed mi
 old snapshot standing. Pulling a unit verifies every blob's sha256 and swaps the local copy in
 atomically; a unit that is absent from the store is absent locally too (a cache never keeps what
 the store dropped, e.g. a day quarantined on another worker).
+
+Blobs no unit lists any more (superseded snapshots, finished training checkpoints) are reclaimed by
+`python -m tasks.store gc`, safely beside running tasks (`Store.mark` / `Store.sweep`):
+
+    s3://<bucket>/state/gc/candidates.json               each unlisted blob: when a gc first saw it so
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from tasks.workspace import BlobCache
 
 LOG = logging.getLogger(__name__)
 UNIT_FILE = "UNIT.json"
+GC_FILE = "gc/candidates.json"
+FRESHEN_SECONDS = 3600  # a push that reuses a blob older than this rewrites its date (what gc's grace counts from)
+GC_GRACE_SECONDS = 24 * 3600
+MAX_PUSH_SECONDS = 3600  # a push's blobs to its listing: far under this (gc's grace must cover it plus FRESHEN)
 
 
 class MissingInput(FreshrecError):
@@ -53,6 +62,8 @@ class Store:
     bucket: str
     prefix: str = "state"
     cache: BlobCache | None = None  # this machine's shared blob cache (tasks/workspace.py), if any
+    freshen_seconds: float = FRESHEN_SECONDS
+    push_seconds: float = MAX_PUSH_SECONDS
 
     @classmethod
     def from_env(cls, params: dict, s3=None, cache: BlobCache | None = None) -> Store:
@@ -120,6 +131,7 @@ class Store:
         key = self._blob_key(sha)
         head = head_or_none(self.s3, self.bucket, key)
         if head is not None and _holds(head, path):
+            self._freshen(key, head)
             return
         body = path.read_bytes()
         if head is None and put_if_absent(self.s3, self.bucket, key, body):
@@ -128,6 +140,102 @@ class Store:
         if head is None or not _holds(head, path):
             LOG.warning("blob %s… in s3://%s does not hold its bytes: writing it again", sha[:12], self.bucket)
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def _freshen(self, key: str, head: dict) -> None:
+        """A reused blob older than `freshen_seconds` gets a new date (copied onto itself, as git freshens a
+        reused object): gc deletes only blobs older than its grace, so one a push is about to list again
+        is never taken from under it, even if a gc found it unlisted a moment before (Store.sweep)."""
+        if _server_now(head) - head["LastModified"].timestamp() <= self.freshen_seconds:
+            return
+        self.s3.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+                            MetadataDirective="REPLACE", Metadata={"freshened": "1"})  # fmt: skip
+
+    # ---- garbage collection ----------------------------------------------------------------
+    def mark(self) -> dict:
+        """What every unit lists now: {"at": the server's time before the first listing was read,
+        "listed": the sha256 of every blob some unit lists, "units": how many}. An unreadable listing
+        stops it (nothing can be deleted without knowing everything that is listed)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        base = f"{self.prefix}/units/"
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
+        at, keys = None, []
+        for page in pages:
+            at = at if at is not None else _server_now(page)
+            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(f"/{UNIT_FILE}")]
+
+        def listed(key: str) -> set[str]:
+            body = self._get(key)
+            if body is None:  # removed since the listing: it lists nothing now
+                return set()
+            try:
+                return {meta["sha256"] for meta in json.loads(body)["files"].values()}
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise FreshrecError(
+                    f"gc: s3://{self.bucket}/{key} is not a unit listing ({exc!r}): nothing was deleted; "
+                    "re-run the task that writes that unit (or remove it) and run gc again"
+                ) from exc
+
+        with ThreadPoolExecutor(8) as pool:
+            sets = list(pool.map(listed, keys))
+        return {"at": at, "listed": set().union(*sets), "units": len(keys)}
+
+    def sweep(self, marked: dict, grace_seconds: float = GC_GRACE_SECONDS, dry_run: bool = False) -> dict:
+        """Delete the blobs that `marked` (a `mark()`) found unlisted, where it is safe beside running tasks:
+
+        - a gc at least `grace_seconds` earlier found the blob unlisted too (<prefix>/gc/candidates.json
+          keeps when each was first seen so): a reader still fetching from a listing that was current
+          until just before the first of them has had the whole grace to finish; and
+        - the blob was written, or freshened, more than `grace_seconds` before the mark: a push that
+          uploaded it or reused it (and freshened it: `_freshen`) and lists it only after the mark
+          has at least `grace - freshen_seconds` to write its listing.
+
+        So a first gc deletes nothing: it records what it would. Returns what it found and did."""
+        if grace_seconds < self.freshen_seconds + self.push_seconds:
+            raise FreshrecError(
+                f"gc: a grace of {grace_seconds:g} s is shorter than a reused blob's freshening interval plus a "
+                f"push ({self.freshen_seconds:g} + {self.push_seconds:g} s): a blob a running task is listing "
+                "again could be deleted; give a longer grace"
+            )
+        at, listed = marked["at"], marked["listed"]
+        before = self._candidates()
+        base = f"{self.prefix}/blobs/"
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
+        blobs = doomed = kept = 0
+        doomed_bytes, delete, candidates = 0, [], {}
+        for page in pages:
+            for obj in page.get("Contents", []):
+                blobs += 1
+                sha = obj["Key"].rsplit("/", 1)[-1]
+                if sha in listed:
+                    continue
+                first = before.get(sha, at)
+                if at - first >= grace_seconds and at - obj["LastModified"].timestamp() > grace_seconds:
+                    doomed += 1
+                    doomed_bytes += obj["Size"]
+                    delete.append(obj["Key"])
+                else:
+                    kept += 1
+                    candidates[sha] = first
+        if not dry_run:
+            for i in range(0, len(delete), 1000):
+                chunk = [{"Key": k} for k in delete[i : i + 1000]]
+                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+            body = json.dumps({"marked_at": at, "first_unlisted": candidates}, sort_keys=True).encode()
+            self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{GC_FILE}", Body=body)
+        report = {"units": marked["units"], "blobs": blobs, "listed": len(listed), "deleted": doomed,
+                  "deleted_bytes": doomed_bytes, "waiting": kept, "grace_seconds": grace_seconds,
+                  "dry_run": dry_run}  # fmt: skip
+        LOG.info("gc of s3://%s/%s: %s", self.bucket, self.prefix, report)
+        return report
+
+    def _candidates(self) -> dict[str, float]:
+        body = self._get(f"{self.prefix}/{GC_FILE}")
+        try:
+            return {} if body is None else {k: float(v) for k, v in json.loads(body)["first_unlisted"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            LOG.warning("gc: %s is unreadable: every unlisted blob starts its grace again", GC_FILE)
+            return {}
 
     def remove(self, rel: str, root: Path | None = None) -> None:
         """Drop a unit from the store (its blobs stay: other snapshots may share them)."""
@@ -233,8 +341,40 @@ def _holds(head: dict, path: Path) -> bool:
     return head.get("ETag", "").strip('"') == md5
 
 
+def _server_now(response: dict) -> float:
+    """The object store's own clock (its reply's Date header), as epoch seconds: gc and freshening compare
+    it with the dates the store gave its objects, so no machine's clock enters."""
+    from email.utils import parsedate_to_datetime
+
+    return parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"]).timestamp()
+
+
 def _remove_local(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tasks.store gc [--grace-hours H] [--dry-run]`: reclaim the blobs no unit lists (Store.sweep)."""
+    import argparse
+
+    from tasks.common import setup_cli
+    from tasks.params import load_params
+
+    setup_cli()
+    ap = argparse.ArgumentParser(prog="python -m tasks.store", description=main.__doc__)
+    ap.add_argument("command", choices=["gc"])
+    ap.add_argument("--grace-hours", type=float, default=GC_GRACE_SECONDS / 3600,
+                    help="a blob is deleted after two gc runs at least this far apart found it unlisted, and "
+                    "only if it was last written this long ago (default 24; at least 2)")  # fmt: skip
+    ap.add_argument("--dry-run", action="store_true", help="report what would be deleted; change nothing")
+    ap.add_argument("--params", default=None)
+    args = ap.parse_args(argv)
+    store = Store.from_env(load_params(args.params))
+    print(json.dumps(store.sweep(store.mark(), args.grace_hours * 3600, args.dry_run), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,13 +1,22 @@
 """The object-store data plane against a real SeaweedFS: units round-trip byte for byte, a push
 killed midway leaves the previous snapshot whole, a missing input names its writer, a cache never
-keeps what the store dropped, and altered bytes are refused."""
+keeps what the store dropped, altered bytes are refused, and gc reclaims only what nothing lists."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+import time
+
 import pytest
 
+from tasks.common import FreshrecError
 from tasks.registry import IntegrityError
 from tasks.store import MissingInput, Store
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -99,3 +108,77 @@ def test_re_running_the_writer_repairs_an_altered_blob(store, tmp_path, damage):
     store.push(a, "u")
     store.pull(b, "u")
     assert (b / "u" / "x").read_bytes() == b"good"
+
+
+def _blobs(store) -> set[str]:
+    listing = store.s3.list_objects_v2(Bucket=store.bucket, Prefix=f"{store.prefix}/blobs/")
+    return {o["Key"].rsplit("/", 1)[-1] for o in listing.get("Contents", [])}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_gc_deletes_what_stayed_unlisted_for_its_grace_and_never_what_a_push_lists_again(store, tmp_path):
+    """gc beside running tasks (a grace of 1 s here; 24 h by default): a first gc deletes nothing and records
+    what no unit lists; the next, a grace later, deletes what is still unlisted and older than the grace.
+    A blob that became unlisted after the first gc waits for the next (a reader may still be fetching it),
+    and one a push lists again between a gc's mark and its sweep survives (the push freshened it)."""
+    store = dataclasses.replace(store, freshen_seconds=0, push_seconds=0)
+    a, b = tmp_path / "a", tmp_path / "b"
+    _unit(a, "u", {"x": b"v1-x", "y": b"same"})
+    store.push(a, "u")
+    _unit(a, "u", {"x": b"v2-x", "y": b"same"})
+    store.push(a, "u")  # v1-x is superseded
+    _unit(a, "r", {"z": b"reused"})
+    store.push(a, "r")
+    store.remove("r")  # a checkpoint cleared, say: "reused" is listed nowhere
+    first = store.sweep(store.mark(), grace_seconds=1)
+    assert (first["deleted"], first["waiting"]) == (0, 2) and _sha(b"v1-x") in _blobs(store)
+    _unit(a, "late", {"w": b"late"})
+    store.push(a, "late")
+    store.remove("late")  # unlisted only after the first gc
+    time.sleep(2.2)
+    marked = store.mark()
+    dry = store.sweep(marked, grace_seconds=1, dry_run=True)  # at the mark, v1-x and "reused" are due
+    assert dry["deleted"] == 2 and {_sha(b"v1-x"), _sha(b"reused")} <= _blobs(store)  # and nothing was done
+    _unit(a, "r2", {"z": b"reused"})
+    store.push(a, "r2")  # a task lists "reused" again between the mark and the sweep
+    done = store.sweep(marked, grace_seconds=1)
+    assert (done["deleted"], done["deleted_bytes"], done["waiting"]) == (1, 4, 2)
+    assert _sha(b"v1-x") not in _blobs(store)
+    assert {_sha(b"reused"), _sha(b"late"), _sha(b"v2-x"), _sha(b"same")} <= _blobs(store)
+    for rel in ("u", "r2"):
+        assert store.pull(b, rel)  # every listed unit is whole
+    assert (b / "r2" / "z").read_bytes() == b"reused"
+    time.sleep(2.2)
+    later = store.sweep(store.mark(), grace_seconds=1)  # "late" has now been unlisted for a whole grace
+    assert later["deleted"] == 1 and _sha(b"late") not in _blobs(store) and _sha(b"reused") in _blobs(store)
+
+
+def test_gc_refuses_a_short_grace_and_an_unreadable_listing(store, tmp_path, write_params, params):
+    """A grace shorter than freshening plus a push could delete a blob a task is listing again; a listing gc
+    cannot read may list anything: both stop gc before it deletes anything."""
+    write_params(params)  # the CLI's params (its bucket: this test's)
+    a = tmp_path / "a"
+    _unit(a, "u", {"x": b"v1"})
+    store.push(a, "u")
+    _unit(a, "u", {"x": b"v2"})
+    store.push(a, "u")
+    with pytest.raises(FreshrecError, match=r"grace of 60 s is shorter than .* give a longer grace"):
+        store.sweep(store.mark(), grace_seconds=60)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "tasks.store", "gc", *args]
+        return subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    short = cli("--grace-hours", "1")
+    assert short.returncode == 1 and "error: gc: a grace of 3600 s is shorter" in short.stderr
+    dry = cli("--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    found = json.loads(dry.stdout)
+    assert (found["units"], found["blobs"], found["deleted"], found["waiting"], found["dry_run"]) == (1, 2, 0, 1, True)
+    store.s3.put_object(Bucket=store.bucket, Key="state/units/bad/UNIT.json", Body=b"<html>")
+    with pytest.raises(FreshrecError, match=r"units/bad/UNIT\.json is not a unit listing.*nothing was deleted"):
+        store.mark()
+    assert _sha(b"v1") in _blobs(store)
