@@ -20,7 +20,7 @@ def dagbag():
 
 def test_every_dag_file_imports(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dags) == {"freshrec_daily", "freshrec_bootstrap", "freshrec_replay"}
+    assert set(dagbag.dags) == {"freshrec_daily", "freshrec_bootstrap", "freshrec_replay", "freshrec_store_gc"}
 
 
 def test_daily_dag_shape(dagbag):
@@ -226,3 +226,29 @@ def test_no_noise_from_code_that_is_not_ours():
     assert "Warning" not in out.stdout + out.stderr, out.stderr
     out = subprocess.run(["airflow", "version"], capture_output=True, text=True, check=True)
     assert "graphviz" not in out.stdout + out.stderr
+
+
+def test_the_store_gc_dag_reclaims_nothing_on_its_first_run(airflow_db, s3_env, write_params, params, tmp_path):
+    """A real run of freshrec_store_gc against SeaweedFS: it reads every listing, records the unlisted blob
+    as a candidate and deletes nothing (a second run a grace later would)."""
+    import datetime as dt
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tasks.store import GC_FILE, Store
+
+    write_params(params)
+    store = Store.from_env(params)
+    unit = tmp_path / "state" / "u"
+    unit.mkdir(parents=True)
+    for body in (b"v1", b"v2"):  # v1 superseded: unlisted
+        (unit / "x").write_bytes(body)
+        store.push(tmp_path / "state", "u")
+    gc = DagBag(dag_folder=str(DAGS)).dags["freshrec_store_gc"]
+    assert gc.max_active_runs == 1 and not gc.catchup
+    dr = gc.test(logical_date=dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    (ti,) = dr.get_task_instances()
+    assert dr.state == "success" and ti.state == "success"
+    assert store.read("u", "x") == b"v2" and store._get(f"{store.prefix}/{GC_FILE}") is not None
+    listing = store.s3.list_objects_v2(Bucket=store.bucket, Prefix=f"{store.prefix}/blobs/")
+    assert len(listing["Contents"]) == 2  # nothing deleted on a first run
