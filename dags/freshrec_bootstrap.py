@@ -12,6 +12,8 @@ import datetime as dt
 
 from airflow.sdk import dag, task
 
+from tasks.alerts import DayAlert
+
 
 @dag(
     dag_id="freshrec_bootstrap",
@@ -20,7 +22,12 @@ from airflow.sdk import dag, task
     max_active_runs=1,
     doc_md=__doc__,
     tags=["freshrec", "ml"],
-    default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=2), "owner": "ml-platform"},
+    default_args={
+        "retries": 1,
+        "retry_delay": dt.timedelta(minutes=2),
+        "owner": "ml-platform",
+        "on_failure_callback": [DayAlert("failed")],
+    },
 )
 def freshrec_bootstrap():
     @task

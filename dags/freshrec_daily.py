@@ -14,7 +14,8 @@ Keeps the sequential recommender fresh, one UTC day per run (the run's logical d
 7. **evaluate_challenger** — champion vs challenger on the same holdout, full ranking; quality gate
 8. **export_onnx** — fp32 + int8 ONNX with top-K in the graph; parity against torch
 9. **benchmark_latency** — p50/p95/p99 torch vs ORT fp32 vs int8; latency gate
-10. **approve_promotion** — a person approves in *Required Actions* (evidence in the request); 24 h timeout = reject
+10. **approve_promotion** — a person approves in *Required Actions* (evidence in the request); 24 h timeout = reject;
+    `FRESHREC_ALERT_WEBHOOK` is told when it starts waiting, and when any task fails for good
 11. **promote_champion** — immutable version in S3, manifest with lineage, champion pointer moved last
 
 Every task reads its inputs from the object store and writes its outputs back (`tasks/day.py`),
@@ -39,6 +40,7 @@ import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator, CronDataIntervalTimetable, Param, TaskGroup, dag, task
 
+from tasks.alerts import DayAlert
 from tasks.common import APPROVAL_REASON, window_pattern
 from tasks.settings import settings
 
@@ -408,9 +410,10 @@ def freshrec_daily():
         approver, reason = _step(approver_of, answer, context["params"]["auto_approve"])
         return _run("promote_champion", approver=approver, reason=reason)
 
-    @task(trigger_rule="one_failed", retries=0)
+    @task(trigger_rule="one_failed", retries=0, on_failure_callback=[DayAlert("failed")])
     def fail_run_if_any_failed() -> None:
-        """The summary must not turn a failed day green: any failure fails the run."""
+        """The summary must not turn a failed day green: any failure fails the run. It runs once, as soon as
+        a step fails: its failure tells FRESHREC_ALERT_WEBHOOK which steps failed (one message a day)."""
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException("a step of this day failed: see the failed task's log and the run summary")
@@ -463,6 +466,7 @@ def freshrec_daily():
             defaults=["Reject"],  # no answer within the timeout means no promotion
             assigned_users=_approvers(),
             response_timeout=APPROVAL_TIMEOUT,
+            notifiers=[DayAlert("approval")],  # the approvers hear of it (FRESHREC_ALERT_WEBHOOK)
             retries=0,
         )
         promoted = promote_champion()

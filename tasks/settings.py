@@ -14,12 +14,14 @@ them (AWS_* for boto3, AIRFLOW__* for Airflow) and are never read or logged here
     FRESHREC_TRAIN_POD     `gpu`: train_challenger's Kubernetes pod override (docker/k8s)
     FRESHREC_BASE_POKE_SECONDS  how often the triggerer looks again while a day waits (default 60)
     FRESHREC_PG_PORT       the local PostgreSQL's port under `make airflow` (default 15432)
+    FRESHREC_ALERT_WEBHOOK where a failed task or a waiting approval is told (tasks/alerts.py; a secret:
+                           never logged; unset: nothing is sent)
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_S3_ENDPOINT = "http://127.0.0.1:8333"
 
@@ -37,6 +39,7 @@ class Settings:
     train_pod: str = ""
     poke_seconds: float = 60.0
     pg_port: int = 15432
+    alert_webhook: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
 
 
 def settings() -> Settings:
@@ -54,4 +57,5 @@ def settings() -> Settings:
         train_pod=env.get("FRESHREC_TRAIN_POD", ""),
         poke_seconds=float(env.get("FRESHREC_BASE_POKE_SECONDS") or d.poke_seconds),
         pg_port=int(env.get("FRESHREC_PG_PORT") or d.pg_port),
+        alert_webhook=env.get("FRESHREC_ALERT_WEBHOOK") or None,
     )

@@ -145,6 +145,54 @@ def s3_env(s3_server, monkeypatch, request):
     return bucket
 
 
+class Webhook:
+    """An incoming-webhook endpoint on 127.0.0.1 (a real HTTP server, in a thread): it keeps every JSON
+    message POSTed to it, and answers `status` after `delay` seconds."""
+
+    def __init__(self):
+        import http.server
+        import json
+        import threading
+        import time
+
+        hook = self
+        self.messages: list[dict] = []
+        self.status, self.delay = 200, 0.0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hook.messages.append({"path": self.path, "type": self.headers.get("Content-Type"),
+                                      **json.loads(body)})  # fmt: skip
+                time.sleep(hook.delay)
+                self.send_response(hook.status)
+                self.end_headers()
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/T000/not-to-be-logged"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def of(self, event: str) -> list[dict]:
+        return [m for m in self.messages if m["freshrec"]["event"] == event]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    """FRESHREC_ALERT_WEBHOOK pointed at a local endpoint for this test; stopped after it."""
+    hook = Webhook()
+    monkeypatch.setenv("FRESHREC_ALERT_WEBHOOK", hook.url)
+    yield hook
+    hook.stop()
+
+
 @pytest.fixture
 def registry(s3_env, params):
     from tasks.promote import registry_from_env

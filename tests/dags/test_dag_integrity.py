@@ -178,8 +178,9 @@ def test_a_day_outside_the_data_window_stops_the_run_at_once(dagbag, logical, da
 
 
 @pytest.mark.slow
-def test_a_manual_run_for_today_fails_fast_instead_of_going_green(airflow_db, s3_env, write_params, params):
-    """What the trigger form does by default (logical date = now): a failed run, in seconds, no retries."""
+def test_a_manual_run_for_today_fails_fast_instead_of_going_green(airflow_db, s3_env, write_params, params, webhook):
+    """What the trigger form does by default (logical date = now): a failed run, in seconds, no retries; the
+    alert webhook is told which task failed, and where to look."""
     import datetime as dt
     import time
 
@@ -193,6 +194,12 @@ def test_a_manual_run_for_today_fails_fast_instead_of_going_green(airflow_db, s3
     assert dr.state == "failed" and time.monotonic() - t0 < 120
     assert states["wait_for_landing"] == ("failed", 1), states  # one try: nothing to wait or retry for
     assert states["promote_champion"][0] == "upstream_failed"
+    (alert,) = webhook.of("failed")  # one message for the day, naming what failed
+    assert alert["freshrec"]["dag_id"] == "freshrec_daily" and alert["freshrec"]["day"] == "2026-11-30"
+    assert alert["text"].startswith("freshrec: freshrec_daily 2026-11-30: ")
+    assert " failed (after its retries): " in alert["text"]
+    assert "wait_for_landing" in alert["freshrec"]["task_id"]
+    assert "/dags/freshrec_daily/runs/" in alert["freshrec"]["url"]
 
 
 def test_a_refusal_that_names_its_cause_fails_for_good_and_io_errors_retry():
@@ -228,9 +235,12 @@ def test_no_noise_from_code_that_is_not_ours():
     assert "graphviz" not in out.stdout + out.stderr
 
 
-def test_the_store_gc_dag_reclaims_nothing_on_its_first_run(airflow_db, s3_env, write_params, params, tmp_path):
+def test_the_store_gc_dag_reclaims_nothing_on_its_first_run(
+    airflow_db, s3_env, write_params, params, tmp_path, webhook
+):
     """A real run of freshrec_store_gc against SeaweedFS: it reads every listing, records the unlisted blob
-    as a candidate and deletes nothing (a second run a grace later would)."""
+    as a candidate and deletes nothing (a second run a grace later would). A listing it cannot read fails
+    it at once, without a retry, and tells the alert webhook."""
     import datetime as dt
 
     from airflow.dag_processing.dagbag import DagBag
@@ -252,3 +262,10 @@ def test_the_store_gc_dag_reclaims_nothing_on_its_first_run(airflow_db, s3_env, 
     assert store.read("u", "x") == b"v2" and store._get(f"{store.prefix}/{GC_FILE}") is not None
     listing = store.s3.list_objects_v2(Bucket=store.bucket, Prefix=f"{store.prefix}/blobs/")
     assert len(listing["Contents"]) == 2  # nothing deleted on a first run
+    assert webhook.messages == []
+    store.s3.put_object(Bucket=store.bucket, Key=f"{store.prefix}/units/bad/UNIT.json", Body=b"<html>")
+    dr = gc.test(logical_date=dt.datetime(2026, 12, 2, tzinfo=dt.UTC))
+    (ti,) = dr.get_task_instances()
+    assert dr.state == "failed" and ti.try_number == 1
+    (alert,) = webhook.messages
+    assert alert["freshrec"]["task_id"] == "collect_garbage" and alert["freshrec"]["dag_id"] == "freshrec_store_gc"

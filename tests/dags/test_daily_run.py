@@ -160,11 +160,17 @@ def _land(bootstrapped, day):
     replay.run(day, bootstrapped["params"])
 
 
-def test_approved_day_is_promoted_and_pointer_moves(bootstrapped, registry, daily, api):
+def test_approved_day_is_promoted_and_pointer_moves(bootstrapped, registry, daily, api, webhook):
     day = bootstrapped["day1"]
     _land(bootstrapped, day)
     dr, states, log = _run_day(daily, day, {"auto_approve": False}, api, "Approve")
     assert _answers(log) and _answers(log)[-1][1] == 200 and dr.state == "success", log
+    (told,) = webhook.messages  # the approvers were told the request waits, and nothing failed
+    assert told["freshrec"]["event"] == "approval" and told["freshrec"]["task_id"] == "approve_promotion"
+    assert told["text"] == (
+        f"freshrec: freshrec_daily {day}: the challenger waits for your approval (no answer by 24 h from now is a "
+        f"Reject): {told['freshrec']['url']}"
+    )
     body = _answers(log)[-1][2]
     assert "Candidate version" in body and "Drift" in body and "p99" in body  # the evidence is in the request
     assert "| drift signal | value |" in body and "js_item_popularity" in body  # signal values, not just words
@@ -225,7 +231,7 @@ def test_rejected_day_promotes_nothing(bootstrapped, registry, daily, api, monke
     assert f"rejected by Anonymous at {rejection['answered_at'][:16]}: new-item NDCG fell" in format_table([summary])
 
 
-def test_corrupted_partition_is_quarantined_and_champion_untouched(bootstrapped, registry, daily):
+def test_corrupted_partition_is_quarantined_and_champion_untouched(bootstrapped, registry, daily, webhook):
     day = bootstrapped["day1"]
     _land(bootstrapped, day)
     path = landing_path(Path(bootstrapped["params"]["source"]["landing_dir"]), day) / EVENTS_FILE
@@ -233,6 +239,9 @@ def test_corrupted_partition_is_quarantined_and_champion_untouched(bootstrapped,
     dr, states, _ = _run_day(daily, day, {"auto_approve": True})
     assert dr.state == "failed"
     assert states["validate_events"] == "failed"
+    (alert,) = webhook.messages  # one message for the failed day, naming the step and linking its log
+    assert alert["freshrec"]["task_id"] == "validate_events" and alert["freshrec"]["day"] == str(day)
+    assert alert["freshrec"]["url"].endswith("/tasks/validate_events")
     assert states["train_challenger"] == "upstream_failed" and states["promote_champion"] == "upstream_failed"
     layout, params = bootstrapped["layout"], bootstrapped["params"]
     assert (from_store(params, layout, layout.quarantine(day)) / EVENTS_FILE).read_bytes() == path.read_bytes()

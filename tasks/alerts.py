@@ -1,0 +1,95 @@
+"""Telling people: a webhook message when a day needs someone (a task failed for good, a promotion
+waits for its approver).
+
+`FRESHREC_ALERT_WEBHOOK` is an incoming-webhook URL (Slack, Mattermost, Teams' or any endpoint that
+takes a JSON POST): the message is `{"text": "...", "freshrec": {event, dag_id, run_id, task_id, day,
+url}}`, the `text` a line a person reads in the channel. Unset, nothing is sent. The URL is a secret
+(such URLs carry their token in the path): it is never logged, only its scheme and host.
+
+Sending never fails the task it reports on: one POST, bounded by `TIMEOUT_SECONDS`; a refused,
+slow or failing endpoint is a warning in the task's log (with the message, so nothing is lost),
+and the day goes on as it would have. `DayAlert` is the Airflow notifier the DAGs attach: the failure
+callback of the task that fails a run (one message a failed day), and the notifier of
+`approve_promotion`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+from airflow.sdk.bases.notifier import BaseNotifier
+
+LOG = logging.getLogger(__name__)
+TIMEOUT_SECONDS = 5.0
+EVENTS = {
+    "failed": "{dag_id} {day}: {task_id} failed (after its retries): {url}",
+    "approval": "{dag_id} {day}: the challenger waits for your approval (no answer by {deadline} is a Reject): {url}",
+}
+
+
+def endpoint_name(url: str) -> str:
+    """What may be logged of a webhook URL: its scheme and host (the path and query hold its token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"
+
+
+def send(url: str | None, text: str, fields: dict, timeout: float = TIMEOUT_SECONDS) -> bool:
+    """POST the message to `url`; whether the endpoint took it (2xx). Never raises: a failure is logged
+    with the message, so the task's log still says what should have been told."""
+    if not url:
+        LOG.debug("no FRESHREC_ALERT_WEBHOOK: not sent: %s", text)
+        return False
+    if urlsplit(url).scheme not in ("http", "https"):
+        LOG.warning("FRESHREC_ALERT_WEBHOOK is not an http(s) URL: not sent: %s", text)
+        return False
+    body = json.dumps({"text": text, "freshrec": fields}).encode()
+    headers = {"Content-Type": "application/json"}
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310 (http(s) checked)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            resp.read(1024)
+            return True
+    except urllib.error.HTTPError as exc:
+        why = f"it answered {exc.code}"
+    except (OSError, ValueError) as exc:  # refused, unreachable, timed out, a reply that is not HTTP
+        why = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    LOG.warning("alert not delivered to %s (%s): %s", endpoint_name(url), why, text)
+    return False
+
+
+class DayAlert(BaseNotifier):
+    """The notifier of one `event` (EVENTS) for the DAGs: the message names the DAG, the day, the task
+    and where to look (the task's page in the Airflow UI).
+
+    `failed` names every task of the run that failed so far, other than the one reporting: the daily DAG
+    attaches it to `fail_run_if_any_failed`, which runs once, as soon as any step fails, so a failed day
+    is one message however many tasks fail after it (a one-task DAG attaches it to its task)."""
+
+    def __init__(self, event: str):
+        if event not in EVENTS:
+            raise ValueError(f"unknown alert event {event!r}: one of {sorted(EVENTS)}")
+        super().__init__()
+        self.event = event
+
+    def notify(self, context) -> None:
+        from tasks.settings import settings
+
+        ti = context["ti"]
+        params = context.get("params") or {}
+        day = params.get("day") or context.get("ds") or "?"
+        task_ids, url = [ti.task_id], ti.log_url
+        if self.event == "failed":
+            states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+            failed = sorted(t for t, state in states.items() if state == "failed" and t != ti.task_id)
+            if failed:  # the steps that failed, and the first one's page (where its log is)
+                task_ids, url = failed, url.split("/tasks/")[0] + f"/tasks/{failed[0]}"
+        timeout = getattr(context.get("task"), "response_timeout", None)
+        deadline = f"{timeout.total_seconds() / 3600:g} h from now" if timeout else "the timeout"
+        fields = {"event": self.event, "dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ", ".join(task_ids),
+                  "day": str(day), "url": url}  # fmt: skip
+        text = EVENTS[self.event].format(**fields, deadline=deadline)
+        send(settings().alert_webhook, f"freshrec: {text}", fields)
