@@ -45,7 +45,7 @@ def freshrec_store_gc():
 
         store = Store.from_env(load_params())
         try:
-            return store.sweep(store.mark())
+            return store.gc()
         except FreshrecError as exc:  # an unreadable listing: the same on a retry, until someone mends it
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 

@@ -16,10 +16,12 @@ Blobs no unit lists any more (superseded snapshots, finished training checkpoint
 `python -m tasks.store gc`, safely beside running tasks (`Store.mark` / `Store.sweep`):
 
     s3://<bucket>/state/gc/candidates.json               each unlisted blob: when a gc first saw it so
+    s3://<bucket>/state/gc/lease.json                    held while a gc runs (one at a time)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -34,6 +36,8 @@ from tasks.workspace import BlobCache
 LOG = logging.getLogger(__name__)
 UNIT_FILE = "UNIT.json"
 GC_FILE = "gc/candidates.json"
+GC_LEASE = "gc/lease.json"
+LEASE_SECONDS = 6 * 3600  # a gc lease older than this was left by a gc that died: taken over
 FRESHEN_SECONDS = 3600  # a push that reuses a blob older than this rewrites its date (what gc's grace counts from)
 GC_GRACE_SECONDS = 24 * 3600
 MAX_PUSH_SECONDS = 3600  # a push's blobs to its listing: far under this (gc's grace must cover it plus FRESHEN)
@@ -112,43 +116,71 @@ class Store:
         if not files:
             self.remove(rel)
             return None
-        entries = {}
+        entries, freshened = {}, []
         for name, path in files.items():
             sha = sha256_file(path)
-            self._put_blob(path, sha)
+            if self._put_blob(path, sha):
+                freshened.append((path, sha))
             entries[name] = {"sha256": sha, "size": path.stat().st_size}
         snapshot = {"kind": "file" if "" in entries else "dir", "files": entries}
         body = json.dumps(snapshot, indent=1, sort_keys=True).encode()
         self.s3.put_object(Bucket=self.bucket, Key=self._unit_key(rel), Body=body)
+        for path, sha in freshened:  # an old blob, now listed: a gc that read its old date may have taken it
+            self._restore_blob(path, sha, rel)
         return snapshot
 
-    def _put_blob(self, path: Path, sha: str) -> None:
+    def _put_blob(self, path: Path, sha: str) -> bool:
         """Store the bytes of `path` as blob `sha`. A blob already there is kept only if it holds these bytes
         (its size, and its ETag: the MD5 of a single-part upload); one that was overwritten or truncated
-        is written again, so re-running the task that made it repairs it."""
+        is written again, so re-running the task that made it repairs it. Whether it reused an old blob
+        (and freshened it: `_freshen`), which `push` looks at again once the unit lists it."""
         from tasks.s3 import head_or_none, put_if_absent
 
         key = self._blob_key(sha)
         head = head_or_none(self.s3, self.bucket, key)
         if head is not None and _holds(head, path):
-            self._freshen(key, head)
-            return
+            freshened = self._freshen(key, head)
+            if freshened is not None:
+                return freshened
+            head = None  # a gc took it since the HEAD: stored again below
         body = path.read_bytes()
         if head is None and put_if_absent(self.s3, self.bucket, key, body):
-            return
+            return False
         head = head_or_none(self.s3, self.bucket, key)  # a concurrent writer stored it first, or it is damaged
         if head is None or not _holds(head, path):
             LOG.warning("blob %s… in s3://%s does not hold its bytes: writing it again", sha[:12], self.bucket)
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        return False
 
-    def _freshen(self, key: str, head: dict) -> None:
+    def _freshen(self, key: str, head: dict) -> bool | None:
         """A reused blob older than `freshen_seconds` gets a new date (copied onto itself, as git freshens a
-        reused object): gc deletes only blobs older than its grace, so one a push is about to list again
-        is never taken from under it, even if a gc found it unlisted a moment before (Store.sweep)."""
+        reused object): gc deletes only blobs whose date is older than its grace, so one a push is about
+        to list again is not taken from under it (Store.sweep). Whether it was freshened; None if the
+        blob is gone since `head` (a gc took it)."""
+        from botocore.exceptions import ClientError
+
+        from tasks.s3 import is_absent
+
         if _server_now(head) - head["LastModified"].timestamp() <= self.freshen_seconds:
-            return
-        self.s3.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
-                            MetadataDirective="REPLACE", Metadata={"freshened": "1"})  # fmt: skip
+            return False
+        try:
+            self.s3.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+                                MetadataDirective="REPLACE", Metadata={"freshened": "1"})  # fmt: skip
+        except ClientError as exc:
+            if is_absent(exc):
+                return None
+            raise
+        return True
+
+    def _restore_blob(self, path: Path, sha: str, rel: str) -> None:
+        """After `rel`'s listing names the freshened blob `sha`: if a gc deleted it in the instant between
+        reading its old date and the freshening, store it again (this push holds its bytes)."""
+        from tasks.s3 import head_or_none
+
+        key = self._blob_key(sha)
+        if head_or_none(self.s3, self.bucket, key) is None:
+            LOG.warning("blob %s… of %s was deleted by a gc as it was listed again: storing it again", sha[:12], rel)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=path.read_bytes())
 
     # ---- garbage collection ----------------------------------------------------------------
     def mark(self) -> dict:
@@ -184,13 +216,21 @@ class Store:
         """Delete the blobs that `marked` (a `mark()`) found unlisted, where it is safe beside running tasks:
 
         - a gc at least `grace_seconds` earlier found the blob unlisted too (<prefix>/gc/candidates.json
-          keeps when each was first seen so): a reader still fetching from a listing that was current
-          until just before the first of them has had the whole grace to finish; and
-        - the blob was written, or freshened, more than `grace_seconds` before the mark: a push that
-          uploaded it or reused it (and freshened it: `_freshen`) and lists it only after the mark
-          has at least `grace - freshen_seconds` to write its listing.
+          keeps when each was first seen so): a reader still fetching from a listing that stopped naming
+          the blob shortly before that gc has had about the grace to finish; and
+        - the blob was written, or freshened, more than `grace_seconds` before the mark, when this sweep
+          lists it and again just before it deletes it (a HEAD, then the DELETE): a push that uploaded
+          it or reused it (and freshened it: `_freshen`) has had `grace - freshen_seconds` to write its
+          listing. A push that freshens it between that HEAD and the DELETE finds it gone after listing
+          it, and stores it again (`_restore_blob`); only a push whose freshening, listing and check all
+          fall between one HEAD and the DELETE after it (three requests inside one) would miss it.
 
-        So a first gc deletes nothing: it records what it would. Returns what it found and did."""
+        A first gc deletes nothing: it records what it would. A delete the store refuses keeps the blob a
+        candidate and fails the sweep once the rest is done. Returns what it found and did."""
+        from botocore.exceptions import ClientError
+
+        from tasks.s3 import error_code, head_or_none, is_absent
+
         if grace_seconds < self.freshen_seconds + self.push_seconds:
             raise FreshrecError(
                 f"gc: a grace of {grace_seconds:g} s is shorter than a reused blob's freshening interval plus a "
@@ -201,8 +241,7 @@ class Store:
         before = self._candidates()
         base = f"{self.prefix}/blobs/"
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
-        blobs = doomed = kept = 0
-        doomed_bytes, delete, candidates = 0, [], {}
+        blobs, due, candidates = 0, [], {}
         for page in pages:
             for obj in page.get("Contents", []):
                 blobs += 1
@@ -211,23 +250,79 @@ class Store:
                     continue
                 first = before.get(sha, at)
                 if at - first >= grace_seconds and at - obj["LastModified"].timestamp() > grace_seconds:
-                    doomed += 1
-                    doomed_bytes += obj["Size"]
-                    delete.append(obj["Key"])
+                    due.append((obj["Key"], obj["Size"], sha, first))
                 else:
-                    kept += 1
                     candidates[sha] = first
+        if blobs and not marked["units"]:
+            raise FreshrecError(
+                f"gc: s3://{self.bucket}/{self.prefix}/units lists no unit but {blobs} blobs are stored: a wrong "
+                "bucket or prefix, or listings lost; nothing was deleted"
+            )
+        deleted, deleted_bytes, refused = 0, 0, []
+        for key, size, sha, first in due:
+            if dry_run:
+                deleted, deleted_bytes = deleted + 1, deleted_bytes + size
+                continue
+            head = head_or_none(self.s3, self.bucket, key)
+            if head is None:
+                continue  # gone already (another gc)
+            if at - head["LastModified"].timestamp() <= grace_seconds:  # freshened since the listing
+                candidates[sha] = first
+                continue
+            try:
+                self.s3.delete_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:  # e.g. AccessDenied: counted, kept, and said at the end
+                if not is_absent(exc):
+                    refused.append(f"{key}: {error_code(exc)}")
+                    candidates[sha] = first
+                continue
+            deleted, deleted_bytes = deleted + 1, deleted_bytes + size
         if not dry_run:
-            for i in range(0, len(delete), 1000):
-                chunk = [{"Key": k} for k in delete[i : i + 1000]]
-                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
             body = json.dumps({"marked_at": at, "first_unlisted": candidates}, sort_keys=True).encode()
             self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{GC_FILE}", Body=body)
-        report = {"units": marked["units"], "blobs": blobs, "listed": len(listed), "deleted": doomed,
-                  "deleted_bytes": doomed_bytes, "waiting": kept, "grace_seconds": grace_seconds,
+        report = {"units": marked["units"], "blobs": blobs, "listed": len(listed), "deleted": deleted,
+                  "deleted_bytes": deleted_bytes, "waiting": len(candidates), "grace_seconds": grace_seconds,
                   "dry_run": dry_run}  # fmt: skip
         LOG.info("gc of s3://%s/%s: %s", self.bucket, self.prefix, report)
+        if refused:
+            raise FreshrecError(
+                f"gc: the store refused {len(refused)} deletes (e.g. {refused[0]}): they stay candidates; give gc "
+                f"credentials that may delete under {self.prefix}/blobs ({deleted} blobs were deleted)"
+            )
         return report
+
+    def gc(self, grace_seconds: float = GC_GRACE_SECONDS, dry_run: bool = False) -> dict:
+        """`mark` then `sweep`, one gc at a time: a run holds <prefix>/gc/lease.json (a lease older than
+        LEASE_SECONDS, left by a gc that died, is taken over); a second one refuses while it is held."""
+        if dry_run:
+            return self.sweep(self.mark(), grace_seconds, dry_run=True)
+        with self._lease():
+            return self.sweep(self.mark(), grace_seconds)
+
+    @contextlib.contextmanager
+    def _lease(self):
+        import socket
+
+        from tasks.s3 import get_or_none, head_or_none, put_if_absent
+
+        key = f"{self.prefix}/{GC_LEASE}"
+        mine = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
+        if not put_if_absent(self.s3, self.bucket, key, mine):
+            head = head_or_none(self.s3, self.bucket, key)
+            age = _server_now(head) - head["LastModified"].timestamp() if head else LEASE_SECONDS
+            if age < LEASE_SECONDS:
+                held = (get_or_none(self.s3, self.bucket, key) or (b"?", ""))[0].decode(errors="replace")
+                raise FreshrecError(
+                    f"gc: another gc holds s3://{self.bucket}/{key} ({held}, {age:.0f} s old): wait for it; if it "
+                    "died, delete that object (a lease is taken over after "
+                    f"{LEASE_SECONDS / 3600:g} h)"
+                )
+            LOG.warning("gc: taking over a lease %.0f s old (a gc that died)", age)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=mine)
+        try:
+            yield
+        finally:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
 
     def _candidates(self) -> dict[str, float]:
         body = self._get(f"{self.prefix}/{GC_FILE}")
@@ -373,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default=None)
     args = ap.parse_args(argv)
     store = Store.from_env(load_params(args.params))
-    print(json.dumps(store.sweep(store.mark(), args.grace_hours * 3600, args.dry_run), indent=2))
+    print(json.dumps(store.gc(args.grace_hours * 3600, args.dry_run), indent=2))
 
 
 if __name__ == "__main__":

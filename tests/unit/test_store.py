@@ -182,3 +182,94 @@ def test_gc_refuses_a_short_grace_and_an_unreadable_listing(store, tmp_path, wri
     with pytest.raises(FreshrecError, match=r"units/bad/UNIT\.json is not a unit listing.*nothing was deleted"):
         store.mark()
     assert _sha(b"v1") in _blobs(store)
+
+
+def _aged(store, tmp_path, grace: float = 1) -> tuple:
+    """A store whose blob of b"old" is unlisted and due for deletion at the next sweep (two gc runs a grace
+    apart found it unlisted), with a mark taken: (store, mark)."""
+    store = dataclasses.replace(store, freshen_seconds=0, push_seconds=0)
+    a = tmp_path / "a"
+    _unit(a, "keep", {"k": b"kept"})
+    store.push(a, "keep")
+    _unit(a, "u", {"x": b"old"})
+    store.push(a, "u")
+    store.remove("u")
+    store.sweep(store.mark(), grace_seconds=grace)
+    time.sleep(2.2)
+    return store, store.mark()
+
+
+def test_a_push_that_freshens_a_blob_after_the_sweep_listed_it_keeps_it(store, tmp_path, monkeypatch):
+    """The sweep lists the blob with its old date; a push reuses it (and freshens it) before the sweep
+    deletes it: the sweep's last look (a HEAD just before the DELETE) sees the new date and keeps it. The
+    interleaving is injected: the push runs at the sweep's first HEAD."""
+    import tasks.s3
+
+    store, marked = _aged(store, tmp_path)
+    real, pushed = tasks.s3.head_or_none, []
+
+    def push_first(s3, bucket, key):
+        if key.endswith(_sha(b"old")) and not pushed:
+            pushed.append("u2")
+            _unit(tmp_path / "b", "u2", {"x": b"old"})
+            store.push(tmp_path / "b", "u2")
+        return real(s3, bucket, key)
+
+    monkeypatch.setattr(tasks.s3, "head_or_none", push_first)
+    report = store.sweep(marked, grace_seconds=1)
+    assert pushed and report["deleted"] == 0 and _sha(b"old") in _blobs(store)
+    assert store.read("u2", "x") == b"old"
+
+
+def test_a_blob_deleted_as_a_push_freshens_it_is_stored_again(store, tmp_path, monkeypatch, caplog):
+    """The instant between a sweep's last look and its DELETE: the push that reused the blob finds it gone
+    once its listing names it, and stores it again from its own bytes. The delete is injected right after
+    the freshening copy."""
+    store, _ = _aged(store, tmp_path)
+    real = store.s3.copy_object
+
+    def copy_then_gc(**kw):
+        out = real(**kw)
+        store.s3.delete_object(Bucket=store.bucket, Key=kw["Key"])  # the sweep's DELETE lands here
+        return out
+
+    monkeypatch.setattr(store.s3, "copy_object", copy_then_gc)
+    _unit(tmp_path / "b", "u2", {"x": b"old"})
+    store.push(tmp_path / "b", "u2")
+    assert store.read("u2", "x") == b"old"
+    assert "was deleted by a gc as it was listed again: storing it again" in caplog.text
+
+
+def test_gc_refuses_what_it_cannot_do_safely(store, tmp_path, monkeypatch):
+    """A delete the store refuses keeps the blob a candidate and fails the sweep, saying so; a store that
+    lists no unit while blobs are stored (a wrong prefix, lost listings) deletes nothing; a second gc
+    while one holds the lease refuses, and a lease a dead gc left is taken over."""
+    from botocore.exceptions import ClientError
+
+    import tasks.store
+
+    store, marked = _aged(store, tmp_path)
+    real = store.s3.delete_object
+
+    def denied(**kw):
+        if "/blobs/" in kw["Key"]:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteObject")
+        return real(**kw)
+
+    monkeypatch.setattr(store.s3, "delete_object", denied)
+    with pytest.raises(FreshrecError, match=r"refused 1 deletes \(e\.g\. .*: AccessDenied\): they stay candidates"):
+        store.sweep(marked, grace_seconds=1)
+    monkeypatch.setattr(store.s3, "delete_object", real)
+    assert _sha(b"old") in _blobs(store)
+    assert store.sweep(store.mark(), grace_seconds=1)["deleted"] == 1  # still due: its grace did not restart
+    store.remove("keep")
+    with pytest.raises(FreshrecError, match=r"lists no unit but 1 blobs are stored.*nothing was deleted"):
+        store.sweep(store.mark(), grace_seconds=1)
+    store.s3.put_object(Bucket=store.bucket, Key="state/gc/lease.json", Body=b'{"host": "elsewhere"}')
+    with pytest.raises(FreshrecError, match=r"another gc holds .*lease\.json \(\{\"host\": \"elsewhere\"\}"):
+        store.gc(grace_seconds=1)
+    monkeypatch.setattr(tasks.store, "LEASE_SECONDS", 0)  # as if that gc had died hours ago
+    _unit(tmp_path / "a", "keep", {"k": b"kept"})
+    store.push(tmp_path / "a", "keep")
+    assert store.gc(grace_seconds=1)["units"] == 1
+    assert store._get("state/gc/lease.json") is None  # released
