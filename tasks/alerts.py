@@ -33,8 +33,23 @@ EVENTS = {
 
 def endpoint_name(url: str) -> str:
     """What may be logged of a webhook URL: its scheme and host (the path and query hold its token)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"
+    except ValueError:  # a malformed host or port: nothing of it is logged
+        return "(a malformed URL)"
+
+
+def _why(exc: BaseException) -> str:
+    """Why a POST failed, in words that cannot hold the URL (an InvalidURL's message is the URL itself)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"it answered {exc.code}"
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    if isinstance(reason, OSError) and reason.strerror:  # refused, unreachable, a name that does not resolve
+        return f"{type(reason).__name__}: {reason.strerror}"
+    return type(exc).__name__  # e.g. BadStatusLine (a reply that is not HTTP), InvalidURL
 
 
 def send(url: str | None, text: str, fields: dict, timeout: float = TIMEOUT_SECONDS) -> bool:
@@ -43,20 +58,22 @@ def send(url: str | None, text: str, fields: dict, timeout: float = TIMEOUT_SECO
     if not url:
         LOG.debug("no FRESHREC_ALERT_WEBHOOK: not sent: %s", text)
         return False
-    if urlsplit(url).scheme not in ("http", "https"):
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("http", "https"):
         LOG.warning("FRESHREC_ALERT_WEBHOOK is not an http(s) URL: not sent: %s", text)
         return False
-    body = json.dumps({"text": text, "freshrec": fields}).encode()
-    headers = {"Content-Type": "application/json"}
-    req = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310 (http(s) checked)
     try:
+        body = json.dumps({"text": text, "freshrec": fields}).encode()
+        headers = {"Content-Type": "application/json"}
+        req = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310 (http(s) only)
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             resp.read(1024)
             return True
-    except urllib.error.HTTPError as exc:
-        why = f"it answered {exc.code}"
-    except (OSError, ValueError) as exc:  # refused, unreachable, timed out, a reply that is not HTTP
-        why = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    except Exception as exc:  # an alert never fails the task it reports on
+        why = _why(exc)
     LOG.warning("alert not delivered to %s (%s): %s", endpoint_name(url), why, text)
     return False
 
@@ -76,6 +93,14 @@ class DayAlert(BaseNotifier):
         self.event = event
 
     def notify(self, context) -> None:
+        """Never raises: Airflow's HITL operator calls its notifiers unguarded, so an exception here would
+        fail the approval (and with it the day's promotion)."""
+        try:
+            self._notify(context)
+        except Exception as exc:
+            LOG.warning("the %s alert could not be built, not sent (%s: %s)", self.event, type(exc).__name__, exc)
+
+    def _notify(self, context) -> None:
         from tasks.settings import settings
 
         ti = context["ti"]
@@ -84,8 +109,10 @@ class DayAlert(BaseNotifier):
         task_ids, url = [ti.task_id], ti.log_url
         if self.event == "failed":
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-            failed = sorted(t for t, state in states.items() if state == "failed" and t != ti.task_id)
-            if failed:  # the steps that failed, and the first one's page (where its log is)
+            dag = context.get("dag")
+            order = [t.task_id for t in dag.topological_sort()] if dag is not None else sorted(states)
+            failed = [t for t in order if states.get(t) == "failed" and t != ti.task_id]
+            if failed:  # the steps that failed, in the DAG's order, and the first one's page (its log)
                 task_ids, url = failed, url.split("/tasks/")[0] + f"/tasks/{failed[0]}"
         timeout = getattr(context.get("task"), "response_timeout", None)
         deadline = f"{timeout.total_seconds() / 3600:g} h from now" if timeout else "the timeout"

@@ -57,5 +57,5 @@ def settings() -> Settings:
         train_pod=env.get("FRESHREC_TRAIN_POD", ""),
         poke_seconds=float(env.get("FRESHREC_BASE_POKE_SECONDS") or d.poke_seconds),
         pg_port=int(env.get("FRESHREC_PG_PORT") or d.pg_port),
-        alert_webhook=env.get("FRESHREC_ALERT_WEBHOOK") or None,
+        alert_webhook=(env.get("FRESHREC_ALERT_WEBHOOK") or "").strip() or None,
     )
