@@ -189,9 +189,10 @@ def train_resumably(hist, catalogue, day, mode: str, tparams: dict, features, ch
 
 def shared_warmup(src: Path, through: dt.date, train_params: dict, dest: Path) -> dict:
     """Start from another run's finished warm-up (its `--work`/warm) instead of training one: copied into
-    `dest`, after checking it is the full training through the day before this window, with this run's
-    recipe and model shape. The seed is not recorded in a model folder: the caller vouches for it, and
-    `--combine` refuses to pool the runs if their first day's ranks disagree."""
+    `dest`, after checking it is a full training through the day before this window, with this run's
+    epochs and model shape (what the model folder records). The rest of the recipe (learning rate, batch
+    size, seed) is not recorded there: the caller vouches for it, and `--combine` refuses to pool the
+    runs if their first day's ranks disagree."""
     from tasks.common import atomic_dir, read_json
     from tasks.train import TIMING_FILE
     from tasks.units import MODEL_ITEMS_FILE, TRAIN_FILE
@@ -242,6 +243,12 @@ def replay(
         return events[events["event_ts"] < pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)]
 
     rows, warmup, current = resume_state(work, days, names, done)
+    held = [n for n in names if (work / n).exists()]
+    if done is None and held:  # their models would be taken for this run's
+        raise SystemExit(
+            f"--work {work} holds the models of a finished or another run ({held}), and --out has no unfinished "
+            "report of it to continue: give an empty --work (or delete it) to run again"
+        )
     if warmup is None and warm_from is not None:
         warmup = shared_warmup(warm_from, days[0] - dt.timedelta(days=1), params["train"], work / "warm")
     if warmup is None:

@@ -153,6 +153,9 @@ def _continues_with_work(slice_files, tmp_path, monkeypatch, real_train) -> None
         replay.main([*second[:-4], "--set", "train.full.epochs=3", "--work", str(tmp_path / "work3"),
                      "--out", str(tmp_path / "third.json")])  # fmt: skip
     assert not (tmp_path / "work3" / "warm").exists()
+    held = r"holds the models of a finished or another run \(\['incremental_all_replay'\]\)"
+    with pytest.raises(SystemExit, match=held):
+        replay.main([*args[:-2], "--out", str(tmp_path / "again.json")])  # same --work, nothing to continue
 
 
 def test_a_replay_stopped_mid_training_resumes_at_its_checkpoint(
