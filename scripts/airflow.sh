@@ -57,11 +57,12 @@ write_secret(pathlib.Path(os.environ['AIRFLOW_HOME']) / 'secrets.env',
   echo "Airflow UI: http://127.0.0.1:8080  (log: .run/airflow.log)"
   echo "login: admin; the password is in ${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE#$ROOT/} (mode 600, never logged)"
   echo "in another shell: source scripts/env.sh && eval \"\$(scripts/airflow.sh env)\""
-  echo "1. unpause and trigger freshrec_bootstrap (once); 2. unpause the other two, backfill replay days, e.g."
+  echo "1. unpause and trigger freshrec_bootstrap (once); 2. unpause replay and daily, backfill replay days, e.g."
   echo "   airflow dags unpause freshrec_replay && airflow dags unpause freshrec_daily"
   echo "   airflow backfill create --dag-id freshrec_replay --from-date 1998-03-01 --to-date 1998-03-03"
   echo "   airflow backfill create --dag-id freshrec_daily  --from-date 1998-03-01 --to-date 1998-03-03 --max-active-runs 10"
   echo "3. approve under Browse > Required Actions.  Stop everything with: make stop"
+  echo "   (optional: airflow dags unpause freshrec_store_gc, the object store's daily gc; docs/operations.md)"
 }
 
 stop() {
