@@ -209,20 +209,11 @@ def _day(context) -> str:
 
 
 def _step(fn, *args, **kwargs):
-    """Run a step; a refusal (bad data, failed gate, a FreshrecError that names its cause) fails the task
-    for good: retrying cannot fix it. Infrastructure errors (S3 unreachable, a killed worker) are retried."""
-    from airflow.sdk.exceptions import AirflowFailException
+    """A step's work: a refusal fails the task for good, infrastructure errors are retried
+    (tasks.common.refusal_fails_for_good)."""
+    from tasks.common import refusal_fails_for_good
 
-    from tasks.common import FreshrecError, GateFailed, ValidationFailed
-
-    try:
-        return fn(*args, **kwargs)
-    except (ValidationFailed, GateFailed) as exc:
-        logging.getLogger("freshrec").error("refused: %s", exc)  # first in the log, not only in Post Execute
-        raise AirflowFailException(str(exc)) from exc
-    except FreshrecError as exc:  # a refusal that names its cause (bad input or settings): the same on a retry
-        logging.getLogger("freshrec").error("refused: %s: %s", type(exc).__name__, exc)
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+    return refusal_fails_for_good(fn, *args, **kwargs)
 
 
 def _ctx():

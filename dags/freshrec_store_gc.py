@@ -37,17 +37,12 @@ from tasks.alerts import DayAlert
 def freshrec_store_gc():
     @task
     def collect_garbage() -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from tasks.common import FreshrecError
+        from tasks.common import refusal_fails_for_good
         from tasks.params import load_params
         from tasks.store import Store
 
         store = Store.from_env(load_params())
-        try:
-            return store.gc()
-        except FreshrecError as exc:  # an unreadable listing: the same on a retry, until someone mends it
-            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        return refusal_fails_for_good(store.gc)  # an unreadable listing: the same on a retry, until mended
 
     collect_garbage()
 

@@ -111,6 +111,22 @@ def setup_cli(level: int = logging.INFO) -> None:
     sys.excepthook = refusal_in_one_line
 
 
+def refusal_fails_for_good(fn, *args, **kwargs):
+    """Run `fn` as an Airflow task's work: a refusal (bad data, a failed gate, a FreshrecError that names its
+    cause) fails the task for good, since a retry cannot fix it; infrastructure errors (S3 unreachable, a
+    killed worker) are left to Airflow's retries. What `setup_cli` is to a command line."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        return fn(*args, **kwargs)
+    except (ValidationFailed, GateFailed) as exc:
+        logging.getLogger("freshrec").error("refused: %s", exc)  # first in the log, not only in Post Execute
+        raise AirflowFailException(str(exc)) from exc
+    except FreshrecError as exc:  # a refusal that names its cause (bad input or settings): the same on a retry
+        logging.getLogger("freshrec").error("refused: %s: %s", type(exc).__name__, exc)
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
