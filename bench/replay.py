@@ -169,11 +169,11 @@ def train_resumably(hist, catalogue, day, mode: str, tparams: dict, features, ch
     from tasks.units import MODEL_ITEMS_FILE, TRAIN_FILE
 
     spent = out.with_name(out.name + ".seconds.json")
-    before = read_json(spent)["seconds"] if spent.exists() else 0.0
-    if (out / MODEL_ITEMS_FILE).exists():
+    record = read_json(spent) if spent.exists() else {"carried": 0.0, "seconds": 0.0}
+    if (out / MODEL_ITEMS_FILE).exists():  # the attempt that saved it started after `carried` seconds
         report, timing = read_json(out / TRAIN_FILE), read_json(out / TIMING_FILE)
-        carried = read_json(spent)["carried"] if spent.exists() else 0.0
-        return carried + timing["seconds"], report["examples"] * report["epochs"]
+        return record["carried"] + timing["seconds"], report["examples"] * report["epochs"]
+    before = record["seconds"]
     write_json(spent, {"carried": before, "seconds": before})
     t0 = time.perf_counter()
 
