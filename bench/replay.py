@@ -19,7 +19,7 @@ user's input window never recommended): `window_excluded_ndcg@10` / `_hr@10`, fr
 The JSON report is rewritten (atomically) after every day with the days done so far and
 `"complete": false`, so a multi-hour run that dies keeps what it measured; with `--work DIR` the models
 are kept too, and the same command continues a stopped run after its last finished day (a training it
-was stopped in resumes from its last checkpoint, at most `train.checkpoint_seconds` back). `--warm DIR`
+was stopped in, the warm-up included, resumes from its last checkpoint, at most `train.checkpoint_seconds` back). `--warm DIR`
 starts from another run's warm-up over the same window (its <work>/warm) instead of training one.
 
 `--set train.incremental.lr=1e-4` overrides any params.yaml value for the whole run;
@@ -237,7 +237,6 @@ def replay(
 
     from tasks.evaluate import build_holdout, metrics_from_ranks, model_ranks
     from tasks.history import day_mask
-    from tasks.train import train
 
     def through(day):
         return events[events["event_ts"] < pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)]
@@ -251,11 +250,11 @@ def replay(
         )
     if warmup is None and warm_from is not None:
         warmup = shared_warmup(warm_from, days[0] - dt.timedelta(days=1), params["train"], work / "warm")
-    if warmup is None:
+    if warmup is None:  # an hour on ML-1M: resumable like every training
         warm_day = days[0] - pd.Timedelta(days=1).to_pytimedelta()
-        warm = train(through(warm_day), catalogue, warm_day, "full", params["train"], features, None, work / "warm",
-                     0.0, progress=False)  # fmt: skip
-        warmup = {"through": str(warm_day), "seconds": warm.seconds, "passes": warm.examples * warm.epochs}
+        seconds, passes = train_resumably(through(warm_day), catalogue, warm_day, "full", params["train"], features,
+                                          None, work / "warm")  # fmt: skip
+        warmup = {"through": str(warm_day), "seconds": round(seconds, 3), "passes": passes}
     if not rows and on_day is not None:  # the warm-up is an hour on ML-1M: reported before the first day
         on_day(rows, warmup)
     finished = {r["day"] for r in rows}

@@ -177,20 +177,42 @@ def test_a_replay_stopped_mid_training_resumes_at_its_checkpoint(
     unstopped = replay.main(args("unstopped"))
     real_train, saved = tasks.train.train, []
 
-    def stop_after_three_checkpoints(*a, **kw):
-        if a[3] == "full" and str(a[2]) == "1997-09-30":
-            share = kw["on_checkpoint"]
+    def stop_after_three_checkpoints(day: str):
+        def train(*a, **kw):
+            if a[3] == "full" and str(a[2]) == day:
+                share = kw["on_checkpoint"]
 
-            def on_checkpoint(path):
-                share(path)
-                saved.append(path)
-                if len(saved) == 3:
-                    raise RuntimeError("injected: session ended")
+                def on_checkpoint(path):
+                    share(path)
+                    saved.append(path)
+                    if len(saved) == 3:
+                        raise RuntimeError("injected: session ended")
 
-            kw["on_checkpoint"] = on_checkpoint
-        return real_train(*a, **kw)
+                kw["on_checkpoint"] = on_checkpoint
+            return real_train(*a, **kw)
 
-    monkeypatch.setattr(tasks.train, "train", stop_after_three_checkpoints)
+        return train
+
+    # the warm-up (an hour on ML-1M) resumes the same way
+    monkeypatch.setattr(tasks.train, "train", stop_after_three_checkpoints("1997-09-29"))
+    with pytest.raises(RuntimeError, match="session ended"):
+        replay.main(args("warm"))
+    warm_spent = json.loads((tmp_path / "warm" / "warm.seconds.json").read_text())["seconds"]
+    monkeypatch.setattr(tasks.train, "train", real_train)
+    with caplog.at_level(logging.INFO, logger="tasks.checkpoint"):
+        warmed = replay.main(args("warm"))
+    assert any("resuming training from" in m and "warm.checkpoint" in m for m in caplog.messages)
+    weights = "warm/weights.safetensors"
+    assert (tmp_path / "warm" / weights).read_bytes() == (tmp_path / "unstopped" / weights).read_bytes()
+    assert warmed["warmup"]["seconds"] > warm_spent and warmed["warmup"]["passes"] == unstopped["warmup"]["passes"]
+    def ranks(report: dict) -> list[dict]:  # the rows less their seconds
+        return [{k: v for k, v in r.items() if k != "train_seconds"} for r in report["rows"]]
+
+    assert ranks(warmed) == ranks(unstopped)
+    saved.clear()
+    caplog.clear()
+
+    monkeypatch.setattr(tasks.train, "train", stop_after_three_checkpoints("1997-09-30"))
     with pytest.raises(RuntimeError, match="session ended"):
         replay.main(args("stopped"))
     spent = json.loads((tmp_path / "stopped" / "full" / "0.seconds.json").read_text())
