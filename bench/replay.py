@@ -19,8 +19,9 @@ user's input window never recommended): `window_excluded_ndcg@10` / `_hr@10`, fr
 The JSON report is rewritten (atomically) after every day with the days done so far and
 `"complete": false`, so a multi-hour run that dies keeps what it measured; with `--work DIR` the models
 are kept too, and the same command continues a stopped run after its last finished day (a training it
-was stopped in, the warm-up included, resumes from its last checkpoint, at most `train.checkpoint_seconds` back). `--warm DIR`
-starts from another run's warm-up over the same window (its <work>/warm) instead of training one.
+was stopped in, the warm-up included, resumes from its last checkpoint, at most `train.checkpoint_seconds`
+back). `--warm DIR` starts from another run's warm-up over the same window (its <work>/warm) instead of
+training one.
 
 `--set train.incremental.lr=1e-4` overrides any params.yaml value for the whole run;
 `--variant NAME:lr=1e-4,epochs=1` adds an incremental strategy with its own recipe (to compare
