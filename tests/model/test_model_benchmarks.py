@@ -205,6 +205,7 @@ def test_a_replay_stopped_mid_training_resumes_at_its_checkpoint(
     weights = "warm/weights.safetensors"
     assert (tmp_path / "warm" / weights).read_bytes() == (tmp_path / "unstopped" / weights).read_bytes()
     assert warmed["warmup"]["seconds"] > warm_spent and warmed["warmup"]["passes"] == unstopped["warmup"]["passes"]
+
     def ranks(report: dict) -> list[dict]:  # the rows less their seconds
         return [{k: v for k, v in r.items() if k != "train_seconds"} for r in report["rows"]]
 
