@@ -558,6 +558,7 @@ def combine(paths: list[Path], tolerance: float = 0.0) -> dict:
     if len(datasets) != 1:
         raise SystemExit(f"--combine: the runs replay different datasets {sorted(datasets)}")
     rows: dict[tuple[str, str], dict] = {}
+    source: dict[tuple[str, str], dict] = {}  # the report each pooled row came from
     max_diff = 0.0
     for path, report in zip(paths, reports, strict=True):
         for row in report["rows"]:
@@ -573,9 +574,11 @@ def combine(paths: list[Path], tolerance: float = 0.0) -> dict:
                         "cannot be pooled"
                     )
                 if len(row) > len(rows[key]):  # keep the row with more fields (HR, new items)
-                    rows[key] = row
+                    rows[key], source[key] = row, report
             else:
-                rows[key] = row
+                rows[key], source[key] = row, report
+    for report in reports:
+        fill_from_warmup(rows, source, report)
     pooled = sorted(rows.values(), key=lambda r: r["day"])
     seen = list(dict.fromkeys(name for r in reports for name in r["summary"]))  # reports sort their keys
     names = [n for n in STRATEGIES if n in seen] + [n for n in seen if n not in STRATEGIES]
@@ -593,6 +596,26 @@ def combine(paths: list[Path], tolerance: float = 0.0) -> dict:
     }
     summary = summarize(pooled, names, first["warmup"])
     return {**head, **summary, "complete": all(r.get("complete") for r in reports)}
+
+
+def fill_from_warmup(rows: dict, source: dict, report: dict) -> None:
+    """A run's warm-up is a full retrain through the day before its window. When a window is split into
+    runs (a daily full retrain on ML-1M is 20-60 minutes a day: two runs side by side, or a run continued
+    on another machine), the earlier run's last day trains nothing, and the training the daily full
+    retrain did after that day is the later run's warm-up: it is set into that `full` row, if the two
+    runs share the full recipe (train_params less the incremental one)."""
+    warm = report.get("warmup") or {}
+    key = (warm.get("through"), "full")
+    if key not in rows or rows[key]["train_passes"] or not warm.get("passes"):
+        return
+
+    def recipe(r: dict) -> dict:
+        return {k: v for k, v in r.get("train_params", {}).items() if k != "incremental"}
+
+    if recipe(source[key]) != recipe(report):
+        return
+    threads = {"threads": report["machine"]["threads"]} if "machine" in report else {}
+    rows[key] = {**rows[key], "train_seconds": warm["seconds"], "train_passes": warm["passes"], **threads}
 
 
 def _changed(a, b, prefix: str = "") -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -310,6 +311,38 @@ def test_replay_combine_pools_runs_that_agree_and_refuses_runs_that_do_not(tmp_p
     assert pooled["tolerance"] == 0.01 and pooled["max_shared_row_diff"] == 0.0088
     top = pooled["summary"]["top"]  # measured on d2 only: compared with full on d2 only
     assert top["days"] == 1 and top["ndcg_vs_full"] == round(0.17 / 0.18 - 1, 4)
+
+
+def test_replay_combine_takes_a_later_runs_warmup_as_the_full_retrain_of_the_day_before_it(tmp_path):
+    """A daily full retrain split into runs (d1-d2, then d3-d4: side by side, or continued on another
+    machine): the first run's last day trains nothing, and the training the daily full retrain did after
+    d2 is the second run's warm-up. It is counted for d2, but only from a run with the same full recipe."""
+    import replay
+
+    params = {"seed": 42, "full": {"epochs": 30}, "incremental": {"epochs": 1}}
+
+    def run(name: str, rows, warm: dict, train_params: dict) -> str:
+        path = Path(_report(tmp_path, name, rows))
+        report = json.loads(path.read_text())
+        report |= {"warmup": warm, "train_params": train_params, "machine": {"threads": 1}}
+        path.write_text(json.dumps(report))
+        return str(path)
+
+    first = run("first", [("d1", "full", 0.2, 1000), ("d2", "full", 0.21, 0)], {"through": "d0", "passes": 950,
+                "seconds": 9.5}, params)  # fmt: skip
+    later = {"through": "d2", "passes": 1050, "seconds": 10.5}
+    second = run("second", [("d3", "full", 0.19, 1100), ("d4", "full", 0.2, 0)], later, params)
+    default = run("default", [(d, "inc", 0.2, 40) for d in ("d1", "d2", "d3", "d4")], {"through": "d0"}, params)
+    pooled = replay.main(["--combine", first, second, default, "--out", str(tmp_path / "pooled.json")])
+    d2 = next(r for r in pooled["rows"] if r["day"] == "d2" and r["strategy"] == "full")
+    assert (d2["train_passes"], d2["train_seconds"], d2["threads"]) == (1050, 10.5, 1)
+    assert pooled["summary"]["full"]["train_passes_per_day"] == round((1000 + 1050 + 1100) / 3, 1)
+    assert pooled["summary"]["inc"]["compute_vs_full"] == round(120 / 3150, 4)  # d1-d3: every full day trained
+    assert pooled["warmup"]["through"] == "d0"
+    other = run("other", [("d3", "full", 0.19, 1100)], later, params | {"full": {"epochs": 20}})
+    unfilled = replay.main(["--combine", first, other, "--out", str(tmp_path / "unfilled.json")])
+    d2 = next(r for r in unfilled["rows"] if r["day"] == "d2")
+    assert d2["train_passes"] == 0  # another recipe's warm-up is not the daily full retrain's training
 
 
 def test_replay_compare_pairs_two_runs_by_day_and_refuses_what_cannot_be_paired(tmp_path):
