@@ -41,7 +41,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator, CronDataIntervalTimetable, Param, TaskGroup, dag, task
 
 from tasks.alerts import DayAlert
-from tasks.common import APPROVAL_REASON, window_pattern
+from tasks.common import APPROVAL_REASON, refusal_fails_for_good, window_pattern
 from tasks.settings import settings
 
 TRAIN_QUEUE = settings().train_queue  # `gpu` where a GPU worker listens
@@ -208,14 +208,6 @@ def _day(context) -> str:
     return day_str(day)
 
 
-def _step(fn, *args, **kwargs):
-    """A step's work: a refusal fails the task for good, infrastructure errors are retried
-    (tasks.common.refusal_fails_for_good)."""
-    from tasks.common import refusal_fails_for_good
-
-    return refusal_fails_for_good(fn, *args, **kwargs)
-
-
 def _ctx():
     from airflow.sdk import get_current_context
 
@@ -248,7 +240,7 @@ def _scope(step: str):
             refresh, run_id = context["params"]["refresh_params"], context["run_id"]
             params = snapshot_params(day, current, layout, store, refresh, by=f"run {run_id}")
         else:
-            params = _step(day_params, day, layout, store)
+            params = refusal_fails_for_good(day_params, day, layout, store)
         yield day, params, layout, store, context
 
 
@@ -280,7 +272,7 @@ def _run(step: str, **choices):
     from tasks.pipeline import run_day_step
 
     with _scope(step) as (day, params, layout, store, context):
-        return _step(run_day_step, step, day, params, layout, store, _options(context, **choices))
+        return refusal_fails_for_good(run_day_step, step, day, params, layout, store, _options(context, **choices))
 
 
 @dag(
@@ -398,7 +390,7 @@ def freshrec_daily():
 
         context = get_current_context()
         answer = context["ti"].xcom_pull(task_ids="approve_promotion")
-        approver, reason = _step(approver_of, answer, context["params"]["auto_approve"])
+        approver, reason = refusal_fails_for_good(approver_of, answer, context["params"]["auto_approve"])
         return _run("promote_champion", approver=approver, reason=reason)
 
     @task(trigger_rule="one_failed", retries=0, on_failure_callback=[DayAlert("failed")])
@@ -424,7 +416,7 @@ def freshrec_daily():
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
             answer = ti.xcom_pull(task_ids="approve_promotion", key="decision")
             evidence = ti.xcom_pull(task_ids="prepare_approval")
-            row = _step(
+            row = refusal_fails_for_good(
                 run_step, "summarize_run", day, params, layout, summarize_day,
                 day, params, layout, states, answer, evidence, _api_url(), APPROVAL_TIMEOUT, store=store,
             )  # fmt: skip

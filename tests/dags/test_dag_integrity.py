@@ -219,9 +219,9 @@ def test_a_refusal_that_names_its_cause_fails_for_good_and_io_errors_retry():
         raise ConnectionError("S3 endpoint unreachable")
 
     with pytest.raises(AirflowFailException, match="MissingInput: runs/date=1998-03-01/challenger"):
-        freshrec_daily._step(missing)
+        freshrec_daily.refusal_fails_for_good(missing)
     with pytest.raises(ConnectionError):
-        freshrec_daily._step(unreachable)
+        freshrec_daily.refusal_fails_for_good(unreachable)
 
 
 def test_no_noise_from_code_that_is_not_ours():
