@@ -176,9 +176,14 @@ def test_a_replay_stopped_mid_training_resumes_at_its_checkpoint(
                 "--work", str(tmp_path / name), "--out", str(tmp_path / f"{name}.json")]  # fmt: skip
 
     unstopped = replay.main(args("unstopped"))
-    real_train, saved = tasks.train.train, []
+    real_train = tasks.train.train
 
-    def stop_after_three_checkpoints(day: str):
+    def stop_and_resume(name: str, day: str, model: str) -> tuple[float, dict]:
+        """Stop the run `name` after the third checkpoint of `day`'s full training, run it again; (the seconds
+        the stopped attempt recorded, the resumed run's report), once it resumed at that checkpoint and ended
+        with the unstopped run's weights, byte for byte."""
+        saved = []
+
         def train(*a, **kw):
             if a[3] == "full" and str(a[2]) == day:
                 share = kw["on_checkpoint"]
@@ -192,44 +197,35 @@ def test_a_replay_stopped_mid_training_resumes_at_its_checkpoint(
                 kw["on_checkpoint"] = on_checkpoint
             return real_train(*a, **kw)
 
-        return train
+        monkeypatch.setattr(tasks.train, "train", train)
+        with pytest.raises(RuntimeError, match="session ended"):
+            replay.main(args(name))
+        spent = json.loads((tmp_path / name / f"{model}.seconds.json").read_text())["seconds"]
+        assert spent > 0 and (tmp_path / name / f"{model}.checkpoint").is_dir()
+        monkeypatch.setattr(tasks.train, "train", real_train)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="tasks.checkpoint"):
+            resumed = replay.main(args(name))
+        assert any("resuming training from" in m and f"{model}.checkpoint" in m for m in caplog.messages)
+        weights = f"{model}/weights.safetensors"
+        assert (tmp_path / name / weights).read_bytes() == (tmp_path / "unstopped" / weights).read_bytes()
+        assert not (tmp_path / name / f"{model}.checkpoint").exists()  # cleared once the model is saved
+        return spent, resumed
 
     # the warm-up (an hour on ML-1M) resumes the same way
-    monkeypatch.setattr(tasks.train, "train", stop_after_three_checkpoints("1997-09-29"))
-    with pytest.raises(RuntimeError, match="session ended"):
-        replay.main(args("warm"))
-    warm_spent = json.loads((tmp_path / "warm" / "warm.seconds.json").read_text())["seconds"]
-    monkeypatch.setattr(tasks.train, "train", real_train)
-    with caplog.at_level(logging.INFO, logger="tasks.checkpoint"):
-        warmed = replay.main(args("warm"))
-    assert any("resuming training from" in m and "warm.checkpoint" in m for m in caplog.messages)
-    weights = "warm/weights.safetensors"
-    assert (tmp_path / "warm" / weights).read_bytes() == (tmp_path / "unstopped" / weights).read_bytes()
+    warm_spent, warmed = stop_and_resume("warm", "1997-09-29", "warm")
     assert warmed["warmup"]["seconds"] > warm_spent and warmed["warmup"]["passes"] == unstopped["warmup"]["passes"]
 
     def ranks(report: dict) -> list[dict]:  # the rows less their seconds
         return [{k: v for k, v in r.items() if k != "train_seconds"} for r in report["rows"]]
 
     assert ranks(warmed) == ranks(unstopped)
-    saved.clear()
-    caplog.clear()
 
-    monkeypatch.setattr(tasks.train, "train", stop_after_three_checkpoints("1997-09-30"))
-    with pytest.raises(RuntimeError, match="session ended"):
-        replay.main(args("stopped"))
-    spent = json.loads((tmp_path / "stopped" / "full" / "0.seconds.json").read_text())
-    assert spent["seconds"] > 0 and (tmp_path / "stopped" / "full" / "0.checkpoint").is_dir()
-    monkeypatch.setattr(tasks.train, "train", real_train)
-    with caplog.at_level(logging.INFO, logger="tasks.checkpoint"):
-        resumed = replay.main(args("stopped"))
-    assert any("resuming training from" in m and "0.checkpoint" in m for m in caplog.messages)
-    weights = "full/0/weights.safetensors"
-    assert (tmp_path / "stopped" / weights).read_bytes() == (tmp_path / "unstopped" / weights).read_bytes()
+    spent, resumed = stop_and_resume("stopped", "1997-09-30", "full/0")
     row = next(r for r in resumed["rows"] if r["strategy"] == "full" and r["day"] == "1997-09-30")
-    assert row["train_seconds"] > spent["seconds"]  # the stopped attempt's time is counted
+    assert row["train_seconds"] > spent  # the stopped attempt's time is counted
     first = next(r for r in unstopped["rows"] if r["strategy"] == "full" and r["day"] == "1997-09-30")
     assert row["train_passes"] == first["train_passes"]
-    assert not (tmp_path / "stopped" / "full" / "0.checkpoint").exists()  # cleared once the model is saved
 
     def stop_once_saved(*a, **kw):  # the model is saved, the day's report is not
         res = real_train(*a, **kw)
