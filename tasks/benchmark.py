@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from models.seqrec import SeqRecModel, TopKScorer
-from tasks.common import GateFailed, Layout, read_json, write_json
+from tasks.common import GateFailed, Layout, intra_op_threads, read_json, write_json
 from tasks.export import EXPORT_FILE, FP32_FILE, INT8_FILE, session
 from tasks.params import step_cli
 
@@ -94,15 +94,9 @@ def speedup_bound(fp32: list[np.ndarray], int8: list[np.ndarray], confidence: fl
 
 
 def benchmark(model_dir: Path, onnx_dir: Path, inputs: np.ndarray, params: dict, top_k: int) -> dict:
-    """Time the three runtimes at `params["threads"]` intra-op threads; torch's thread count is the process's,
-    so it is put back after: a training later in the same process (a test, a notebook) would otherwise run
-    at the benchmark's count, and its float sums would round differently from the recorded run's."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(params["threads"])
-    try:
+    """Time the three runtimes at `params["threads"]` intra-op threads (torch's count put back after)."""
+    with intra_op_threads(params["threads"]):
         return _benchmark(model_dir, onnx_dir, inputs, params, top_k)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _benchmark(model_dir: Path, onnx_dir: Path, inputs: np.ndarray, params: dict, top_k: int) -> dict:

@@ -335,6 +335,22 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def intra_op_threads(n: int | None):
+    """Run the block at `n` torch intra-op threads (None: the process's count) and put the count back after.
+    The count is the process's, and it changes a training's bits (a reduction's sums are split by thread):
+    a training later in the same process would otherwise run at this block's count."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def git_commit() -> str:
     """The code version for lineage; `unknown` outside a git checkout."""
     import subprocess

@@ -91,6 +91,18 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
+def numerics() -> dict:
+    """What a CPU training's bits depend on besides its inputs, code and seed: the torch build, the
+    instruction set its kernels dispatch to, and the intra-op thread count (a matmul's or a reduction's
+    sums are split by thread, so 1 and 2 threads round differently). timing.json records it, the version's
+    manifest carries it, and `reproduce` retrains at the recorded thread count."""
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+    }
+
+
 def world() -> tuple[int, int]:
     """(rank, number of processes) of a `torchrun` launch (data-parallel training), else (0, 1)."""
     import torch.distributed as dist
@@ -538,9 +550,10 @@ def incremental_examples(
 
 def _write_report(out: Path, res: TrainResult) -> None:
     """train.json (published with the model) holds results only, so retraining the same day gives the
-    same bytes; the wall time goes to timing.json, which stays with the run."""
+    same bytes; the wall time and the machine's numerics (`numerics`) go to timing.json, which stays with
+    the run and goes into the version's manifest."""
     report = asdict(res)
-    write_json(out / TIMING_FILE, {"seconds": report.pop("seconds"), "device": res.device})
+    write_json(out / TIMING_FILE, {"seconds": report.pop("seconds"), "device": res.device, **numerics()})
     write_json(out / TRAIN_FILE, report)
 
 

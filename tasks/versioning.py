@@ -12,7 +12,11 @@ run (runs/date=D/dvc) and go into the promoted version's manifest (`lineage.dvc`
 `python -m tasks.versioning reproduce --version V` (`make reproduce VERSION=V`) takes those files
 from the manifest, `dvc pull`s the inputs in a fresh workspace, retrains with the same code path,
 and prints `weights sha256 match` (or `mismatch`) with the metrics side by side. CPU training is
-deterministic, so a version trained on CPU must match.
+deterministic for a given torch build, instruction set and intra-op thread count: the version's
+manifest records them (`timings.train`, from `tasks.train.numerics`), the retrain runs at the recorded
+thread count whatever this machine's cores, and a mismatch is reported with the difference that
+explains it (another torch, another instruction set, a GPU, data-parallel training), or with none:
+then the inputs or the code differ.
 """
 
 from __future__ import annotations
@@ -30,7 +34,16 @@ from pathlib import Path
 
 import yaml
 
-from tasks.common import FreshrecError, Layout, day_str, link_or_copy, parse_day, setup_cli, sha256_file
+from tasks.common import (
+    FreshrecError,
+    Layout,
+    day_str,
+    intra_op_threads,
+    link_or_copy,
+    parse_day,
+    setup_cli,
+    sha256_file,
+)
 from tasks.params import load_params
 from tasks.units import DVC_STAGE, TRAIN_FILE
 from tasks.workspace import scratch_dir
@@ -184,7 +197,10 @@ def reproduce(version: str, params: dict, registry, keep: Path | None = None) ->
         run_params = yaml.safe_load((work / "params.yaml").read_text())
         layout = Layout(work / "data")
         shutil.rmtree(layout.run(day) / "challenger", ignore_errors=True)
-        result = train.run(day, run_params, layout, progress=False)
+        recorded_env = {k: ((manifest.get("timings") or {}).get("train") or {}).get(k) for k in ENVIRONMENT}
+        with intra_op_threads(recorded_env["threads"]):  # a reduction's sums are split by thread
+            result = train.run(day, run_params, layout, progress=False)
+            reproduced_env = {**train.numerics(), "device": result.device}
         weights = layout.run(day) / "challenger" / "weights.safetensors"
         recorded = json.loads(_version_file(registry, version, TRAIN_FILE))
         new = json.loads((layout.run(day) / "challenger" / TRAIN_FILE).read_text())
@@ -197,9 +213,39 @@ def reproduce(version: str, params: dict, registry, keep: Path | None = None) ->
             },
             "metrics": {k: {"recorded": recorded.get(k), "reproduced": new.get(k)} for k in sorted(new)},
             "seconds": result.seconds,
+            "environment": {"recorded": recorded_env, "reproduced": reproduced_env},
+            "git_commit": manifest["lineage"].get("git_commit"),
         }
         report["match"] = report["weights_sha256"]["recorded"] == report["weights_sha256"]["reproduced"]
+        report["differences"] = environment_differences(recorded_env, reproduced_env, run_params)
         return report
+
+
+ENVIRONMENT = ("torch", "cpu_capability", "threads", "device")
+
+
+def environment_differences(recorded: dict, reproduced: dict, run_params: dict) -> list[str]:
+    """Why a retrain may round differently from the version, beyond its inputs and code: each a sentence."""
+    out = []
+    if recorded["threads"] is None:
+        out.append(
+            "the version does not record its training machine's numerics (it predates the record), so the retrain "
+            "ran at this machine's thread count: a mismatch may be the machine"
+        )
+    if any(str(env["device"]).startswith("cuda") for env in (recorded, reproduced)):
+        out.append(
+            f"trained on {recorded['device']}, retrained on {reproduced['device']}: GPU kernels are not deterministic"
+        )
+    for key, what in (("torch", "torch"), ("cpu_capability", "CPU instruction set"), ("threads", "intra-op threads")):
+        if recorded[key] is not None and recorded[key] != reproduced[key]:
+            out.append(f"{what} {recorded[key]} when trained, {reproduced[key]} here: kernels round differently")
+    processes = run_params["train"].get("processes", 1)
+    if processes > 1:
+        out.append(
+            f"trained data-parallel over {processes} processes, retrained in one: "
+            "the gradients are summed in another order"
+        )
+    return out
 
 
 def _version_file(registry, version: str, name: str) -> str:
@@ -213,9 +259,16 @@ def format_report(r: dict) -> str:
     sha = r["weights_sha256"]
     lines.append(f"{'weights sha256':<16} {sha['recorded'][:20] + '…':<24} {sha['reproduced'][:20]}…")
     lines += [f"{k:<16} {v['recorded']!s:<24} {v['reproduced']}" for k, v in r["metrics"].items()]
+    env = r["environment"]
+    lines += [f"{k:<16} {env['recorded'][k]!s:<24} {env['reproduced'][k]}" for k in ENVIRONMENT]
     lines.append(
         f"weights sha256 {'match' if r['match'] else 'mismatch'} ({r['version']}, retrained in {r['seconds']:.1f} s)"
     )
+    if not r["match"]:
+        lines += [f"  expected: {d}" for d in r["differences"]] or [
+            "  the same torch, instruction set, threads and device: the inputs or the code differ from the "
+            f"version's (it was trained at commit {r['git_commit']})"
+        ]
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 import yaml
@@ -145,3 +146,29 @@ def test_a_promoted_version_is_reproduced_through_dvc(bootstrapped, registry, ca
     out = capsys.readouterr().out
     assert exit_.value.code == 0, out
     assert "weights sha256 match" in out and "final_loss" in out
+
+
+def test_a_version_is_reproduced_at_its_training_thread_count_on_a_machine_with_other_cores(
+    bootstrapped, registry, capsys
+):
+    """A reduction's sums are split by thread, so 1 and 2 intra-op threads round differently: a laptop
+    or worker with another core count than the training worker's retrained to `mismatch`. The manifest
+    records the training's numerics (torch, instruction set, threads, device) and `reproduce` retrains
+    at the recorded thread count, then puts the process's count back."""
+    import torch
+
+    from tasks.common import intra_op_threads
+    from tasks.versioning import main as versioning_cli
+
+    recorded = registry.manifest(bootstrapped["champion"])["timings"]["train"]
+    assert {"torch", "cpu_capability", "threads", "device"} <= set(recorded), recorded
+    here = recorded["threads"] + 1  # this machine's default: another count than the training's
+    with intra_op_threads(here):
+        with pytest.raises(SystemExit) as exit_:
+            versioning_cli(["reproduce", "--version", "champion"])
+        assert torch.get_num_threads() == here
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0, out
+    assert "weights sha256 match" in out
+    threads = recorded["threads"]
+    assert re.search(rf"^threads\s+{threads}\s+{threads}$", out, re.M), out

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models.seqrec import SeqRecModel
-from tasks.common import sha256_file
+from tasks.common import intra_op_threads, sha256_file
 from tasks.features import update_features
 from tasks.ingest import ingest_day
 from tasks.replay import land_day
@@ -175,16 +175,12 @@ def test_gates_refuse_and_say_why(world, tmp_path):
     assert read_json(run / "evaluation.json")["gate"]["passed"] is False
     export.run(WARM, world["params"], layout)
     tight = {**world["params"], "benchmark": {**world["params"]["benchmark"], "p99_budget_ms": 1e-6, "threads": 1}}
-    before = torch.get_num_threads()
-    torch.set_num_threads(3)
-    try:
+    with intra_op_threads(3):
         with pytest.raises(GateFailed, match="latency gate failed"):
             benchmark.run(WARM, tight, layout)
         # the step timed at its own thread count and left the process's as it was (a later training in this
-        # process, as `tasks.versioning reproduce` in a test, must run at the count the recorded one did)
+        # process runs at the process's count, not the benchmark's)
         assert torch.get_num_threads() == 3
-    finally:
-        torch.set_num_threads(before)
     assert "budget" in read_json(run / "benchmark.json")["gate"]["reason"]
 
 
