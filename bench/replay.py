@@ -595,7 +595,11 @@ def combine(paths: list[Path], tolerance: float = 0.0) -> dict:
         ],
     }
     summary = summarize(pooled, names, first["warmup"])
-    return {**head, **summary, "complete": all(r.get("complete") for r in reports)}
+    # complete: every strategy measured on every day of the pooled window, whichever run measured it
+    # (each source's own flag stays in `sources`: runs split across sessions are each partial)
+    measured = {(r["day"], r["strategy"]) for r in pooled}
+    complete = all((day, name) in measured for day in head["days"] for name in names)
+    return {**head, **summary, "complete": complete}
 
 
 def fill_from_warmup(rows: dict, source: dict, report: dict) -> None:

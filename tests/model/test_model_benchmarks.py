@@ -297,7 +297,9 @@ def test_replay_combine_pools_runs_that_agree_and_refuses_runs_that_do_not(tmp_p
     assert summary["inc"]["compute_vs_full"] == 0.04 and summary["inc"]["ndcg_vs_full"] == round(0.33004 / 0.34 - 1, 4)
     assert summary["stale"]["mean_hr@10"] is not None  # the richer of two identical rows is kept
     assert summary["full"]["mean_hr@10"] is None and summary["full"]["new_items_hr@10"] is None
-    assert report["complete"] is False and [s["command"] for s in report["sources"]] == ["recovered", "recipes"]
+    # every strategy on every day, though each run alone was partial (`sources` keeps their own flags)
+    assert report["complete"] is True and [s["command"] for s in report["sources"]] == ["recovered", "recipes"]
+    assert [s["complete"] for s in report["sources"]] == [False, True]
     other = _report(tmp_path, "other_cpu", [("d2", "stale", 0.1412, 0), ("d2", "top", 0.17, 40)])
     with pytest.raises(SystemExit, match=r"measured stale on d2 at NDCG@10 0\.1412, an earlier run 0\.15:"):
         replay.main(["--combine", recovered, other, "--out", str(tmp_path / "refused.json")])
@@ -307,6 +309,7 @@ def test_replay_combine_pools_runs_that_agree_and_refuses_runs_that_do_not(tmp_p
     assert pooled["tolerance"] == 0.01 and pooled["max_shared_row_diff"] == 0.0088
     top = pooled["summary"]["top"]  # measured on d2 only: compared with full on d2 only
     assert top["days"] == 1 and top["ndcg_vs_full"] == round(0.17 / 0.18 - 1, 4)
+    assert pooled["complete"] is False  # top was measured on d2 only
 
 
 def test_replay_combine_takes_a_later_runs_warmup_as_the_full_retrain_of_the_day_before_it(tmp_path):
@@ -334,7 +337,7 @@ def test_replay_combine_takes_a_later_runs_warmup_as_the_full_retrain_of_the_day
     assert (d2["train_passes"], d2["train_seconds"], d2["threads"]) == (1050, 10.5, 1)
     assert pooled["summary"]["full"]["train_passes_per_day"] == round((1000 + 1050 + 1100) / 3, 1)
     assert pooled["summary"]["inc"]["compute_vs_full"] == round(120 / 3150, 4)  # d1-d3: every full day trained
-    assert pooled["warmup"]["through"] == "d0"
+    assert pooled["warmup"]["through"] == "d0" and pooled["complete"] is True
     other = run("other", [("d3", "full", 0.19, 1100)], later, params | {"full": {"epochs": 20}})
     unfilled = replay.main(["--combine", first, other, "--out", str(tmp_path / "unfilled.json")])
     d2 = next(r for r in unfilled["rows"] if r["day"] == "d2")
