@@ -260,7 +260,9 @@ def format_report(r: dict) -> str:
     lines.append(f"{'weights sha256':<16} {sha['recorded'][:20] + '…':<24} {sha['reproduced'][:20]}…")
     lines += [f"{k:<16} {v['recorded']!s:<24} {v['reproduced']}" for k, v in r["metrics"].items()]
     env = r["environment"]
-    lines += [f"{k:<16} {env['recorded'][k]!s:<24} {env['reproduced'][k]}" for k in ENVIRONMENT]
+    lines += [  # train.json already holds the device
+        f"{k:<16} {env['recorded'][k]!s:<24} {env['reproduced'][k]}" for k in ENVIRONMENT if k not in r["metrics"]
+    ]
     lines.append(
         f"weights sha256 {'match' if r['match'] else 'mismatch'} ({r['version']}, retrained in {r['seconds']:.1f} s)"
     )

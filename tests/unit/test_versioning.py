@@ -29,9 +29,13 @@ def test_the_same_machine_numerics_leave_the_inputs_or_the_code_to_blame():
     assert "expected:" not in out
 
 
-def test_a_match_prints_no_explanation():
-    out = format_report(_report(CPU, {**CPU, "cpu_capability": "AVX2"}, match=True))
+def test_a_match_prints_no_explanation_and_each_field_once():
+    report = _report(CPU, {**CPU, "cpu_capability": "AVX2"}, match=True)
+    report["metrics"]["device"] = {"recorded": "cpu", "reproduced": "cpu"}  # train.json's own field
+    out = format_report(report)
     assert "weights sha256 match" in out and "expected:" not in out and "differ" not in out
+    assert [line.split()[0] for line in out.splitlines()].count("device") == 1
+    assert "cpu_capability   AVX512                   AVX2" in out
 
 
 def test_each_machine_difference_is_named():
