@@ -548,12 +548,21 @@ def incremental_examples(
     return examples
 
 
-def _write_report(out: Path, res: TrainResult) -> None:
+def _note_attempt(extra: dict, here: dict) -> None:
+    """Before a checkpoint is saved: this attempt's numerics join those of the attempts it resumed from."""
+    seen = extra.setdefault("numerics", [])
+    if here not in seen:
+        seen.append(here)
+
+
+def _write_report(out: Path, res: TrainResult, earlier: list[dict] = ()) -> None:
     """train.json (published with the model) holds results only, so retraining the same day gives the
     same bytes; the wall time and the machine's numerics (`numerics`) go to timing.json, which stays with
-    the run and goes into the version's manifest."""
+    the run and goes into the version's manifest, with `earlier_attempts`: the other numerics of attempts
+    this one resumed from (a run killed on one worker and resumed on another with other cores)."""
     report = asdict(res)
-    write_json(out / TIMING_FILE, {"seconds": report.pop("seconds"), "device": res.device, **numerics()})
+    timing = {"seconds": report.pop("seconds"), "device": res.device, **numerics()}
+    write_json(out / TIMING_FILE, timing | ({"earlier_attempts": earlier} if earlier else {}))
     write_json(out / TRAIN_FILE, report)
 
 
@@ -653,6 +662,8 @@ def train(
     checkpointing, origin = None, None
     if checkpoint_dir is not None:  # the origin names the run only for its checkpoints (replays train without)
         checkpointing = Checkpointing(checkpoint_dir, params["checkpoint_seconds"], on_checkpoint)
+        here = numerics()  # each attempt that checkpointed leaves its numerics in the checkpoint it resumes from
+        checkpointing.before_save = lambda: _note_attempt(checkpointing.extra, here)
         origin = init_origin(
             model.config,
             params["seed"],
@@ -690,10 +701,11 @@ def train(
     )
     if world()[0] != 0:  # data-parallel: the first process writes the model (every process holds the same)
         return res
+    attempts = checkpointing.extra.get("numerics", []) if checkpointing is not None else []
     with atomic_dir(out_dir) as tmp:
         model.save(tmp)
         (tmp / MODEL_ITEMS_FILE).write_text(json.dumps(item_ids))
-        _write_report(tmp, res)
+        _write_report(tmp, res, [n for n in attempts if n != numerics()])
     if checkpointing is not None:
         checkpointing.clear()
     LOG.info("trained %s (%s) on %d sequences in %.1fs, loss %.3f", mode, trainable, len(examples), res.seconds, loss)

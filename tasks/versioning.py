@@ -15,7 +15,8 @@ and prints `weights sha256 match` (or `mismatch`) with the metrics side by side.
 deterministic for a given torch build, instruction set and intra-op thread count: the version's
 manifest records them (`timings.train`, from `tasks.train.numerics`), the retrain runs at the recorded
 thread count whatever this machine's cores, and a mismatch is reported with the difference that
-explains it (another torch, another instruction set, a GPU, data-parallel training), or with none:
+explains it (another torch, another instruction set, a GPU, data-parallel training, a training
+resumed on a worker with other numerics), or with none:
 then the inputs or the code differ.
 """
 
@@ -197,7 +198,8 @@ def reproduce(version: str, params: dict, registry, keep: Path | None = None) ->
         run_params = yaml.safe_load((work / "params.yaml").read_text())
         layout = Layout(work / "data")
         shutil.rmtree(layout.run(day) / "challenger", ignore_errors=True)
-        recorded_env = {k: ((manifest.get("timings") or {}).get("train") or {}).get(k) for k in ENVIRONMENT}
+        timing = (manifest.get("timings") or {}).get("train") or {}
+        recorded_env = {k: timing.get(k) for k in ENVIRONMENT}
         with intra_op_threads(recorded_env["threads"]):  # a reduction's sums are split by thread
             result = train.run(day, run_params, layout, progress=False)
             reproduced_env = {**train.numerics(), "device": result.device}
@@ -217,16 +219,24 @@ def reproduce(version: str, params: dict, registry, keep: Path | None = None) ->
             "git_commit": manifest["lineage"].get("git_commit"),
         }
         report["match"] = report["weights_sha256"]["recorded"] == report["weights_sha256"]["reproduced"]
-        report["differences"] = environment_differences(recorded_env, reproduced_env, run_params)
+        report["differences"] = environment_differences(
+            recorded_env, reproduced_env, run_params, timing.get("earlier_attempts", [])
+        )
         return report
 
 
 ENVIRONMENT = ("torch", "cpu_capability", "threads", "device")
 
 
-def environment_differences(recorded: dict, reproduced: dict, run_params: dict) -> list[str]:
+def environment_differences(
+    recorded: dict, reproduced: dict, run_params: dict, earlier_attempts: list[dict] = ()
+) -> list[str]:
     """Why a retrain may round differently from the version, beyond its inputs and code: each a sentence."""
-    out = []
+    out = [
+        f"the training was resumed from a checkpoint made at {a.get('threads')} threads, {a.get('cpu_capability')}, "
+        f"torch {a.get('torch')}: its bits mix two machines' rounding, which one retrain does not repeat"
+        for a in earlier_attempts
+    ]
     if recorded["threads"] is None:
         out.append(
             "the version does not record its training machine's numerics (it predates the record), so the retrain "

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models.seqrec import SeqRecModel
-from tasks.common import intra_op_threads, sha256_file
+from tasks.common import intra_op_threads, read_json, sha256_file
 from tasks.features import update_features
 from tasks.ingest import ingest_day
 from tasks.replay import land_day
@@ -161,7 +161,7 @@ def test_incremental_without_a_champion_is_refused(world, tmp_path):
 def test_gates_refuse_and_say_why(world, tmp_path):
     """Quality floor and latency budget failures raise GateFailed after writing their reports."""
     from tasks import benchmark, evaluate, export
-    from tasks.common import GateFailed, Layout, read_json
+    from tasks.common import GateFailed, Layout
 
     layout = Layout(world["base"] / "data")
     run = layout.run(WARM)
@@ -231,3 +231,35 @@ def test_a_killed_training_resumes_on_another_worker(world, s3_env, tmp_path, ca
     assert (resumed.steps, resumed.final_loss) == (whole.steps, whole.final_loss)
     weights = [sha256_file(w.run(DAY) / "challenger" / "weights.safetensors") for w in (workers["b"], workers["whole"])]
     assert weights[0] == weights[1]
+    assert "earlier_attempts" not in read_json(workers["b"].run(DAY) / "challenger" / "timing.json")  # same numerics
+
+
+@pytest.mark.slow
+def test_a_training_resumed_at_another_thread_count_records_both(world, tmp_path):
+    """A run killed on a worker and resumed on one with other cores mixes two thread counts' rounding:
+    timing.json (the manifest's timings.train) names the earlier attempt's numerics, so `make reproduce`
+    can say why its retrain does not match."""
+    import shutil
+
+    from tasks import train as train_step
+    from tasks.common import Layout
+
+    params = {**world["params"], "train": {**world["params"]["train"], "checkpoint_seconds": 0}}
+    layout = Layout(tmp_path / "w")
+    for part in ("raw", "features"):
+        shutil.copytree(world["base"] / "data" / part, layout.root / part)
+    saves = []
+
+    def killed_after_two(path):
+        saves.append(path)
+        if len(saves) == 2:
+            raise KeyboardInterrupt("SIGKILL stand-in")
+
+    with intra_op_threads(1), pytest.raises(KeyboardInterrupt):
+        train_step.run(DAY, params, layout, mode="full", on_checkpoint=killed_after_two)
+    with intra_op_threads(2):
+        train_step.run(DAY, params, layout, mode="full")
+    timing = read_json(layout.run(DAY) / "challenger" / "timing.json")
+    assert timing["threads"] == 2
+    assert [a["threads"] for a in timing["earlier_attempts"]] == [1]
+    assert timing["earlier_attempts"][0]["cpu_capability"] == timing["cpu_capability"]

@@ -9,7 +9,7 @@ CPU = {"torch": "2.13.0+cpu", "cpu_capability": "AVX512", "threads": 2, "device"
 ONE_PROCESS = {"train": {"processes": 1}}
 
 
-def _report(recorded: dict, reproduced: dict, run_params: dict = ONE_PROCESS, match: bool = False) -> dict:
+def _report(recorded: dict, reproduced: dict, run_params: dict = ONE_PROCESS, match: bool = False, earlier=()) -> dict:
     return {
         "version": "1998-03-03-2b34f058",
         "weights_sha256": {"recorded": "a" * 64, "reproduced": ("a" if match else "b") * 64},
@@ -18,7 +18,7 @@ def _report(recorded: dict, reproduced: dict, run_params: dict = ONE_PROCESS, ma
         "environment": {"recorded": recorded, "reproduced": reproduced},
         "git_commit": "4353f13",
         "match": match,
-        "differences": environment_differences(recorded, reproduced, run_params),
+        "differences": environment_differences(recorded, reproduced, run_params, earlier),
     }
 
 
@@ -49,6 +49,8 @@ def test_each_machine_difference_is_named():
         out = format_report(_report(CPU, here))
         assert f"  expected: {sentence}" in out, out
         assert "the inputs or the code differ" not in out
+    resumed = format_report(_report(CPU, dict(CPU), earlier=[{**CPU, "threads": 8}]))
+    assert "expected: the training was resumed from a checkpoint made at 8 threads, AVX512" in resumed
     ddp = format_report(_report(CPU, dict(CPU), {"train": {"processes": 2}}))
     assert "expected: trained data-parallel over 2 processes, retrained in one" in ddp
 
