@@ -16,8 +16,7 @@ deterministic for a given torch build, instruction set and intra-op thread count
 manifest records them (`timings.train`, from `tasks.train.numerics`), the retrain runs at the recorded
 thread count whatever this machine's cores, and a mismatch is reported with the difference that
 explains it (another torch, another instruction set, a GPU, data-parallel training, a training
-resumed on a worker with other numerics), or with none:
-then the inputs or the code differ.
+resumed on a worker with other numerics), or with none: then the inputs or the code differ.
 """
 
 from __future__ import annotations
