@@ -184,35 +184,50 @@ def test_gates_refuse_and_say_why(world, tmp_path):
     assert "budget" in read_json(run / "benchmark.json")["gate"]["reason"]
 
 
+def _killable_workers(world, root, names):
+    """Params that checkpoint after every batch, a worker's disk per name holding the world's data, and
+    `kill_after(n, share)`: an on_checkpoint that shares each checkpoint (if given) and raises a SIGKILL
+    stand-in at the n-th."""
+    import shutil
+
+    from tasks.common import Layout
+
+    params = {**world["params"], "train": {**world["params"]["train"], "checkpoint_seconds": 0}}
+    workers = {}
+    for name in names:
+        workers[name] = Layout(root / name)
+        for part in ("raw", "features"):
+            shutil.copytree(world["base"] / "data" / part, workers[name].root / part)
+
+    def kill_after(n, share=None):
+        saves = []
+
+        def on_checkpoint(path):
+            if share is not None:
+                share(path)
+            saves.append(path)
+            if len(saves) == n:
+                raise KeyboardInterrupt("SIGKILL stand-in: the node is preempted")
+
+        return on_checkpoint
+
+    return params, workers, kill_after
+
+
 @pytest.mark.slow
 def test_a_killed_training_resumes_on_another_worker(world, s3_env, tmp_path, caplog, monkeypatch):
     """Worker A is killed mid-training; worker B (another disk, another CPU) pulls A's last checkpoint
     from the object store and ends with the same weights as a run that never stopped; the checkpoint
     is gone from the store once the challenger exists."""
-    import shutil
-
     from tasks import train as train_step
-    from tasks.common import Layout
     from tasks.day import CHECKPOINT, checkpoint_sink, pull, push
     from tasks.store import Store
 
-    params = {**world["params"], "train": {**world["params"]["train"], "checkpoint_seconds": 0}}
-    workers = {}
-    for name in ("a", "b", "whole"):
-        layout = workers[name] = Layout(tmp_path / name)
-        for part in ("raw", "features"):
-            shutil.copytree(world["base"] / "data" / part, layout.root / part)
+    params, workers, kill_after = _killable_workers(world, tmp_path, ("a", "b", "whole"))
     store = Store.from_env(params)
-    share, pushes = checkpoint_sink(DAY, params, workers["a"], store), []
-
-    def killed_after_two(path):
-        share(path)
-        pushes.append(path)
-        if len(pushes) == 2:
-            raise KeyboardInterrupt("SIGKILL stand-in: the node is preempted")
-
+    share = checkpoint_sink(DAY, params, workers["a"], store)
     with pytest.raises(KeyboardInterrupt):
-        train_step.run(DAY, params, workers["a"], mode="full", on_checkpoint=killed_after_two)
+        train_step.run(DAY, params, workers["a"], mode="full", on_checkpoint=kill_after(2, share))
     assert store.exists(f"runs/date={DAY}/checkpoint")
     pull(store, workers["b"], DAY, [CHECKPOINT])  # what run_step does before train_challenger
     # B's CPU rounds the text init's SVD in other last bits (injected: one ulp off; another thread count
@@ -239,24 +254,12 @@ def test_a_training_resumed_at_another_thread_count_records_both(world, tmp_path
     """A run killed on a worker and resumed on one with other cores mixes two thread counts' rounding:
     timing.json (the manifest's timings.train) names the earlier attempt's numerics, so `make reproduce`
     can say why its retrain does not match."""
-    import shutil
-
     from tasks import train as train_step
-    from tasks.common import Layout
 
-    params = {**world["params"], "train": {**world["params"]["train"], "checkpoint_seconds": 0}}
-    layout = Layout(tmp_path / "w")
-    for part in ("raw", "features"):
-        shutil.copytree(world["base"] / "data" / part, layout.root / part)
-    saves = []
-
-    def killed_after_two(path):
-        saves.append(path)
-        if len(saves) == 2:
-            raise KeyboardInterrupt("SIGKILL stand-in")
-
+    params, workers, kill_after = _killable_workers(world, tmp_path, ("w",))
+    layout = workers["w"]
     with intra_op_threads(1), pytest.raises(KeyboardInterrupt):
-        train_step.run(DAY, params, layout, mode="full", on_checkpoint=killed_after_two)
+        train_step.run(DAY, params, layout, mode="full", on_checkpoint=kill_after(2))
     with intra_op_threads(2):
         train_step.run(DAY, params, layout, mode="full")
     timing = read_json(layout.run(DAY) / "challenger" / "timing.json")
