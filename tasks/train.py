@@ -555,13 +555,16 @@ def _note_attempt(extra: dict, here: dict) -> None:
         seen.append(here)
 
 
-def _write_report(out: Path, res: TrainResult, earlier: list[dict] = ()) -> None:
+def _write_report(out: Path, res: TrainResult, attempts: list[dict] | None = None) -> None:
     """train.json (published with the model) holds results only, so retraining the same day gives the
     same bytes; the wall time and the machine's numerics (`numerics`) go to timing.json, which stays with
-    the run and goes into the version's manifest, with `earlier_attempts`: the other numerics of attempts
-    this one resumed from (a run killed on one worker and resumed on another with other cores)."""
+    the run and goes into the version's manifest, with `earlier_attempts`: of the `attempts` that
+    checkpointed, those with numerics other than this one's (a run killed on one worker and resumed on
+    another with other cores)."""
     report = asdict(res)
-    timing = {"seconds": report.pop("seconds"), "device": res.device, **numerics()}
+    here = numerics()
+    earlier = [a for a in attempts or [] if a != here]
+    timing = {"seconds": report.pop("seconds"), "device": res.device, **here}
     write_json(out / TIMING_FILE, timing | ({"earlier_attempts": earlier} if earlier else {}))
     write_json(out / TRAIN_FILE, report)
 
@@ -701,11 +704,10 @@ def train(
     )
     if world()[0] != 0:  # data-parallel: the first process writes the model (every process holds the same)
         return res
-    attempts = checkpointing.extra.get("numerics", []) if checkpointing is not None else []
     with atomic_dir(out_dir) as tmp:
         model.save(tmp)
         (tmp / MODEL_ITEMS_FILE).write_text(json.dumps(item_ids))
-        _write_report(tmp, res, [n for n in attempts if n != numerics()])
+        _write_report(tmp, res, checkpointing.extra.get("numerics") if checkpointing is not None else None)
     if checkpointing is not None:
         checkpointing.clear()
     LOG.info("trained %s (%s) on %d sequences in %.1fs, loss %.3f", mode, trainable, len(examples), res.seconds, loss)

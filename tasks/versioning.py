@@ -228,13 +228,13 @@ ENVIRONMENT = ("torch", "cpu_capability", "threads", "device")
 
 
 def environment_differences(
-    recorded: dict, reproduced: dict, run_params: dict, earlier_attempts: list[dict] = ()
+    recorded: dict, reproduced: dict, run_params: dict, earlier_attempts: list[dict] | None = None
 ) -> list[str]:
     """Why a retrain may round differently from the version, beyond its inputs and code: each a sentence."""
     out = [
         f"the training was resumed from a checkpoint made at {a.get('threads')} threads, {a.get('cpu_capability')}, "
         f"torch {a.get('torch')}: its bits mix two machines' rounding, which one retrain does not repeat"
-        for a in earlier_attempts
+        for a in earlier_attempts or []
     ]
     if recorded["threads"] is None:
         out.append(
