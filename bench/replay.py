@@ -550,7 +550,8 @@ def combine(paths: list[Path], tolerance: float = 0.0) -> dict:
     two runs both measured must agree to the coarser one's precision (plus `tolerance`, for runs
     on different CPUs, whose kernels round differently) — the proof that they share the warm-up
     and the code — else the runs are refused, not mixed. Of two agreeing rows the first listed
-    is kept, unless a later one has more fields (HR@10, the new-item slice)."""
+    is kept, unless a later one has more fields (HR@10, the new-item slice); either way the pooled row
+    keeps the training of the one that trained, whichever was listed first."""
     from tasks.common import read_json
 
     reports = [read_json(p) for p in paths]
@@ -574,7 +575,9 @@ def combine(paths: list[Path], tolerance: float = 0.0) -> dict:
                         "cannot be pooled"
                     )
                 if len(row) > len(rows[key]):  # keep the row with more fields (HR, new items)
-                    rows[key], source[key] = row, report
+                    rows[key], source[key] = {**row, **({} if row["train_passes"] else _training(rows[key]))}, report
+                elif not rows[key]["train_passes"]:  # e.g. a one-day window listed before the run that trained
+                    rows[key] = {**rows[key], **_training(row)}
             else:
                 rows[key], source[key] = row, report
     for report in reports:
@@ -600,6 +603,12 @@ def combine(paths: list[Path], tolerance: float = 0.0) -> dict:
     measured = {(r["day"], r["strategy"]) for r in pooled}
     complete = all((day, name) in measured for day in head["days"] for name in names)
     return {**head, **summary, "complete": complete}
+
+
+def _training(row: dict) -> dict:
+    """A row's training fields, if it trained: a one-day window ranked from a saved model (`--warm`)
+    trains nothing, and the run that trained that day's model measured the same row with its training."""
+    return {k: row[k] for k in ("train_seconds", "train_passes", "threads") if k in row} if row["train_passes"] else {}
 
 
 def fill_from_warmup(rows: dict, source: dict, report: dict) -> None:

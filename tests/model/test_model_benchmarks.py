@@ -338,6 +338,13 @@ def test_replay_combine_takes_a_later_runs_warmup_as_the_full_retrain_of_the_day
     assert pooled["summary"]["full"]["train_passes_per_day"] == round((1000 + 1050 + 1100) / 3, 1)
     assert pooled["summary"]["inc"]["compute_vs_full"] == round(120 / 3150, 4)  # d1-d3: every full day trained
     assert pooled["warmup"]["through"] == "d0" and pooled["complete"] is True
+    # a day ranked first by a one-day window from the day before's model (it trains nothing), listed
+    # before the run that trained that day: the pooled row keeps the training, whatever the order
+    window = run("window", [("d3", "full", 0.19, 0)], later, params)
+    for order in ([window, first, second, default], [first, second, default, window]):
+        d3 = next(r for r in replay.main(["--combine", *order, "--out", str(tmp_path / "w.json")])["rows"]
+                  if r["day"] == "d3" and r["strategy"] == "full")  # fmt: skip
+        assert (d3["train_passes"], d3["train_seconds"]) == (1100, 11.0)
     other = run("other", [("d3", "full", 0.19, 1100)], later, params | {"full": {"epochs": 20}})
     unfilled = replay.main(["--combine", first, other, "--out", str(tmp_path / "unfilled.json")])
     d2 = next(r for r in unfilled["rows"] if r["day"] == "d2")
